@@ -1,0 +1,27 @@
+"""neurodissect: dissect a trained medical-image classifier into human-named
+concepts and rebuild it as a concept bottleneck model.
+
+Run `make demo` (or `snakemake`) for the synthetic default; pass
+`--configfile my.yaml` for your own data (config/examples/ has one per
+dataset). Rules live in workflow/rules/, logic in workflow/neurodissect/.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default unless a --configfile is given (a CLI config file
+# replaces it entirely instead of being merged into the demo datasets).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_TARGETS,

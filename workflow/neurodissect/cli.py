@@ -1,0 +1,101 @@
+"""The `neurodissect` command line. Each subcommand calls the same package
+function a rule does; heavy modules are imported only by the subcommand
+that needs them so `neurodissect --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import NeurodissectError
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .data.synth import generate
+
+    generate(args.kind, args.out, n=args.n, size=args.size, seed=args.seed,
+             noise=args.noise, difficulty=args.difficulty)  # fmt: skip
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .data.prepare import prepare_dataset
+
+    prepare_dataset(args.format, args.root, args.out, on_bad_image=args.on_bad_image,
+                    val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                    split_seed=args.split_seed, options=_options(args.option))  # fmt: skip
+    return 0
+
+
+def _options(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise NeurodissectError(f"--option expects KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .provenance.audit import audit_main
+
+    return audit_main(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .evaluate.compare import compare_main
+
+    return compare_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neurodissect", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a synthetic raw dataset with ground truth")
+    s.add_argument("kind", choices=["synthderm", "synthcxr"])
+    s.add_argument("--out", required=True, help="folder to create (raw dataset layout)")
+    s.add_argument("--n", type=int, default=3000, help="number of images")
+    s.add_argument("--size", type=int, default=64, help="image side in pixels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--noise", type=float, default=0.1, help="fraction of labels resampled")
+    s.add_argument("--difficulty", type=float, default=0.5, help="0 easy .. 1 hard")
+    s.set_defaults(func=_synth)
+
+    s = sub.add_parser("prepare-data", help="raw dataset folder -> manifest.parquet (+ boxes, concepts_gt)")
+    s.add_argument("--format", required=True,
+                   choices=["synthderm", "synthcxr", "ham10000", "nih14", "chestx-det",
+                            "mimic-cxr", "fairvlmed", "csv"])  # fmt: skip
+    s.add_argument("--root", required=True, help="raw dataset folder")
+    s.add_argument("--out", required=True, help="output folder (results/{dataset}/data)")
+    s.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
+    s.add_argument("--val-fraction", type=float, default=0.15)
+    s.add_argument("--test-fraction", type=float, default=0.15)
+    s.add_argument("--split-seed", type=int, default=0)
+    s.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="format-specific option (repeatable), e.g. image_column=file")  # fmt: skip
+    s.set_defaults(func=_prepare)
+
+    s = sub.add_parser("audit", help="re-hash every artifact against its provenance")
+    s.add_argument("results_dir")
+    s.set_defaults(func=_audit)
+
+    s = sub.add_parser("compare", help="one table of every run's metrics")
+    s.add_argument("results_dir")
+    s.set_defaults(func=_compare)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NeurodissectError as exc:
+        print(f"neurodissect {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Atomic artifact writes and small readers shared by every stage.
+
+Every artifact is written to a temporary sibling and renamed into place, so an
+interrupted job never leaves a plausible-looking half artifact behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PathLike = str | os.PathLike
+
+
+def _tmp_sibling(dest: Path) -> Path:
+    return dest.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{dest.name}")
+
+
+def remove_path(path: PathLike) -> None:
+    """Remove a file or a directory tree if it exists."""
+    p = Path(path)
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success.
+
+    Works for files and directories (e.g. Zarr stores). On error the temporary
+    is removed and ``dest`` is left untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(dest)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to the temporary path for {dest}")
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        remove_path(tmp)
+
+
+def write_json(obj: Any, dest: PathLike) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars / arrays and paths appear in metrics and provenance
+    if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_parquet(df, dest: PathLike, metadata: dict[str, Any] | None = None) -> None:
+    """Write a DataFrame to parquet atomically; ``metadata`` goes into the schema as JSON."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[b"neurodissect"] = json.dumps(metadata, sort_keys=True, default=_json_default).encode()
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_parquet_metadata(path: PathLike) -> dict[str, Any]:
+    """The ``neurodissect`` JSON block written by :func:`write_parquet` (empty if none)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(b"neurodissect")
+    return json.loads(raw) if raw else {}
+
+
+def save_state_dict(state: dict, dest: PathLike) -> None:
+    """``torch.save`` atomically; contents must load with ``weights_only=True``."""
+    import torch
+
+    with atomic_path(dest) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state_dict(path: PathLike, map_location: str = "cpu") -> dict:
+    """Load a ``.pt`` file safely; a corrupt or foreign file is a clear error naming it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many types for corrupt/unsafe files
+        raise ValueError(
+            f"{path}: not a readable weights-only PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc

@@ -1,0 +1,1 @@
+"""Stage `viz`: matplotlib figures, one submodule per stage (Agg backend, no display needed)."""

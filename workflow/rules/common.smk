@@ -1,0 +1,89 @@
+# Shared by every rule file: config validation, wildcard constraints, code
+# fingerprints and input functions, so the rule files read like a table.
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+# Parse-time helpers come from the package (config only: no torch import here).
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+from neurodissect.config import validate as _validate_config  # noqa: E402
+from neurodissect.config import parse_model  # noqa: E402
+from neurodissect.errors import ConfigError  # noqa: E402
+
+PACKAGE = Path(workflow.basedir) / "workflow" / "neurodissect"
+
+try:
+    config.update(
+        _validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+    )
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+DATASETS = sorted(config["datasets"])
+MODELS = list(config["models"])
+LAYERS = list(config["layers"])
+
+# Each rule file appends the final artifacts it owns; `rule all` requests them.
+ALL_TARGETS = []
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    model=r"[a-z0-9_]+-s[0-9]+",
+    layer=r"[A-Za-z0-9_.]+",
+
+
+# -- code fingerprints --------------------------------------------------------
+# Snakemake's code trigger only sees the script file. Each rule gets
+# params.code = a hash of the package modules it runs, so editing a module
+# reruns exactly the rules that use it (the core modules are used by all).
+CORE_MODULES = ("__init__", "io", "provenance.__init__", "runtime", "errors", "config")
+
+
+def _module_files(name):
+    p = PACKAGE / name.replace(".", "/")
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*.py"))
+    return [p.with_suffix(".py")]
+
+
+def code_version(*modules):
+    h = hashlib.sha256()
+    for name in (*CORE_MODULES, *modules):
+        for f in _module_files(name):
+            h.update(f.relative_to(PACKAGE).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# -- config access --------------------------------------------------------------
+def section(name, *keys):
+    """A config section (or only `keys` of it): the params one rule depends on."""
+    sec = config[name]
+    return {k: sec[k] for k in keys} if keys else dict(sec)
+
+
+def dataset_cfg(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def model_arch(wildcards):
+    return parse_model(wildcards.model)[0]
+
+
+def model_seed(wildcards):
+    return parse_model(wildcards.model)[1]
+
+
+# -- input functions ------------------------------------------------------------
+def raw_root(wildcards):
+    """Folder holding the raw dataset: the configured root, or the synthetic one."""
+    ds = dataset_cfg(wildcards)
+    return ds.get("root") or f"results/{wildcards.dataset}/raw"
+
+
+def raw_inputs(wildcards):
+    """Rule inputs for prepare_data: the generated folder for synthetic data, none for a real root."""
+    ds = dataset_cfg(wildcards)
+    return [] if ds.get("root") else [f"results/{wildcards.dataset}/raw"]
