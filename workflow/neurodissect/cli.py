@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--difficulty", type=float, default=0.5, help="0 easy .. 1 hard")
     s.set_defaults(func=_synth)
 
-    s = sub.add_parser("prepare-data", help="raw dataset folder -> manifest.parquet (+ boxes, concepts_gt)")
+    s = sub.add_parser(
+        "prepare-data", help="raw dataset folder -> manifest.parquet (+ boxes, concepts_gt)"
+    )
     s.add_argument("--format", required=True,
                    choices=["synthderm", "synthcxr", "ham10000", "nih14", "chestx-det",
                             "mimic-cxr", "fairvlmed", "csv"])  # fmt: skip

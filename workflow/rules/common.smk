@@ -23,6 +23,8 @@ except ConfigError as exc:
 DATASETS = sorted(config["datasets"])
 MODELS = list(config["models"])
 LAYERS = list(config["layers"])
+# every layer extract_activations writes: the dissected ones plus the SAE's input
+EXTRACT_LAYERS = list(dict.fromkeys([*LAYERS, config["sae"]["layer"]]))
 
 # Each rule file appends the final artifacts it owns; `rule all` requests them.
 ALL_TARGETS = []

@@ -77,7 +77,9 @@ class Manifest:
             return self
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS} or 'all'")
-        return Manifest(self.df[self.df["split"] == name].reset_index(drop=True), self.meta, self.path)
+        return Manifest(
+            self.df[self.df["split"] == name].reset_index(drop=True), self.meta, self.path
+        )
 
     def image_paths(self) -> list[Path]:
         return [self.root / p for p in self.df["path"]]
@@ -128,8 +130,8 @@ def write_manifest(df: pd.DataFrame, meta: dict[str, Any], dest: PathLike) -> No
 
 def check_same_ids(ids_a, ids_b, name_a: PathLike, name_b: PathLike) -> None:
     """Two artifacts must describe the same images in the same order; else name both files."""
-    a = np.asarray(ids_a).astype(str)
-    b = np.asarray(ids_b).astype(str)
+    a = np.asarray(ids_a).astype(object).astype(str)
+    b = np.asarray(ids_b).astype(object).astype(str)
     if a.shape == b.shape and np.array_equal(a, b):
         return
     only_a = sorted(set(a) - set(b))[:5]
