@@ -9,6 +9,7 @@ package version and git commit, library versions, seed, device and times.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -98,10 +99,8 @@ def git_commit() -> str | None:
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for lib in LIBRARIES:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return versions
 
 
