@@ -21,6 +21,21 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 
 
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    model=r"[a-z0-9_]+-s[0-9]+",
+    layer=r"[A-Za-z0-9_.]+",
+
+
+# stage rule files (each appends its final artifacts to ALL_TARGETS)
+
+
+# cross-run comparison and the provenance audit: keep these two last, their
+# inputs are every target the stage files above registered
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/provenance.smk"
+
+
 rule all:
     default_target: True
     input:

@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("audit", help="re-hash every artifact against its provenance")
     s.add_argument("results_dir")
+    s.add_argument("--skip-images", action="store_true",
+                   help="do not re-hash the raw images listed in manifests")  # fmt: skip
+    s.add_argument("--json", metavar="FILE", help="also write the findings as JSON")
+    s.add_argument("--rocrate", action="store_true",
+                   help="also write RESULTS_DIR/ro-crate-metadata.json (RO-Crate of the provenance)")  # fmt: skip
     s.set_defaults(func=_audit)
 
     s = sub.add_parser("compare", help="one table of every run's metrics")

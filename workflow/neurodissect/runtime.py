@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import NeurodissectError
-from .provenance import build_record, now, write_provenance
+from .provenance import build_record, now, sidecar_path, write_provenance
 
 log = logging.getLogger("neurodissect")
 _progress_stream: TextIO | None = None
@@ -165,6 +165,9 @@ class RunContext:
             root.addHandler(h)
         self._handlers = handlers
         logging.captureWarnings(True)
+        # outputs are about to be rebuilt: provenance left from an earlier run is stale
+        for out in _flatten_paths(self.output):
+            sidecar_path(out).unlink(missing_ok=True)
         log.info("rule %s %s started", self.rule, self.wildcards)
         return self
 

@@ -1,12 +1,18 @@
-# Shared by every rule file: config validation, wildcard constraints, code
-# fingerprints and input functions, so the rule files read like a table.
+# Shared by all rule files — config validation, code fingerprints and
+# input functions — so the rule files read like a table.
 import hashlib
 import os
 import sys
 from pathlib import Path
 
 # Parse-time helpers come from the package (config only: no torch import here).
-sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+# Jobs import it from the same folder, also inside conda envs and on cluster nodes.
+_PKG_ROOT = os.path.join(workflow.basedir, "workflow")
+sys.path.insert(0, _PKG_ROOT)
+if _PKG_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_PKG_ROOT, os.environ.get("PYTHONPATH")) if p
+    )
 from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
@@ -29,11 +35,6 @@ EXTRACT_LAYERS = list(dict.fromkeys([*LAYERS, config["sae"]["layer"]]))
 # Each rule file appends the final artifacts it owns; `rule all` requests them.
 ALL_TARGETS = []
 
-
-wildcard_constraints:
-    dataset=r"[A-Za-z0-9_]+",
-    model=r"[a-z0-9_]+-s[0-9]+",
-    layer=r"[A-Za-z0-9_.]+",
 
 
 # -- code fingerprints --------------------------------------------------------
