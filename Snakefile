@@ -36,6 +36,9 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/provenance.smk"
 
 
+check_rule_resources()
+
+
 rule all:
     default_target: True
     input:

@@ -13,6 +13,12 @@ if _PKG_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (_PKG_ROOT, os.environ.get("PYTHONPATH")) if p
     )
+
+
+# ...and pass it on to cluster jobs
+envvars:
+    "PYTHONPATH",
+
 from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
@@ -25,6 +31,43 @@ try:
     )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# Resources the rules and profiles may name; anything else is a typo that
+# Snakemake would silently ignore (e.g. `gpus=1` never reaching the scheduler).
+KNOWN_RESOURCES = {
+    "mem", "mem_mb", "mem_mib", "disk", "disk_mb", "disk_mib", "runtime", "tmpdir",
+    "gpu", "gpu_model", "gpu_manufacturer", "threads", "_cores", "_nodes", "nodes",
+    "tasks", "cpus_per_task", "constraint", "qos", "slurm_partition", "slurm_account",
+    "slurm_extra", "slurm_requeue", "mpi", "tasks_per_node", "mem_mb_per_cpu",
+}  # fmt: skip
+
+
+def _check_resource_names():
+    rs = workflow.resource_settings
+    named = {"resources": rs.resources, "default-resources": rs.default_resources or {}}
+    named.update({f"set-resources {r}": m for r, m in rs.overwrite_resources.items()})
+    bad = [
+        f"{where}: {key}" for where, mapping in named.items() for key in mapping
+        if key not in KNOWN_RESOURCES
+    ]  # fmt: skip
+    if bad:
+        raise WorkflowError(
+            f"unknown resource name(s) in the profile / command line: {bad}; "
+            f"known: {sorted(KNOWN_RESOURCES)}"
+        )
+
+
+_check_resource_names()
+
+
+def check_rule_resources():
+    """Called once all rule files are included; only known resource names are allowed."""
+    bad = [
+        f"{r.name}: {key}" for r in workflow.rules for key in r.resources
+        if key not in KNOWN_RESOURCES
+    ]  # fmt: skip
+    if bad:
+        raise WorkflowError(f"unknown resource name(s) declared by rules: {bad}")
 
 DATASETS = sorted(config["datasets"])
 MODELS = list(config["models"])
