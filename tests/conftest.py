@@ -64,15 +64,22 @@ def run_snakemake(
     configfile: Path | None = None,
     check: bool = True,
     timeout: int = 1500,
+    profile: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run the real workflow in ``workdir``; on failure show its output in the assertion."""
+    """Run the real workflow in ``workdir``; on failure show its output in the assertion.
+
+    By default it runs locally with the workflow's default profile on 2 cores;
+    ``profile`` selects another profile (e.g. the slurm one) instead.
+    """
     cmd = [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(SNAKEFILE),
         "--directory", str(workdir),
-        "--workflow-profile", str(DEFAULT_PROFILE),
-        "--cores", "2",
     ]  # fmt: skip
+    if profile is None:
+        cmd += ["--workflow-profile", str(DEFAULT_PROFILE), "--cores", "2"]
+    else:
+        cmd += ["--workflow-profile", "none", "--profile", str(profile)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     cmd += list(args)
