@@ -1,0 +1,113 @@
+"""Exact partial reruns: after a change, Snakemake plans exactly the jobs it invalidates.
+
+Each test clones the finished tiny run, changes one thing (a config value, the
+model list, a package module) and reads the job list of a real dry run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, clone_run, deep_update, run_snakemake
+
+# Everything downstream of the annotation branch / the SAE branch, by rule.
+ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation"}
+SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concepts", "evaluate_sae",
+             "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm"}  # fmt: skip
+ALWAYS_AFTER = {"figures", "compare", "audit", "all"}  # summaries of everything
+
+
+def planned_jobs(workdir: Path, config: Path, snakefile: Path | None = None) -> set[str]:
+    """Rule names of the jobs a dry run would run; select_exemplars split by its unit kind."""
+    args = ["-n"]
+    if snakefile is not None:
+        args += ["--snakefile", str(snakefile)]
+    out = run_snakemake(workdir, *args, configfile=config).stdout
+    jobs = set()
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, flags=re.M):
+        if rule == "select_exemplars":
+            kind = "sae" if "/sae/exemplars.parquet" in body else "annotate"
+            rule = f"select_exemplars:{kind}"
+        jobs.add(rule)
+    return jobs
+
+
+def change_config(run: Path, changes: dict) -> Path:
+    cfg = run / "config.yaml"
+    cfg.write_text(yaml.safe_dump(deep_update(yaml.safe_load(cfg.read_text()), changes)))
+    return cfg
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path) -> Path:
+    return clone_run(tiny_run, tmp_path / "run")
+
+
+def test_finished_run_has_nothing_to_do(run):
+    assert planned_jobs(run, run / "config.yaml") == set()
+
+
+def test_sae_l1_coefficient_reruns_the_sae_chain_only(run):
+    jobs = planned_jobs(run, change_config(run, {"sae": {"l1_coefficient": 1e-3}}))
+    assert "train_sae" in jobs
+    assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+    assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
+
+
+def test_annotate_alpha_reruns_matching_and_after_only(run):
+    jobs = planned_jobs(run, change_config(run, {"annotate": {"alpha": 80}}))
+    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation"}, jobs
+
+
+def test_naming_method_reruns_naming_and_after_only(run):
+    jobs = planned_jobs(run, change_config(run, {"naming": {"method": "clip"}}))
+    assert "name_concepts" in jobs
+    assert jobs - ALWAYS_AFTER <= {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
+                                   "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
+
+
+def test_a_new_model_seed_runs_that_models_chain_only(run):
+    cfg = change_config(run, {"models": ["resnet18-s0", "resnet18-s1"]})
+    out = run_snakemake(run, "-n", configfile=cfg).stdout
+    wildcard_models = set(re.findall(r"model=([a-z0-9_]+-s[0-9]+)", out))
+    assert wildcard_models == {"resnet18-s1"}, wildcard_models
+    jobs = planned_jobs(run, cfg)
+    assert "train_opaque" in jobs
+    assert not jobs & {
+        "prepare_data",
+        "build_vocabulary",
+        "train_clip",
+        "embed_images",
+        "embed_texts",
+    }
+
+
+def test_editing_a_package_module_reruns_its_rules_only(run, tmp_path):
+    """A copy of the workflow whose SAE module gained a line: only the SAE chain is planned."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    for folder in ("workflow", "config", "envs"):
+        shutil.copytree(REPO / folder, repo / folder, copy_function=shutil.copy2,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    assert planned_jobs(run, run / "config.yaml", repo / "Snakefile") == set()
+    sae_module = sorted((repo / "workflow" / "neurodissect" / "sae").glob("*.py"))[-1]
+    sae_module.write_text(sae_module.read_text() + "\n# an edit\n")
+    jobs = planned_jobs(run, run / "config.yaml", repo / "Snakefile")
+    assert "train_sae" in jobs
+    assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+
+
+def test_rejected_config_touches_nothing(run):
+    before = {p: p.stat().st_mtime_ns for p in (run / "results").rglob("*") if p.is_file()}
+    cfg = change_config(run, {"sae": {"l1_coefficent": 1.0}})  # typo
+    proc = run_snakemake(run, configfile=cfg, check=False)
+    assert proc.returncode != 0
+    assert "sae" in proc.stderr and "l1_coefficent" in proc.stderr
+    after = {p: p.stat().st_mtime_ns for p in (run / "results").rglob("*") if p.is_file()}
+    assert after == before
