@@ -38,6 +38,7 @@ TINY_CONFIG: dict = {
     "vocab": {"min_df": 2},
     "annotate": {"n_permutations": 100, "n_bootstrap": 20, "max_exemplars": 20},
     "sae": {"expansion": 2, "epochs": 5, "batch_size": 64},
+    "naming": {"n_permutations": 100, "n_bootstrap": 20},
     "cbm": {"n_concepts": 8, "n_nonzero": 4},
 }
 
@@ -81,7 +82,7 @@ def run_snakemake(
     else:
         cmd += ["--workflow-profile", "none", "--profile", str(profile)]
     if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
+        cmd.append(f"--configfile={configfile}")  # '=' so positional targets aren't eaten
     cmd += list(args)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     if check and proc.returncode != 0:

@@ -15,7 +15,7 @@ def _synth(args: argparse.Namespace) -> int:
     from .data.synth import generate
 
     generate(args.kind, args.out, n=args.n, size=args.size, seed=args.seed,
-             noise=args.noise, difficulty=args.difficulty)  # fmt: skip
+             noise=args.noise, difficulty=args.difficulty, workers=args.workers)  # fmt: skip
     return 0
 
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=0.1, help="fraction of labels resampled")
     s.add_argument("--difficulty", type=float, default=0.5, help="0 easy .. 1 hard")
+    s.add_argument("--workers", type=int, default=1, help="processes drawing images (output is identical)")
     s.set_defaults(func=_synth)
 
     s = sub.add_parser(

@@ -26,21 +26,54 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
-def fill_defaults(config: Any, schema: dict[str, Any]) -> Any:
-    """Insert every schema ``default`` missing from ``config`` (recursively, in place)."""
+def _resolve(sub: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local ``$ref`` ("#/$defs/name"), merging the referring schema's own keys."""
+    ref = sub.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return sub
+    target: Any = root
+    for part in ref[2:].split("/"):
+        target = target[part]
+    merged = {**_resolve(target, root), **{k: v for k, v in sub.items() if k != "$ref"}}
+    return merged
+
+
+def fill_defaults(config: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
+    """Insert every schema ``default`` missing from ``config`` (recursively, in place).
+
+    Follows local ``$ref``s and the ``then`` branches of ``allOf`` if/then blocks whose
+    ``if`` matches (e.g. per-format dataset options).
+    """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
     if not isinstance(config, dict):
         return config
-    for key, sub in schema.get("properties", {}).items():
+    props = dict(schema.get("properties", {}))
+    for clause in schema.get("allOf", []):
+        cond = clause.get("if", {}).get("properties", {})
+        if cond and all(_matches(config.get(k), c) for k, c in cond.items()):
+            for key, sub in clause.get("then", {}).get("properties", {}).items():
+                props[key] = {**_resolve(props.get(key, {}), root), **_resolve(sub, root)}
+    for key, sub in props.items():
+        sub = _resolve(sub, root)
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
         if key in config:
-            fill_defaults(config[key], sub)
+            fill_defaults(config[key], sub, root)
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
         for key in config:
-            if key not in schema.get("properties", {}):
-                fill_defaults(config[key], extra)
+            if key not in props:
+                fill_defaults(config[key], extra, root)
     return config
+
+
+def _matches(value: Any, cond: dict[str, Any]) -> bool:
+    if "const" in cond:
+        return value == cond["const"]
+    if "enum" in cond:
+        return value in cond["enum"]
+    return False
 
 
 def _key_path(path) -> str:

@@ -39,7 +39,8 @@ class RawDataset:
       path       image path relative to root, as written in the source (checked later)
       source     "file:row" where the record came from, for error messages
       label      class name (multiclass) or list of class names (multilabel; [] = none)
-      split      train/val/test, or None where the source has no official split
+      split      train/val/test, or None where the source has no official split, or
+                 'trainval' for an official train+val pool (val carved out by group)
       report     free text, or None
       group      optional: patient / lesion id; splits never separate a group
     """

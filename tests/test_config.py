@@ -1,0 +1,77 @@
+"""Config validation: defaults filled, every error names the key path and what is
+allowed — through neurodissect.config.validate and through a real `snakemake -n`."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, deep_update, run_snakemake, write_config
+from neurodissect.config import load_yaml, validate
+from neurodissect.errors import ConfigError
+
+SCHEMA = REPO / "config" / "schema.yaml"
+
+BAD = [
+    ({"opaque": {"epoch": 3}}, ["config key 'opaque': unknown key(s) ['epoch']", "'epochs'"]),
+    ({"opaqe": {"epochs": 3}}, ["config key '<top level>': unknown key(s) ['opaqe']", "'opaque'"]),
+    ({"opaque": {"epochs": "ten"}}, ["config key 'opaque.epochs': expected integer, got str 'ten'"]),
+    ({"annotate": {"scorer": "best"}},
+     ["config key 'annotate.scorer': 'best' is not one of ['mammi', 'soft_wpmi']"]),
+    ({"datasets": {"tiny": {"synth": {"n": 0}}}}, ["config key 'datasets.tiny.synth.n'"]),
+    ({"datasets": {"tiny": {"synth": {"images": 10}}}},
+     ["config key 'datasets.tiny.synth': unknown key(s) ['images']", "'n'"]),
+    ({"datasets": {"tiny": {"format": "dicom"}}}, ["config key 'datasets.tiny.format': 'dicom'"]),
+    ({"data": {"on_bad_image": "ignore"}},
+     ["config key 'data.on_bad_image': 'ignore' is not one of ['error', 'skip']"]),
+    ({"data": {"val_fraction": 1.5}}, ["config key 'data.val_fraction'"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("changes, expected", BAD, ids=lambda v: str(v)[:40])
+def test_validate_names_the_key_path_and_what_is_allowed(changes, expected):
+    with pytest.raises(ConfigError) as err:
+        validate(deep_update(TINY_CONFIG, changes), SCHEMA)
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_every_problem_is_listed_at_once():
+    bad = deep_update(TINY_CONFIG, {"opaque": {"epochs": "ten"}, "annotate": {"scorer": "x"}})
+    with pytest.raises(ConfigError) as err:
+        validate(bad, SCHEMA)
+    assert "opaque.epochs" in str(err.value) and "annotate.scorer" in str(err.value)
+
+
+def test_defaults_are_filled_and_the_default_config_is_the_synthderm_demo():
+    cfg = validate(load_yaml(REPO / "config" / "config.yaml"), SCHEMA)
+    ((name, ds),) = cfg["datasets"].items()
+    assert name == "synthderm" and ds["format"] == "synthderm" and "root" not in ds
+    assert ds["synth"]["n"] == 3000 and ds["synth"]["size"] == 64
+    assert cfg["data"] == {"val_fraction": 0.15, "test_fraction": 0.15, "split_seed": 0,
+                           "on_bad_image": "error", "overview_per_class": 4}  # fmt: skip
+
+
+def test_synthcxr_example_is_valid_and_synthetic():
+    cfg = validate(load_yaml(REPO / "config" / "examples" / "synthcxr.yaml"), SCHEMA)
+    ((name, ds),) = cfg["datasets"].items()
+    assert ds["format"] == "synthcxr" and "root" not in ds
+
+
+def test_schema_synth_defaults_match_the_generator():
+    from neurodissect.data.synth import DEFAULTS
+
+    props = yaml.safe_load(SCHEMA.read_text())["$defs"]["synth"]["properties"]
+    assert {k: v["default"] for k, v in props.items()} == DEFAULTS
+
+
+@pytest.mark.parametrize("changes, expected", [BAD[0], BAD[2], BAD[3]], ids=["unknown-key",
+                         "wrong-type", "bad-enum"])  # fmt: skip
+def test_snakemake_stops_at_load_with_the_key_path(tmp_path, changes, expected):
+    cfg = write_config(tmp_path / "config.yaml", changes)
+    proc = run_snakemake(tmp_path, "-n", configfile=cfg, check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for text in expected:
+        assert text in out, out[-3000:]
+    assert "Building DAG" not in out  # stopped while loading the Snakefile

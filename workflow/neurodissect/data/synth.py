@@ -1,0 +1,93 @@
+"""`neurodissect synth`: procedurally generated raw datasets with planted ground truth.
+
+Two kinds, each laid out like the real dataset it stands in for and read back
+through its adapter (:mod:`neurodissect.data.adapters.synthetic`) like any other:
+
+- ``synthderm`` (HAM10000-like): synthderm_metadata.csv, images/SD_*.png
+- ``synthcxr`` (NIH ChestX-ray14-like): Data_Entry.csv, BBox_List.csv,
+  images/<patient>_<follow-up>.png
+
+plus, for both, reports.csv, ground_truth/{concepts.csv, concepts.json, labels.csv}
+and dataset_card.md (classes, concepts, prevalences, the spurious correlations).
+What is planted and how cases, labels and reports are sampled lives in
+:mod:`.synth_derm` / :mod:`.synth_cxr`; how images look in :mod:`.synth_derm_draw` /
+:mod:`.synth_cxr_draw` (on the primitives of :mod:`.synth_draw`); report sentences
+in :mod:`.synth_reports`; file writing in :mod:`.synth_layout`.
+
+Deterministic: every image, case and report comes from its own random stream
+keyed by (seed, kind, purpose, index), so the same arguments give byte-identical
+files, and the first k images do not depend on ``n``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ..io import PathLike, atomic_path
+
+log = logging.getLogger(__name__)
+
+KINDS = ("synthderm", "synthcxr")
+MIN_SIZE = 16
+# the defaults of config/schema.yaml $defs/synth (tests/test_config.py keeps them equal)
+DEFAULTS = {"n": 3000, "size": 64, "seed": 0, "noise": 0.1, "difficulty": 0.5}
+
+
+def generate(
+    kind: str,
+    out: PathLike,
+    *,
+    n: int = 3000,
+    size: int = 64,
+    seed: int = 0,
+    noise: float = 0.1,
+    difficulty: float = 0.5,
+    workers: int = 1,
+) -> Path:
+    """Write a synthetic raw dataset folder at ``out`` (created atomically) and return it.
+
+    ``noise``: fraction of labels redrawn at random (0..1); ``difficulty``: 0 = large,
+    high-contrast structures, 1 = smaller, fainter ones with more sensor noise.
+    An existing ``out`` is replaced only if it holds an earlier synthetic dataset.
+    ``workers`` processes render images in parallel (same files for any number).
+    """
+    from .synth_layout import SynthParams
+
+    check_arguments(kind, n, size, seed, noise, difficulty)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "dataset_card.md").exists():
+        raise InputError(
+            f"{out}: exists and is not an earlier synthetic dataset; choose an empty or new "
+            "folder (it would be replaced)"
+        )
+    if kind == "synthderm":
+        from .synth_derm import generate_synthderm as write
+    else:
+        from .synth_cxr import generate_synthcxr as write
+    start = time.perf_counter()
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        write(tmp, SynthParams(n, size, seed, float(noise), float(difficulty)), workers)
+    log.info("wrote %d %s images (%d px) to %s in %.1f s", n, kind, size, out,
+             time.perf_counter() - start)  # fmt: skip
+    return out
+
+
+def check_arguments(kind: str, n: int, size: int, seed: int, noise: float, difficulty: float):
+    problems = []
+    if kind not in KINDS:
+        problems.append(f"kind {kind!r} is not one of {list(KINDS)}")
+    if not isinstance(n, int) or n < 1:
+        problems.append(f"n={n!r}: expected a positive number of images")
+    if not isinstance(size, int) or size < MIN_SIZE:
+        problems.append(f"size={size!r}: expected an image side of at least {MIN_SIZE} px")
+    if not isinstance(seed, int) or seed < 0:
+        problems.append(f"seed={seed!r}: expected a non-negative integer")
+    for name, value in (("noise", noise), ("difficulty", difficulty)):
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            problems.append(f"{name}={value!r}: expected a number in [0, 1]")
+    if problems:
+        raise InputError("synth: " + "; ".join(problems))
