@@ -28,6 +28,17 @@ wildcard_constraints:
 
 
 # stage rule files (each appends its final artifacts to ALL_TARGETS)
+include: "workflow/rules/data.smk"
+include: "workflow/rules/vocab.smk"
+include: "workflow/rules/clip.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/sae.smk"
+include: "workflow/rules/annotate.smk"
+include: "workflow/rules/naming.smk"
+include: "workflow/rules/cav.smk"
+include: "workflow/rules/cbm.smk"
+include: "workflow/rules/viz.smk"
 
 
 # cross-run comparison and the provenance audit: keep these two last, their

@@ -39,6 +39,8 @@ TINY_CONFIG: dict = {
     "annotate": {"n_permutations": 100, "n_bootstrap": 20, "max_exemplars": 20},
     "sae": {"expansion": 2, "epochs": 5, "batch_size": 64},
     "naming": {"n_permutations": 100, "n_bootstrap": 20},
+    # 240 images: no name passes the naming confidence test, use the flagged ones
+    "cav": {"include_uninterpretable": True},
     "cbm": {"n_concepts": 8, "n_nonzero": 4},
 }
 

@@ -17,7 +17,10 @@ from conftest import REPO, run_snakemake, write_config
 
 SLURM_DIR = REPO.parent / "shared" / "slurm"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
-GPU_RULES = {"train_opaque", "extract_activations", "train_clip", "embed_images", "train_sae"}
+GPU_RULES = {
+    "train_opaque", "extract_activations", "train_clip", "load_clip", "embed_images",
+    "embed_texts", "train_sae", "encode_latents",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import re
 import tomllib
 
 import yaml
+
 from conftest import REPO
 
 # conda-forge name -> PyPI name where they differ

@@ -52,6 +52,18 @@ def test_finished_run_has_nothing_to_do(run):
     assert planned_jobs(run, run / "config.yaml") == set()
 
 
+def _reversed_keys(value):
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    return value
+
+
+def test_the_same_config_in_another_key_order_reruns_nothing(run):
+    cfg = run / "config.yaml"
+    cfg.write_text(yaml.safe_dump(_reversed_keys(yaml.safe_load(cfg.read_text())), sort_keys=False))
+    assert planned_jobs(run, cfg) == set()
+
+
 def test_sae_l1_coefficient_reruns_the_sae_chain_only(run):
     jobs = planned_jobs(run, change_config(run, {"sae": {"l1_coefficient": 1e-3}}))
     assert "train_sae" in jobs

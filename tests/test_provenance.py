@@ -20,7 +20,7 @@ import zarr
 from conftest import clone_run, run_snakemake
 from neurodissect.activations.store import StoreWriter
 from neurodissect.io import atomic_path, read_json, write_json, write_parquet
-from neurodissect.provenance import read_provenance, sha256_file, sidecar_path
+from neurodissect.provenance import digest, read_provenance, sha256_file, sidecar_path
 from neurodissect.provenance.audit import audit
 from neurodissect.provenance.rocrate import write_rocrate
 from neurodissect.runtime import RunContext
@@ -122,6 +122,16 @@ def test_failed_job_leaves_no_artifact_and_no_provenance(tmp_path):
         run_job("x", {}, {"out": str(dest)}, {}, body)
     assert not dest.exists() and not sidecar_path(dest).exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_digest_ignores_snakemakes_timestamp_marker_but_not_content(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.bin").write_bytes(b"abc")
+    before = digest(tmp_path)
+    (tmp_path / ".snakemake_timestamp").touch()  # snakemake adds it to directory() outputs
+    assert digest(tmp_path) == before
+    (tmp_path / "sub" / "a.bin").write_bytes(b"abd")
+    assert digest(tmp_path) != before
 
 
 def test_audit_passes_on_a_consistent_chain(tmp_path):

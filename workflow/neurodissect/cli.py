@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--noise", type=float, default=0.1, help="fraction of labels resampled")
     s.add_argument("--difficulty", type=float, default=0.5, help="0 easy .. 1 hard")
-    s.add_argument("--workers", type=int, default=1, help="processes drawing images (output is identical)")
+    s.add_argument(
+        "--workers", type=int, default=1, help="processes drawing images (output is identical)"
+    )
     s.set_defaults(func=_synth)
 
     s = sub.add_parser(

@@ -115,7 +115,20 @@ def validate(config: Any, schema_path: str | Path) -> dict[str, Any]:
     if errors:
         lines = [_describe(e, schema) for e in errors]
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(lines))
-    return config
+    return sort_keys(config)
+
+
+def sort_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted (recursively).
+
+    Snakemake compares a rule's params by value *including dict order*, so the same
+    settings written in another order would otherwise rerun every rule.
+    """
+    if isinstance(value, dict):
+        return {k: sort_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sort_keys(v) for v in value]
+    return value
 
 
 def parse_model(model: str) -> tuple[str, int]:

@@ -130,6 +130,253 @@ def raw_root(wildcards):
 
 
 def raw_inputs(wildcards):
-    """Rule inputs for prepare_data: the generated folder for synthetic data, none for a real root."""
+    """Rule inputs for prepare_data: the generated folder for synthetic data, the metadata
+    files of a real root (see raw_metadata_files)."""
     ds = dataset_cfg(wildcards)
-    return [] if ds.get("root") else [f"results/{wildcards.dataset}/raw"]
+    return raw_metadata_files(ds) if ds.get("root") else [f"results/{wildcards.dataset}/raw"]
+
+
+# -- naming -----------------------------------------------------------------------
+def naming_inputs(wildcards):
+    """name_concepts inputs: latents + exemplars, then what naming.method reads."""
+    data = f"results/{wildcards.dataset}"
+    sae = f"{data}/{wildcards.model}/sae"
+    inputs = {"exemplars": f"{sae}/exemplars.parquet", "latents": f"{sae}/latents.zarr"}
+    if config["naming"]["method"] in ("reports", "llm"):
+        inputs["manifest"] = f"{data}/data/manifest.parquet"
+        inputs["doc_phrases"] = f"{data}/vocab/doc_phrases.parquet"
+        inputs["vocabulary"] = f"{data}/vocab/concepts.parquet"
+    else:  # clip
+        inputs["vocabulary"] = f"{data}/vocab/concepts.parquet"
+        inputs["image_emb"] = f"{data}/clip/image_emb.zarr"
+        inputs["text_emb"] = f"{data}/clip/text_emb.zarr"
+    return inputs
+
+
+def naming_config():
+    """naming.* for name_concepts; the llm block only when it is used, so editing it
+    does not rerun the offline namers."""
+    cfg = dict(config["naming"])
+    if cfg["method"] != "llm":
+        cfg.pop("llm")
+    return cfg
+
+
+# -- real datasets (adapters stage) -----------------------------------------------------
+def raw_metadata_files(ds):
+    """Metadata files of a real dataset under its root (Data_Entry_2017.csv + split lists +
+    BBox_List_2017.csv, HAM10000_metadata.csv, annotation.json + label CSV, ...), so
+    prepare_data reruns when one changes; images are hashed into the manifest instead."""
+    from neurodissect.data.adapters.raw_files import metadata_files
+
+    return metadata_files(ds["format"], ds["root"], ds.get("options") or {})
+
+
+# -- sae ----------------------------------------------------------------------------
+SAE_EVAL_KEYS = ("eval_split", "recovery_auroc")
+
+
+def sae_features(wildcards):
+    """The activation store the SAE reads (sae.layer of this run)."""
+    return (
+        f"results/{wildcards.dataset}/{wildcards.model}/activations/{config['sae']['layer']}.zarr"
+    )
+
+
+def sae_train_config():
+    """sae.* that shape training: not the layer (it is the input path) nor evaluation keys."""
+    return {k: v for k, v in config["sae"].items() if k not in ("layer", *SAE_EVAL_KEYS)}
+
+
+def sae_evaluation_inputs(wildcards):
+    """evaluate_sae inputs (the planted-concept truth is empty for real datasets)."""
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    data = f"results/{wildcards.dataset}/data"
+    return {
+        "model": f"{run}/sae/sae.pt",
+        "acts": sae_features(wildcards),
+        "latents": f"{run}/sae/latents.zarr",
+        "concepts": f"{run}/sae/concepts.parquet",
+        "manifest": f"{data}/manifest.parquet",
+        "opaque": f"{run}/opaque/model.pt",
+        "gt_table": f"{data}/concepts_gt.parquet",
+        "gt_synonyms": f"{data}/concepts_gt.json",
+    }
+
+
+# -- models / activations ---------------------------------------------------------------
+def opaque_weights_file():
+    """opaque.weights when it names a file (not none / torchvision), else None."""
+    weights = config["opaque"]["weights"]
+    return None if weights in ("none", "torchvision") else weights
+
+
+def opaque_inputs(wildcards):
+    """train_opaque inputs: the manifest, plus the weights file so replacing it retrains."""
+    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
+    if opaque_weights_file():
+        inputs["weights"] = opaque_weights_file()
+    return inputs
+
+
+# -- data (synthetic datasets, prepare_data) --------------------------------------------
+SYNTH_FORMATS = ("synthderm", "synthcxr")
+SYNTH_MODULES = (
+    "data.synth", "data.synth_derm", "data.synth_derm_draw", "data.synth_cxr",
+    "data.synth_cxr_draw", "data.synth_draw", "data.synth_layout", "data.synth_reports",
+)  # fmt: skip
+PREPARE_KEYS = ("val_fraction", "test_fraction", "split_seed", "on_bad_image")
+
+
+def synth_options(wildcards):
+    """Generator options of a synthetic dataset without a root (schema defaults filled in)."""
+    ds = dataset_cfg(wildcards)
+    if ds["format"] not in SYNTH_FORMATS or ds.get("root"):
+        raise WorkflowError(
+            f"dataset '{wildcards.dataset}': results/{wildcards.dataset}/raw is generated only "
+            f"for the synthetic formats {SYNTH_FORMATS} without a `root`"
+        )
+    return dict(ds["synth"])
+
+
+def prepare_code(wildcards):
+    """prepare_data's code fingerprint: the shared checks plus this format's adapter (the
+    synthetic adapters also read the generators' class and concept tables)."""
+    from neurodissect.data.adapters import ADAPTERS
+
+    fmt = dataset_cfg(wildcards)["format"]
+    adapter = ADAPTERS[fmt].split(":")[0].removeprefix("neurodissect.")
+    synth = SYNTH_MODULES[1:] if fmt in SYNTH_FORMATS else ()
+    return code_version(
+        "data.prepare", "data.manifest", "data.images", "data.adapters.__init__",
+        "data.adapters.common", adapter, *synth,
+    )  # fmt: skip
+
+
+# -- annotate -------------------------------------------------------------------------
+# `units` = annotate/{layer} (a layer's neurons) or sae (the SAE's latents): the same
+# select_exemplars / match_concepts rules serve both.
+ANNOTATE_UNITS = r"annotate/[A-Za-z0-9_.]+|sae"
+BOX_FORMATS = ("synthcxr", "nih14", "chestx-det")
+
+
+def units_store(wildcards):
+    """The unit-activation store of `units`: a layer's activations or the SAE latents."""
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    if wildcards.units == "sae":
+        return f"{run}/sae/latents.zarr"
+    return f"{run}/activations/{wildcards.units.split('/', 1)[1]}.zarr"
+
+
+def annotation_evaluation_inputs(wildcards):
+    """evaluate_annotation inputs: the layer's annotation, truth tables, and for box
+    datasets what localization needs (the CAM layer's maps and the head for class units)."""
+    data = f"results/{wildcards.dataset}/data"
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    inputs = {
+        "concepts": f"{run}/annotate/{wildcards.layer}/neuron_concepts.parquet",
+        "exemplars": f"{run}/annotate/{wildcards.layer}/exemplars.parquet",
+        "store": f"{run}/activations/{wildcards.layer}.zarr",
+        "manifest": f"{data}/manifest.parquet",
+        "gt_table": f"{data}/concepts_gt.parquet",
+        "gt_synonyms": f"{data}/concepts_gt.json",
+        "boxes": f"{data}/boxes.parquet",
+        "text_emb": f"results/{wildcards.dataset}/clip/text_emb.zarr",
+        "clip_model": f"results/{wildcards.dataset}/clip/model",
+    }
+    cam_layer = config["annotate"]["cam_layer"]
+    if dataset_cfg(wildcards)["format"] in BOX_FORMATS and cam_layer in EXTRACT_LAYERS:
+        inputs["cam_store"] = f"{run}/activations/{cam_layer}.zarr"
+        inputs["opaque"] = f"{run}/opaque/model.pt"
+    return inputs
+
+
+# -- vocab / clip -------------------------------------------------------------------------
+CLIP_LOAD_KEYS = {"open_clip": ("model_name", "pretrained"), "local": ("path",)}
+
+
+def vocab_inputs(wildcards):
+    """build_vocabulary inputs: the manifest, plus vocab.concept_list so editing it reruns."""
+    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
+    if config["vocab"]["concept_list"]:
+        inputs["concept_list"] = config["vocab"]["concept_list"]
+    return inputs
+
+
+def clip_train_config():
+    """clip.* that shape training (not the keys of the other sources)."""
+    skip = ("source", "model_name", "pretrained", "path")
+    return {k: v for k, v in config["clip"].items() if k not in skip}
+
+
+def clip_load_config():
+    """clip.* of load_clip: the source and its own keys (plus the evaluation batch size)."""
+    source = config["clip"]["source"]
+    return section("clip", "source", "batch_size", *CLIP_LOAD_KEYS.get(source, ()))
+
+
+def clip_load_inputs(wildcards):
+    """load_clip inputs: the manifest, plus the local-dir of clip.source: local."""
+    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
+    if config["clip"]["source"] == "local":
+        if not config["clip"]["path"]:
+            raise WorkflowError("clip.source is 'local' but clip.path is not set")
+        inputs["local_dir"] = config["clip"]["path"]
+    return inputs
+
+
+# -- cav / cbm ------------------------------------------------------------------------------
+# build_cbm's cbm.* keys (n_concepts / class_relevance feed select_concepts, explain_top_k
+# evaluate_cbm), so e.g. changing cbm.n_nonzero reruns neither train_cavs nor the selection
+CBM_BUILD_KEYS = ("n_nonzero", "features", "c_grid", "max_iter", "memory_mb")
+
+
+def cav_inputs(wildcards):
+    """train_cavs inputs: the SAE's input features, its latents and names, the manifest."""
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    return {
+        "acts": sae_features(wildcards),
+        "latents": f"{run}/sae/latents.zarr",
+        "concepts": f"{run}/sae/concepts.parquet",
+        "manifest": f"results/{wildcards.dataset}/data/manifest.parquet",
+    }
+
+
+def selection_inputs(wildcards):
+    """select_concepts inputs: the CAVs and their accuracy, plus the opaque model when
+    cbm.class_relevance weighs concepts by its head and the manifest (class names) when
+    cbm.exclude_class_names drops concepts named like a class."""
+    cbm = f"results/{wildcards.dataset}/{wildcards.model}/cbm"
+    inputs = {"cavs": f"{cbm}/cavs.zarr", "accuracy": f"{cbm}/cav_accuracy.parquet"}
+    if config["cbm"]["class_relevance"]:
+        inputs["opaque"] = f"results/{wildcards.dataset}/{wildcards.model}/opaque/model.pt"
+    if config["cbm"]["exclude_class_names"]:
+        inputs["manifest"] = f"results/{wildcards.dataset}/data/manifest.parquet"
+    return inputs
+
+
+def cbm_inputs(wildcards):
+    """build_cbm inputs: features, CAVs, the selection, the manifest."""
+    cbm = f"results/{wildcards.dataset}/{wildcards.model}/cbm"
+    return {
+        "acts": sae_features(wildcards),
+        "cavs": f"{cbm}/cavs.zarr",
+        "selected": f"{cbm}/selected.parquet",
+        "manifest": f"results/{wildcards.dataset}/data/manifest.parquet",
+    }
+
+
+def cbm_evaluation_inputs(wildcards):
+    """evaluate_cbm inputs (the planted-concept truth is empty for real datasets)."""
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    data = f"results/{wildcards.dataset}/data"
+    return {
+        "model": f"{run}/cbm/model.npz",
+        "scores": f"{run}/cbm/scores.zarr",
+        "acts": sae_features(wildcards),
+        "manifest": f"{data}/manifest.parquet",
+        "opaque": f"{run}/opaque/model.pt",
+        "opaque_metrics": f"{run}/opaque/metrics.json",
+        "gt_table": f"{data}/concepts_gt.parquet",
+        "gt_synonyms": f"{data}/concepts_gt.json",
+    }

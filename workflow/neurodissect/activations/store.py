@@ -28,55 +28,69 @@ from ..io import PathLike, atomic_path
 SPLIT_ORDER = ("train", "val", "test")
 
 
+class _RowBuffer:
+    """Rows appended in any block size, written to one array in whole chunks."""
+
+    def __init__(self, array, dtype) -> None:
+        self.array, self.dtype = array, dtype
+        self.chunk_rows = array.chunks[0]
+        self.filled = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def append(self, block: np.ndarray) -> None:
+        self._pending.append(block)
+        self._pending_rows += len(block)
+        if self._pending_rows >= self.chunk_rows:
+            self.flush(final=False)
+
+    def flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        # write whole chunks now; keep the remainder unless this is the end
+        n = len(rows) if final else (len(rows) // self.chunk_rows) * self.chunk_rows
+        if n:
+            self.array[self.filled : self.filled + n] = rows[:n].astype(self.dtype, copy=False)
+            self.filled += n
+        rest = rows[n:].copy() if n else rows  # a copy frees the written block
+        self._pending = [rest] if len(rest) else []
+        self._pending_rows = len(rest)
+
+
 class _SplitBuffer:
     def __init__(
         self, group, n_rows: int, n_units: int, chunk_rows: int, spatial_shape, compressors
     ):
-        self.n_rows, self.chunk_rows, self.filled = n_rows, chunk_rows, 0
-        self.acts = group.create_array(
+        self.n_rows = n_rows
+        acts = group.create_array(
             "acts", shape=(n_rows, n_units), dtype="float32",
             chunks=(min(chunk_rows, max(n_rows, 1)), n_units), compressors=compressors,
         )  # fmt: skip
+        self.acts = _RowBuffer(acts, np.float32)
         self.maps = None
         if spatial_shape is not None:
             h, w = spatial_shape
-            # map chunks hold fewer rows: one chunk of C x h x w float16 per ~8 MB
+            # map chunks hold fewer rows: one chunk of C x h x w float16 per ~8 MB; they are
+            # buffered and flushed on their own, so memory stays ~one map chunk per split
             map_rows = max(1, min(chunk_rows, (8 << 20) // max(1, n_units * h * w * 2)))
-            self.maps = group.create_array(
+            maps = group.create_array(
                 "maps", shape=(n_rows, n_units, h, w), dtype="float16",
-                chunks=(map_rows, n_units, h, w), compressors=compressors,
+                chunks=(min(map_rows, max(n_rows, 1)), n_units, h, w), compressors=compressors,
             )  # fmt: skip
-        self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
-        self._pending_rows = 0
+            self.maps = _RowBuffer(maps, np.float16)
 
     def append(self, acts: np.ndarray, maps: np.ndarray | None) -> None:
-        self._pending.append((acts, maps))
-        self._pending_rows += len(acts)
-        if self._pending_rows >= self.chunk_rows:
-            self._flush(final=False)
-
-    def _flush(self, final: bool) -> None:
-        if not self._pending:
-            return
-        acts = np.concatenate([a for a, _ in self._pending])
-        maps = None
+        self.acts.append(acts)
         if self.maps is not None:
-            maps = np.concatenate([m for _, m in self._pending])
-        # write whole chunks now; keep the remainder unless this is the end
-        n = len(acts) if final else (len(acts) // self.chunk_rows) * self.chunk_rows
-        if n:
-            self.acts[self.filled : self.filled + n] = acts[:n]
-            if maps is not None:
-                self.maps[self.filled : self.filled + n] = maps[:n].astype(np.float16)
-            self.filled += n
-        rest = (acts[n:], None if maps is None else maps[n:])
-        self._pending = [rest] if len(rest[0]) else []
-        self._pending_rows = len(rest[0])
+            self.maps.append(maps)
 
     def close(self, where: str) -> None:
-        self._flush(final=True)
-        if self.filled != self.n_rows:
-            raise ValueError(f"{where}: wrote {self.filled} rows, expected {self.n_rows}")
+        for buf in (self.acts, self.maps):
+            if buf is not None:
+                buf.flush(final=True)
+                if buf.filled != self.n_rows:
+                    raise ValueError(f"{where}: wrote {buf.filled} rows, expected {self.n_rows}")
 
 
 class StoreWriter:

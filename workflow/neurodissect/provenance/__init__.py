@@ -30,6 +30,8 @@ LIBRARIES = (
     "open_clip_torch", "spacy", "snakemake", "matplotlib",
 )  # fmt: skip
 _CHUNK = 1 << 20
+# Snakemake touches this marker inside directory() outputs after the job: not content
+SNAKEMAKE_MARKERS = frozenset({".snakemake_timestamp"})
 
 
 def sidecar_path(artifact: PathLike) -> Path:
@@ -49,7 +51,8 @@ def sha256_tree(path: PathLike) -> str:
     """Digest of a directory: every file's relative path and content, in sorted order."""
     root = Path(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = (p for p in root.rglob("*") if p.is_file() and p.name not in SNAKEMAKE_MARKERS)
+    for f in sorted(files):
         h.update(f.relative_to(root).as_posix().encode() + b"\0")
         h.update(sha256_file(f).encode() + b"\n")
     return h.hexdigest()

@@ -1,0 +1,495 @@
+"""Stage annotate: adaptive exemplars, MAMMI / soft-WPMI matching, calibrated confidence,
+evaluation against known truth, localization — on hand-made arrays with known answers,
+on real stores and prepared synthetic data, and in the tiny DAG run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import zarr
+
+from neurodissect.activations.store import ActivationStore, StoreWriter
+from neurodissect.annotate import confidence as conf
+from neurodissect.annotate import localization as loc
+from neurodissect.annotate.exemplars import (
+    ExemplarParams,
+    adaptive_thresholds,
+    read_exemplars,
+    select_exemplars,
+    select_from_array,
+    stream_exemplars,
+)
+from neurodissect.annotate.matching import (
+    MatchParams,
+    SoftWPMIParams,
+    SoftWPMIScorer,
+    mammi_scorer,
+    match_concepts,
+)
+from neurodissect.errors import InputError
+from neurodissect.evaluate.annotation import (
+    AnnotationInputs,
+    EvalParams,
+    Truth,
+    annotation_metrics,
+    evaluate_annotation,
+    planted_truth,
+    score_assignment,
+    score_units,
+)
+from neurodissect.io import read_parquet_metadata, save_state_dict
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def write_store(path, splits: dict, attrs=None, maps=None, chunk_rows=64):
+    """splits: name -> (ids, acts (N, C)); maps: name -> (N, C, h, w)."""
+    n_units = next(iter(splits.values()))[1].shape[1]
+    shape = next(iter(maps.values())).shape[2:] if maps else None
+    with StoreWriter(path, n_units=n_units, attrs=attrs or {}, chunk_rows=chunk_rows,
+                     spatial_shape=shape) as w:  # fmt: skip
+        for split, (ids, acts) in splits.items():
+            w.begin_split(split, ids)
+            w.append(split, acts, None if maps is None else maps[split])
+    return path
+
+
+def write_text_store(path, concepts, emb, template):
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    g.create_array("concepts", shape=(len(concepts),), dtype=str)[:] = np.asarray(concepts)
+    g.create_array("emb", data=np.asarray(emb, np.float32))
+    g.create_array("template_emb", data=np.asarray(template, np.float32))
+    return path
+
+
+def unit_vectors(rng, n, d):
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# -- exemplars -----------------------------------------------------------------------------------
+def test_adaptive_threshold_and_exemplars_known_answer():
+    acts = np.array([[0, 5, 1.0], [10, 5, 2], [9.5, 5, 3], [2, 5, 4]], dtype=np.float32)
+    sets = select_from_array(acts, percentile=93, max_exemplars=10)
+    # unit 0: t = 10 - 10*0.07 = 9.3 -> rows 1 (10) and 2 (9.5); unit 2: t = 4 - 3*0.07 = 3.79
+    np.testing.assert_allclose(sets.thresholds, [9.3, 5.0, 3.79])
+    assert [r.tolist() for r in sets.rows] == [[1, 2], [], [3]]
+    assert sets.dead.tolist() == [False, True, False]  # constant unit: dead, no crash
+    np.testing.assert_allclose(adaptive_thresholds([0], [100], 50), [50])
+    capped = select_from_array(acts, percentile=1, max_exemplars=2)
+    assert capped.rows[0].tolist() == [1, 2]  # the cap keeps the highest
+
+
+def test_streaming_matches_in_memory_with_ties_in_row_order(tmp_path):
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(1000, 24)).astype(np.float32)
+    acts[[5, 700, 300], 4] = 9.0  # a three-way tie at the top: earlier rows first
+    ids = [f"i{k}" for k in range(1000)]
+    store = write_store(tmp_path / "a.zarr", {"val": (ids[:400], acts[:400]),
+                                              "test": (ids[400:], acts[400:])})  # fmt: skip
+    with pytest.raises(InputError, match="annotate.memory_mb = 1 is too small"):
+        select_exemplars(store, tmp_path / "ex.parquet", ExemplarParams(memory_mb=1))
+    params = ExemplarParams(percentile=80, max_exemplars=7, probe_split="all")
+    select_exemplars(store, tmp_path / "ex.parquet", params)
+    streamed = stream_exemplars(ActivationStore(store), ["val", "test"], params, rows=13)
+    df, meta = read_exemplars(tmp_path / "ex.parquet")
+    ref = select_from_array(acts, 80, 7)
+    for unit in range(24):
+        assert streamed.rows[unit].tolist() == ref.rows[unit].tolist()  # 13 rows at a time
+        got = df[df["unit"] == unit]
+        assert got["image_id"].tolist() == [ids[r] for r in ref.rows[unit]]
+        assert got["rank"].tolist() == list(range(len(got)))
+    assert df[df["unit"] == 4]["image_id"].tolist()[:3] == ["i5", "i300", "i700"]
+    assert set(df["split"]) == {"val", "test"} and meta["splits"] == ["val", "test"]
+    assert meta["dead_units"] == [] and meta["n_images"] == 1000
+
+
+def test_select_exemplars_lists_dead_units_and_rejects_bad_input(tmp_path):
+    acts = np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32)
+    acts[:, 1] = 0.25
+    ids = [f"i{k}" for k in range(50)]
+    store = write_store(tmp_path / "a.zarr", {"test": (ids, acts)})
+    select_exemplars(store, tmp_path / "ex.parquet", ExemplarParams())
+    df = pd.read_parquet(tmp_path / "ex.parquet")
+    assert list(df.columns) == ["unit", "rank", "image_id", "activation", "split", "threshold"]
+    assert read_parquet_metadata(tmp_path / "ex.parquet")["dead_units"] == [1]
+    assert 1 not in set(df["unit"])
+    with pytest.raises(InputError, match="no split 'train'|needs split"):
+        select_exemplars(store, tmp_path / "x.parquet", ExemplarParams(probe_split="train"))
+    acts[7, 2] = np.nan
+    bad = write_store(tmp_path / "bad.zarr", {"test": (ids, acts)})
+    with pytest.raises(InputError, match=r"row 7 unit 2 is not finite"):
+        select_exemplars(bad, tmp_path / "y.parquet", ExemplarParams())
+    assert not (tmp_path / "y.parquet").exists()
+
+
+# -- scores and assignment rules ---------------------------------------------------------------------
+def test_mammi_score_is_the_summed_debiased_similarity():
+    rng = np.random.default_rng(2)
+    f, g, g0 = unit_vectors(rng, 30, 8), unit_vectors(rng, 12, 8), unit_vectors(rng, 1, 8)[0]
+    sets = [[3, 1, 4], [15], [29, 0, 7, 8]]
+    scores = conf.score_sets(mammi_scorer(f, g, g0), conf.pad_sets(sets))
+    # per image s_i(c) = cos(f_i, g_c) - cos(f_i, g_0), summed over the exemplars
+    expected = [sum(f[i] @ g.T - f[i] @ g0 for i in s) for s in sets]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_alpha_cut_and_topk_known_answers():
+    scores = np.array([[10.0, 9.6, 9.4, 1.0], [-1.0, -1.04, -1.06, -3.0], [2.0, 2.0, 1.0, 0.0]])
+    kept = conf.assign(scores, conf.AlphaCut(95))
+    # floors: 9.5; -1.05 (sign-safe: within 5% of |best|); 1.9
+    assert [k.tolist() for k in kept] == [[0, 1], [0, 1], [0, 1]]
+    assert [k.tolist() for k in conf.assign(scores, conf.TopK(1))] == [[0], [0], [0, 1]]
+    assert [k.tolist() for k in conf.assign(scores, conf.AlphaCut(100))] == [[0], [0], [0, 1]]
+    mask = conf.kept_mask(scores, np.array([1, 2]), conf.AlphaCut(95))
+    assert mask.tolist() == [[True, False], [True, False], [True, False]]
+
+
+def test_column_blocks_give_the_same_scores_as_one_block():
+    rng = np.random.default_rng(3)
+    dense = rng.normal(size=(40, 500))
+    members = conf.pad_sets([rng.choice(40, k, replace=False) for k in (3, 9, 1)])
+    scorer = conf.SummedScorer(dense)
+    whole = conf.score_sets(scorer, members, budget_mb=100)
+    blocks = list(scorer.blocks(members, budget_mb=0.0001))  # one column per block
+    assert len(blocks) == 500
+    np.testing.assert_allclose(conf.score_sets(scorer, members, budget_mb=0.0001), whole)
+    np.testing.assert_allclose(whole[1], dense[members[1]].sum(axis=0))
+
+
+def test_soft_wpmi_matches_its_formula():
+    rng = np.random.default_rng(4)
+    f, g = unit_vectors(rng, 20, 6), unit_vectors(rng, 9, 6)
+    p = SoftWPMIParams()
+    sets = [[4, 2, 9], [1, 0], [7, 3, 5, 11, 19]]
+    members = conf.pad_sets(sets)
+    scorer = SoftWPMIScorer(f, g, p)
+    scorer.fit_prior(members)
+    logits = p.a * f @ g.T
+    q = np.exp(logits - np.log(np.exp(logits).sum(axis=1, keepdims=True)))
+    loglik = []
+    for s in sets:
+        w = p.p_start - np.arange(len(s)) / len(s) * (p.p_start - p.p_end)
+        loglik.append(np.log(1 + w[:, None] * (q[s] - 1) + p.min_prob).sum(axis=0))
+    loglik = np.array(loglik)
+    prior = np.log(np.exp(loglik).mean(axis=0))
+    np.testing.assert_allclose(conf.score_sets(scorer, members), loglik - p.lam * prior,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+# -- confidence ----------------------------------------------------------------------------------------
+def planted_pool(seed=5, n=1500, d=24, k=200):
+    rng = np.random.default_rng(seed)
+    f, g = unit_vectors(rng, n, d), unit_vectors(rng, k, d)
+    return f, g, conf.SummedScorer(conf.Factored(f, g))
+
+
+def test_permutation_pvalues_are_calibrated_under_the_null_and_small_for_a_real_concept():
+    f, g, scorer = planted_pool()
+    rng = np.random.default_rng(6)
+    random_sets = [rng.choice(len(f), rng.integers(5, 30), replace=False) for _ in range(150)]
+    planted = np.argsort(-(f @ g[17]))[:25]  # the images most like concept 17
+    members = conf.pad_sets(random_sets + [planted])
+    assigned = conf.assign(conf.score_sets(scorer, members), conf.AlphaCut(95))
+    p = conf.permutation_pvalues(scorer, members, assigned, n_permutations=400, seed=0)
+    top_p = np.array([x[0] for x in p])
+    assert assigned[-1][0] == 17 and top_p[-1] == pytest.approx(1 / 401)
+    # random exemplar sets: the best of 200 concepts is significant about 5% of the time
+    assert 0.0 < np.mean(top_p[:-1] <= 0.05) <= 0.12
+    # ...whereas a per-concept null ignores that the best of 200 was picked
+    marginal = conf.permutation_pvalues(scorer, members, assigned, n_permutations=400, seed=0,
+                                        null="marginal")  # fmt: skip
+    assert np.mean([x[0] <= 0.05 for x in marginal[:-1]]) > 0.5
+    again = conf.permutation_pvalues(scorer, members, assigned, n_permutations=400, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(p, again, strict=True))  # seeded
+
+
+def test_bootstrap_stability_known_probability():
+    # image 0 votes for concept 0, images 1 and 2 for concept 1: concept 1 stays on top when
+    # at most one of the 3 draws is image 0: P = (2/3)^3 + 3 (1/3)(2/3)^2 = 20/27
+    scorer = conf.SummedScorer(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [5.0, 0.0]]))
+    members = conf.pad_sets([[1, 2, 0], [3]])
+    stab = conf.bootstrap_stability(scorer, members, [np.array([1]), np.array([0])],
+                                    conf.TopK(1), n_bootstrap=4000, seed=0)  # fmt: skip
+    assert stab[0][0] == pytest.approx(20 / 27, abs=0.03)
+    assert stab[1][0] == 1.0  # one exemplar: every resample is the same set
+    # keys make a unit's resamples independent of the batch it is in
+    alone = conf.bootstrap_stability(scorer, members[:1], [np.array([1])], conf.TopK(1),
+                                     n_bootstrap=4000, seed=0, keys=[0])  # fmt: skip
+    assert alone[0][0] == stab[0][0]
+
+
+# -- matching on stores ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def planted_stores(tmp_path_factory):
+    """10 concept-detector units, one random unit, one constant unit; images embed their concept."""
+    root = tmp_path_factory.mktemp("match")
+    rng = np.random.default_rng(7)
+    n, d, k = 500, 32, 40
+    concepts = [f"concept {c}" for c in range(k)]
+    g, g0 = unit_vectors(rng, k, d), unit_vectors(rng, 1, d)[0]
+    concept_of = rng.integers(0, k, n)
+    f = g[concept_of] + 0.15 * rng.normal(size=(n, d))
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    acts = rng.normal(scale=0.1, size=(n, 12))
+    for u in range(10):
+        acts[concept_of == u, u] += 3.0
+    acts[:, 11] = 2.0
+    ids = [f"img{i:04d}" for i in range(n)]
+    paths = {
+        "acts": write_store(root / "acts.zarr", {"test": (ids, acts)}),
+        "image_emb": write_store(root / "img.zarr", {"test": (ids, f)}),
+        "text_emb": write_text_store(root / "text.zarr", concepts, g, g0),
+        "vocab": root / "vocab.parquet",
+        "exemplars": root / "exemplars.parquet",
+        "root": root,
+    }
+    pd.DataFrame({"concept": concepts, "doc_freq": 5, "kind": "noun"}).to_parquet(paths["vocab"])
+    select_exemplars(paths["acts"], paths["exemplars"], ExemplarParams(max_exemplars=20))
+    return paths
+
+
+def run_match(paths, out, **params):
+    return match_concepts(paths["exemplars"], paths["acts"], paths["image_emb"],
+                          paths["text_emb"], out, MatchParams(**params),
+                          vocabulary=paths["vocab"])  # fmt: skip
+
+
+@pytest.mark.parametrize("scorer", ["mammi", "soft_wpmi"])
+def test_match_concepts_names_planted_units_and_flags_the_rest(planted_stores, tmp_path, scorer):
+    out = tmp_path / "neuron_concepts.parquet"
+    run_match(planted_stores, out, scorer=scorer, n_permutations=200, n_bootstrap=40)
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["unit", "rank", "concept", "score", "p_value", "stability",
+                                "uninterpretable"]  # fmt: skip
+    top = df[df["rank"] == 0].set_index("unit")
+    assert sorted(top.index) == list(range(11))  # dead unit 11 has no row...
+    assert read_parquet_metadata(out)["dead_units"] == [11]  # ...and is listed as dead
+    for u in range(10):
+        assert top.loc[u, "concept"] == f"concept {u}"
+        assert top.loc[u, "p_value"] == pytest.approx(1 / 201)
+        assert top.loc[u, "stability"] >= 0.9 and not top.loc[u, "uninterpretable"]
+    assert top.loc[10, "uninterpretable"]  # a random unit is not given a confident name
+    ranked = df.groupby("unit")["score"].apply(lambda s: s.is_monotonic_decreasing)
+    assert ranked.all()
+
+
+def test_alpha_keeps_more_concepts_when_lowered(planted_stores, tmp_path):
+    run_match(planted_stores, tmp_path / "a95.parquet", n_permutations=20, n_bootstrap=5)
+    run_match(planted_stores, tmp_path / "a50.parquet", alpha=50, n_permutations=20,
+              n_bootstrap=5)  # fmt: skip
+    n95 = len(pd.read_parquet(tmp_path / "a95.parquet"))
+    n50 = len(pd.read_parquet(tmp_path / "a50.parquet"))
+    assert n50 > n95 >= 11
+
+
+def test_mismatched_image_ids_name_both_files(planted_stores, tmp_path):
+    f = np.ones((3, 32), np.float32) / np.sqrt(32)
+    other = write_store(tmp_path / "other.zarr", {"test": (["a", "b", "c"], f)})
+    paths = dict(planted_stores, image_emb=other)
+    with pytest.raises(InputError) as err:
+        run_match(paths, tmp_path / "x.parquet")
+    assert str(planted_stores["acts"]) in str(err.value) and str(other) in str(err.value)
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_empty_vocabulary_after_filtering_is_an_input_error(planted_stores, tmp_path):
+    vocab = tmp_path / "vocab.parquet"
+    pd.DataFrame({"concept": ["unrelated"], "doc_freq": [5], "kind": ["noun"]}).to_parquet(vocab)
+    with pytest.raises(InputError, match="empty vocabulary after filtering"):
+        run_match(dict(planted_stores, vocab=vocab), tmp_path / "x.parquet")
+
+
+# -- evaluation --------------------------------------------------------------------------------------------
+def test_scores_of_one_unit_known_answers():
+    truth = Truth("concept", ["streaks", "vessels"], [["streaks", "radial streaming"],
+                                                       ["vessels", "blood vessel"]])  # fmt: skip
+    s = score_assignment(["radial streaming", "dots", "blood vessels"], truth)
+    assert s == {"hit": 1.0, "top1": 1.0, "precision": pytest.approx(2 / 3), "recall": 1.0,
+                 "f1": pytest.approx(0.8)}  # fmt: skip
+    s = score_assignment(["dots", "streaks"], truth)
+    assert (s["hit"], s["top1"], s["precision"], s["recall"]) == (1.0, 0.0, 0.5, 0.5)
+    assert score_assignment([], truth)["hit"] == 0.0
+
+
+def test_planted_truth_and_metrics_count_dead_units_as_misses():
+    auroc = np.array([[0.95, 0.5, 0.2], [0.91, 0.97, np.nan]])  # concepts x units
+    truths = planted_truth(auroc, ["a", "b"], {"a": ["a", "alpha"]}, 0.9)
+    assert {u: t.labels for u, t in truths.items()} == {0: ["a", "b"], 1: ["b"]}
+    concepts = pd.DataFrame({"unit": [0, 0], "rank": [0, 1], "concept": ["alpha", "zeta"],
+                             "score": [2.0, 1.9], "p_value": [0.01, 0.5],
+                             "stability": [1.0, 0.2], "uninterpretable": [False, False]})  # fmt: skip
+    units = score_units(concepts, truths, dead=[1])
+    m = annotation_metrics(units)
+    assert m["n_units_scored"] == 2 and m["n_dead_scored"] == 1
+    assert m["hit_rate"] == 0.5 and m["top1_accuracy"] == 0.5
+    assert m["precision"] == 0.25 and m["recall"] == 0.25  # unit 0: 1/2 and 1/2; unit 1: 0
+
+
+@pytest.fixture(scope="module")
+def cxr_annotation(synth_data, tmp_path_factory):
+    """Prepared synthcxr data with hand-made unit stores: one unit per planted concept whose
+    activation is the concept's presence and whose map is its box, and a class-logit store;
+    CLIP-like embeddings that put each image near its concepts' texts."""
+    data = synth_data("synthcxr", n=400, size=32)
+    root = tmp_path_factory.mktemp("cxr")
+    rng = np.random.default_rng(8)
+    gt = pd.read_parquet(data / "concepts_gt.parquet")
+    info = json.loads((data / "concepts_gt.json").read_text())
+    manifest = pd.read_parquet(data / "manifest.parquet")
+    test = manifest[manifest["split"] == "test"]
+    ids = test["image_id"].astype(str).tolist()
+    planted = [c for c in gt.columns if c != "image_id"]
+    present = gt.set_index("image_id").loc[ids, planted].to_numpy(bool)
+    acts = present + 0.01 * rng.normal(size=present.shape)
+    boxes = pd.read_parquet(data / "boxes.parquet")
+    maps = 0.01 * rng.random((len(ids), len(planted), 8, 8))
+    for i, image_id in enumerate(ids):
+        for j, concept in enumerate(planted):
+            for x, y, w, h in boxes.loc[(boxes["image_id"] == image_id)
+                                        & (boxes["concept"] == concept), ["x", "y", "w", "h"]].to_numpy():  # fmt: skip
+                full = loc.box_mask([(x, y, w, h)], 32, 32)
+                maps[i, j] += full.reshape(8, 4, 8, 4).mean(axis=(1, 3))  # area-average
+    layer = write_store(root / "layer4.zarr", {"test": (ids, acts)},
+                        attrs={"layer": "layer4"}, maps={"test": maps})  # fmt: skip
+    # vocabulary: every synonym of every planted concept and class, plus distractors
+    words = sorted({s for c in planted for s in [c, *info[c]["synonyms"]]}
+                   | {"rib", "clavicle", "spine", "diaphragm"})  # fmt: skip
+    from neurodissect.data.manifest import read_manifest
+
+    m = read_manifest(data / "manifest.parquet")
+    words = sorted(set(words) | {s for syns in m.class_synonyms.values() for s in syns})
+    g, g0 = unit_vectors(rng, len(words), 64), unit_vectors(rng, 1, 64)[0]
+    first = {c: words.index(info[c]["synonyms"][0]) for c in planted}
+    f = 0.3 * rng.normal(size=(len(ids), 64)) / 8
+    for j, c in enumerate(planted):
+        f += present[:, [j]] * g[first[c]]
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    labels = test[[f"label:{c}" for c in m.classes]].to_numpy(float)
+    fc = write_store(root / "fc.zarr", {"test": (ids, labels + 0.01 * rng.normal(size=labels.shape))},
+                     attrs={"layer": "fc", "class_units": True, "classes": m.classes})  # fmt: skip
+    # the head of a 'model' whose class logit k is the sum of its finding unit's map
+    head = np.zeros((len(m.classes), len(planted)), np.float32)
+    for c, info_c in info.items():
+        if info_c.get("class") in m.classes:
+            head[m.classes.index(info_c["class"]), planted.index(c)] = 1.0
+    save_state_dict({"fc.weight": torch.tensor(head), "fc.bias": torch.zeros(len(m.classes))},
+                    root / "model.pt")  # fmt: skip
+    paths = {
+        "data": data,
+        "root": root,
+        "layer4": layer,
+        "fc": fc,
+        "model": root / "model.pt",
+        "image_emb": write_store(root / "img.zarr", {"test": (ids, f)}),
+        "text_emb": write_text_store(root / "text.zarr", words, g, g0),
+        "vocab": root / "vocab.parquet",
+    }
+    pd.DataFrame({"concept": words, "doc_freq": 5, "kind": "noun"}).to_parquet(paths["vocab"])
+    return paths
+
+
+def annotate_layer(paths, layer, tmp_path, **inputs):
+    ex, nc = tmp_path / f"{layer}_ex.parquet", tmp_path / f"{layer}_nc.parquet"
+    select_exemplars(paths[layer], ex, ExemplarParams(max_exemplars=15))
+    match_concepts(ex, paths[layer], paths["image_emb"], paths["text_emb"], nc,
+                   MatchParams(n_permutations=200, n_bootstrap=30), vocabulary=paths["vocab"])  # fmt: skip
+    data = paths["data"]
+    evaluate_annotation(
+        AnnotationInputs(concepts=nc, exemplars=ex, store=paths[layer],
+                         manifest=data / "manifest.parquet", text_emb=paths["text_emb"],
+                         gt_table=data / "concepts_gt.parquet",
+                         gt_synonyms=data / "concepts_gt.json", boxes=data / "boxes.parquet",
+                         **inputs),
+        tmp_path / "metrics.json", tmp_path / "units.parquet", tmp_path / "figures",
+        EvalParams(alt_text_space="none"), arch="resnet18",
+    )  # fmt: skip
+    return json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_planted_concept_units_are_named_and_localized(cxr_annotation, tmp_path):
+    m = annotate_layer(cxr_annotation, "layer4", tmp_path)
+    units = pd.read_parquet(tmp_path / "units.parquet")
+    assert set(units["group"]) == {"concept"}
+    assert m["n_units_scored"] == len(units) >= 8
+    assert m["hit_rate"] == 1.0 and m["top1_accuracy"] >= 0.9
+    assert m["mean_cosine"] >= 0.9 and "mean_cosine_alt" not in m
+    # maps are the boxes: the pointing game is won and the top-q% mask overlaps the box
+    assert m["pointing_hit"] >= 0.9 and m["iou"] > 0.2
+    assert m["split"] == "test"
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "concepts.png", "exemplars.png", "localization.png"]  # fmt: skip
+
+
+def test_class_units_use_class_synonyms_and_cam_localization(cxr_annotation, tmp_path):
+    m = annotate_layer(cxr_annotation, "fc", tmp_path, cam_store=cxr_annotation["layer4"],
+                       opaque=cxr_annotation["model"])  # fmt: skip
+    units = pd.read_parquet(tmp_path / "units.parquet")
+    assert set(units["group"]) == {"class"} and m["n_class_units"] == 6
+    assert m["class_units_hit_rate"] == m["hit_rate"] >= 5 / 6
+    assert m["n_units_localized"] >= 5 and m["pointing_hit"] >= 0.9
+
+
+def test_minilm_second_text_space_scores_synonyms_closer_than_unrelated_words():
+    from neurodissect.evaluate.annotation import best_cosines, minilm_space
+
+    truth = Truth("class", ["Effusion"], [["pleural effusion", "effusion"]])
+    cos = best_cosines(["pleural fluid", "ruler marks"], [truth, truth], minilm_space())
+    assert cos[0] > cos[1] + 0.2
+
+
+# -- localization ---------------------------------------------------------------------------------------------
+def test_localization_known_answers():
+    np.testing.assert_allclose(loc.upsample(np.full((2, 2), 3.0), 8, 6), np.full((8, 6), 3.0))
+    up = loc.upsample(np.array([[0.0, 1.0]]), 1, 4)  # half-pixel centres
+    np.testing.assert_allclose(up, [[0.0, 0.25, 0.75, 1.0]])
+    inside = loc.box_mask([(2, 1, 3, 2)], 6, 8)
+    assert inside.sum() == 6 and inside[1:3, 2:5].all()
+    heat = np.zeros((6, 8))
+    heat[1:3, 2:5] = 1.0
+    assert loc.iou(loc.top_mask(heat, 100 * 6 / 48), inside) == 1.0
+    assert loc.pointing_hit(heat, inside)
+    assert not loc.pointing_hit(heat, loc.box_mask([(6, 4, 2, 2)], 6, 8))
+
+
+def test_cam_equals_grad_cam_for_a_linear_head_after_average_pooling():
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.ReLU())
+    head = torch.nn.Linear(5, 4)
+    x = torch.randn(2, 3, 7, 7)
+    maps = conv(x)
+    maps.retain_grad()
+    head(maps.mean(dim=(2, 3)))[:, 3].sum().backward()
+    weights = maps.grad.mean(dim=(2, 3), keepdim=True)  # Grad-CAM channel weights
+    grad_cam = (weights * maps).sum(dim=1).detach().numpy() * 49  # before the ReLU, times h*w
+    cam = loc.class_activation_maps(maps.detach().numpy(), head.weight.detach().numpy())[:, 3]
+    np.testing.assert_allclose(cam, grad_cam, rtol=1e-4, atol=1e-5)
+
+
+# -- the tiny DAG run ------------------------------------------------------------------------------------------
+def test_tiny_run_annotates_every_layer_and_the_sae_latents(tiny_run):
+    run = tiny_run / "results" / "tiny" / "resnet18-s0"
+    for units in ("annotate/layer4", "annotate/fc", "sae"):
+        df, meta = read_exemplars(run / units / "exemplars.parquet")
+        live = set(df["unit"])
+        assert live and not live & set(meta["dead_units"])
+        assert len(live) + len(meta["dead_units"]) == meta["n_units"]
+        assert (df.groupby("unit")["activation"].apply(lambda a: a.is_monotonic_decreasing)).all()
+        assert (df["activation"] > df["threshold"]).all() and set(df["split"]) == {"test"}
+    for layer in ("layer4", "fc"):
+        concepts = pd.read_parquet(run / "annotate" / layer / "neuron_concepts.parquet")
+        assert set(concepts.loc[concepts["rank"] == 0, "unit"]) == set(
+            pd.read_parquet(run / "annotate" / layer / "exemplars.parquet")["unit"]
+        )  # every live unit has its top concept
+        assert concepts["p_value"].between(0, 1).all() and concepts["stability"].between(0, 1).all()
+        metrics = json.loads((run / "annotate" / layer / "metrics.json").read_text())
+        for key in ("hit_rate", "top1_accuracy", "precision", "recall", "f1", "mean_cosine",
+                    "mean_cosine_alt", "n_units_scored", "split"):  # fmt: skip
+            assert key in metrics
+        figures = run / "figures" / f"annotate_{layer}"
+        assert {"exemplars.png", "concepts.png"} <= {p.name for p in figures.iterdir()}
+    fc = json.loads((run / "annotate" / "fc" / "metrics.json").read_text())
+    assert fc["n_class_units"] == fc["n_units_scored"] == 7  # the seven HAM10000 classes

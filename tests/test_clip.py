@@ -1,0 +1,418 @@
+"""Stage `clip`: the open_clip local-dir round trip, the loss against open_clip's own,
+retrieval and zero-shot metrics on known answers, training on a toy image-text task,
+resume after a real SIGKILL, the embedding stores, the load_clip sources, and the
+rules in a real run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pandas as pd
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from conftest import run_snakemake, write_config
+from neurodissect.activations.store import ActivationStore
+from neurodissect.clip import encode_texts, load_clip
+from neurodissect.clip.data import sample_sentences, split_sentences
+from neurodissect.clip.embed import bare_template, embed_images, embed_texts, read_text_embeddings
+from neurodissect.clip.encode import encode_text_trimmed, trim_padding
+from neurodissect.clip.load import obtain_clip
+from neurodissect.clip.metrics import prompt_synonyms, recall_at_k, zeroshot_scores
+from neurodissect.clip.model import (
+    WEIGHTS_FILE,
+    Architecture,
+    build_clip,
+    model_config,
+    preprocess_config,
+    save_local_dir,
+)
+from neurodissect.clip.train import ClipParams, contrastive_loss, train_clip
+from neurodissect.data.manifest import read_manifest, write_manifest
+from neurodissect.errors import ConfigError, InputError
+from neurodissect.io import read_json, save_state_dict
+
+TINY_ARCH = {"embed_dim": 32, "image_size": 32, "vision_width": 8, "text_width": 32,
+             "text_layers": 1, "context_length": 32}  # fmt: skip
+COLOURS = {"red": (220, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 220)}
+FILLERS = ["The image is sharp.", "Follow-up is advised.", "The background is grey.",
+           "Image quality is adequate."]  # fmt: skip
+
+
+def write_discs(root: Path, n: int = 90, size: int = 32, seed: int = 0) -> Path:
+    """A manifest of one coloured disc per image (class = colour), each with a report
+    naming the colour among filler sentences."""
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir(parents=True)
+    names = list(COLOURS)
+    rows = []
+    for i in range(n):
+        k = i % 3
+        img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(100, 140, 3)))
+        x, y = rng.integers(0, size // 2, 2)
+        r = int(rng.integers(size // 3, size // 2))
+        ImageDraw.Draw(img).ellipse([x, y, x + r, y + r], fill=COLOURS[names[k]])
+        path = f"img/{i:03d}.png"
+        img.save(root / path)
+        body = [FILLERS[j] for j in rng.permutation(len(FILLERS))[:2]]
+        report = " ".join([*body, f"There is a {names[k]} disc. Diagnosis: {names[k]} disc."])
+        rows.append({"image_id": f"d{i:03d}", "path": path, "split": ("train",) * 3 + ("val", "test"),
+                     "report": report, "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(),
+                     "label": k})  # fmt: skip
+        rows[-1]["split"] = rows[-1]["split"][i % 5]
+    meta = {"task": "multiclass", "classes": names, "class_synonyms": {c: [c] for c in names},
+            "root": str(root), "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+    write_manifest(pd.DataFrame(rows), meta, root / "manifest.parquet")
+    return root / "manifest.parquet"
+
+
+@pytest.fixture(scope="module")
+def discs(tmp_path_factory) -> Path:
+    return write_discs(tmp_path_factory.mktemp("discs"))
+
+
+def outputs(d: Path) -> dict[str, Path]:
+    return {"model_out": d / "model", "metrics_out": d / "metrics.json",
+            "history_out": d / "history.csv", "curve_out": d / "curve.png"}  # fmt: skip
+
+
+def tiny_params(**changes) -> ClipParams:
+    return ClipParams(**{**TINY_ARCH, "epochs": 3, "batch_size": 16, "lr": 2e-3, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained(discs, tmp_path_factory) -> Path:
+    """A tiny CLIP trained on the discs (the embedding tests use it)."""
+    out = tmp_path_factory.mktemp("trained")
+    train_clip(discs, **outputs(out), params=tiny_params(epochs=12), threads=2)
+    return out
+
+
+# -- the model folder ----------------------------------------------------------------------
+def test_local_dir_loads_in_open_clip_with_the_same_outputs(tmp_path):
+    arch = Architecture(**TINY_ARCH)
+    torch.manual_seed(0)
+    model = build_clip(model_config(arch)).eval()
+    save_local_dir(
+        model, model_config(arch), preprocess_config(32), tmp_path / "m", {"source": "train"}
+    )
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "open_clip_config.json",
+        WEIGHTS_FILE,
+    ]
+    # exactly what an open_clip user would call
+    loaded, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'm'}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{tmp_path / 'm'}")
+    loaded.eval()
+    tokens = tokenizer(["an image showing a red disc", "x"])
+    assert tokens.shape == (2, 32)
+    image = preprocess(Image.new("RGB", (50, 40), (200, 30, 30)))[None]
+    assert image.shape == (1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_text(tokens), model.encode_text(tokens))
+        torch.testing.assert_close(loaded.encode_image(image), model.encode_image(image))
+    ours, _, ours_tok = load_clip(tmp_path / "m")
+    np.testing.assert_allclose(
+        encode_texts(ours, ours_tok, ["a", "b c"]),
+        torch.nn.functional.normalize(model.encode_text(tokenizer(["a", "b c"])), dim=-1).detach(),
+        atol=1e-6,
+    )
+
+
+def test_broken_model_folders_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="not an open_clip local-dir"):
+        load_clip(tmp_path)
+    (tmp_path / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    with pytest.raises(InputError, match="without weights"):
+        load_clip(tmp_path)
+
+
+def test_resnet_tower_needs_a_multiple_of_32():
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        model_config(Architecture(image_size=48))
+
+
+def test_trimmed_text_encoding_equals_open_clip():
+    torch.manual_seed(0)
+    model = build_clip(model_config(Architecture(**TINY_ARCH))).eval()
+    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=32)(
+        ["a b", "a much longer text here", ""]
+    )
+    trimmed = trim_padding(tokens)
+    assert trimmed.shape == (3, 7)  # start + 5 words + end of the longest text
+    with torch.no_grad():
+        torch.testing.assert_close(encode_text_trimmed(model, trimmed), model.encode_text(tokens))
+
+
+# -- loss and metrics ----------------------------------------------------------------------
+def test_contrastive_loss_matches_open_clip_reference():
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+    scale = torch.tensor(14.3)
+    reference = open_clip.loss.ClipLoss()(img, txt, scale)
+    torch.testing.assert_close(contrastive_loss(img, txt, scale), reference)
+    # aligned pairs at a sharp temperature cost almost nothing
+    assert float(contrastive_loss(img, img, torch.tensor(100.0))) < 1e-3
+
+
+def test_recall_at_k_known_answers_and_ties():
+    eye = np.eye(4, dtype=np.float32)
+    texts = eye[[0, 1, 3, 2]]  # images 2 and 3 have each other's text
+    assert recall_at_k(eye, texts) == {"recall_at_1": 0.5, "recall_at_5": 1.0}
+    assert recall_at_k(eye, texts, ks=(2,)) == {"recall_at_2": 1.0}
+    # identical reports score alike: the own one is not pushed down by its twin
+    twins = eye[[0, 0, 2, 3]]
+    images = np.stack([eye[0], eye[0], eye[2], eye[3]])
+    assert recall_at_k(images, twins)["recall_at_1"] == 1.0
+
+
+def test_zeroshot_scores_known_answers():
+    classes = np.eye(3, dtype=np.float32)
+    images = classes[[0, 1, 2, 2, 1]]
+    multi = zeroshot_scores(images, classes, np.array([0, 1, 2, 0, 1]))
+    assert multi["zeroshot_accuracy"] == pytest.approx(0.8)
+    assert multi["zeroshot_balanced_accuracy"] == pytest.approx((0.5 + 1 + 1) / 3)
+    assert multi["zeroshot_chance_accuracy"] == pytest.approx(0.4)
+    labels = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [0, 1, 0]])
+    assert zeroshot_scores(images, classes, labels)["zeroshot_mean_auroc"] == pytest.approx(1.0)
+
+
+def test_prompt_synonyms_keep_names_the_reports_use():
+    synonyms = {"mel": ["mel", "melanoma"], "df": ["df", "dermatofibroma"], "x": ["xx"]}
+    reports = ["Diagnosis: melanoma.", "Dermatofibroma. Melanocytic."]
+    assert prompt_synonyms(synonyms, reports) == {
+        "mel": ["melanoma"], "df": ["dermatofibroma"], "x": ["xx"]}  # fmt: skip
+
+
+def test_sentence_sampling_is_a_seeded_subset():
+    sentences = split_sentences("One. Two!  Three? Four.")
+    assert sentences == ["One.", "Two!", "Three?", "Four."]
+    draws = [sample_sentences(sentences, 0.5, np.random.default_rng((0, 1, i))) for i in range(50)]
+    assert draws == [
+        sample_sentences(sentences, 0.5, np.random.default_rng((0, 1, i))) for i in range(50)
+    ]
+    assert all(d and set(split_sentences(d)) <= set(sentences) for d in draws)
+    assert len({len(split_sentences(d)) for d in draws}) > 2  # subsets of varying size
+    assert sample_sentences(sentences, 1.0, np.random.default_rng(0)) == "One. Two! Three? Four."
+
+
+# -- training ------------------------------------------------------------------------------
+def test_trained_clip_aligns_colours_with_their_names(trained, discs):
+    metrics = read_json(trained / "metrics.json")
+    assert metrics["split"] == "test" and metrics["n_test"] == 18
+    assert {"recall_at_1", "recall_at_5", "train_loss", "epochs"} <= set(metrics)
+    # each report names one of three colours: the own report's colour must rank first
+    assert metrics["recall_at_5"] > 0.5
+    assert metrics["zeroshot_accuracy"] > 0.9  # "an image showing red" finds the red discs
+    history = pd.read_csv(trained / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 13))
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert (trained / "curve.png").stat().st_size > 10_000
+    assert not (trained / ".resume").exists()
+    info = json.loads((trained / "model" / "open_clip_config.json").read_text())["neurodissect"]
+    assert info["source"] == "train" and info["n_train_pairs"] == 54
+
+
+def test_training_without_reports_is_a_clear_error(tmp_path):
+    manifest = write_discs(tmp_path / "d", n=15)
+    m = read_manifest(manifest)
+    m.df["report"] = ""
+    write_manifest(m.df, m.meta, manifest)
+    with pytest.raises(InputError, match="needs train-split images with reports"):
+        train_clip(manifest, **outputs(tmp_path), params=tiny_params())
+
+
+_TRAIN_CHILD = """
+import json, sys
+from neurodissect.clip.train import ClipParams, train_clip
+out = sys.argv[2]
+params = ClipParams(**json.loads(sys.argv[3]))
+summary = train_clip(sys.argv[1], f"{out}/model", f"{out}/metrics.json", f"{out}/history.csv",
+                     None, params=params, threads=1)
+print(json.dumps(summary))
+"""
+
+
+def _train_child(manifest: Path, out: Path, params: ClipParams) -> subprocess.Popen:
+    from dataclasses import asdict
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", _TRAIN_CHILD, str(manifest), str(out), json.dumps(asdict(params))]
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(model_dir / WEIGHTS_FILE)
+
+
+def test_training_killed_mid_run_resumes_to_identical_weights(discs, tmp_path):
+    params = tiny_params(epochs=4)
+    reference = _train_child(discs, tmp_path / "a", params)
+    out, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err[-3000:]
+    assert json.loads(out.splitlines()[-1])["resumed_from_epoch"] == 0
+
+    killed = _train_child(discs, tmp_path / "b", params)
+    checkpoint = tmp_path / "b" / ".resume" / "last.pt"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "b" / "model").exists()  # really killed mid-training
+
+    resumed = _train_child(discs, tmp_path / "b", params)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert json.loads(out.splitlines()[-1])["resumed_from_epoch"] >= 1
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    history_a = pd.read_csv(tmp_path / "a" / "history.csv").drop(columns="seconds")
+    history_b = pd.read_csv(tmp_path / "b" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(history_a, history_b)
+
+
+def test_resume_checkpoint_of_another_config_is_not_used(discs, tmp_path):
+    save_state_dict({"fingerprint": "another job", "epoch": 1}, tmp_path / ".resume" / "last.pt")
+    summary = train_clip(discs, **outputs(tmp_path), params=tiny_params(epochs=1))
+    assert summary["resumed_from_epoch"] == 0
+
+
+# -- embeddings ----------------------------------------------------------------------------
+def test_image_embeddings_use_the_activation_store_layout(trained, discs, tmp_path):
+    summary = embed_images(trained / "model", discs, tmp_path / "image_emb.zarr", batch_size=7)
+    store = ActivationStore(tmp_path / "image_emb.zarr")
+    manifest = read_manifest(discs)
+    assert (
+        store.splits == ["train", "val", "test"] and store.attrs["kind"] == "clip_image_embeddings"
+    )
+    assert summary["n_images"] == {"train": 54, "val": 18, "test": 18}
+    for split in store.splits:
+        np.testing.assert_array_equal(store.image_ids(split), manifest.split(split).df["image_id"])
+    acts = store.read("all")
+    assert acts.dtype == np.float32 and acts.shape == (90, 32)
+    np.testing.assert_allclose(np.linalg.norm(acts, axis=1), 1.0, atol=1e-5)
+    # row i is image i of the split, as the model embeds it on its own
+    model, preprocess, _ = load_clip(trained / "model")
+    test = manifest.split("test")
+    with torch.no_grad():
+        x = preprocess(Image.open(test.image_paths()[3]).convert("RGB"))[None]
+        direct = torch.nn.functional.normalize(model.encode_image(x), dim=-1)[0].numpy()
+    np.testing.assert_allclose(store.read("test")[3], direct, atol=1e-5)
+
+
+def test_text_embeddings_follow_the_vocabulary_and_hold_the_bare_template(trained, tmp_path):
+    concepts = ["red disc", "green disc", "blue disc", "grey background"]
+    pd.DataFrame({"concept": concepts, "doc_freq": [3, 2, 2, 1], "kind": ["noun phrase"] * 4}).to_parquet(
+        tmp_path / "concepts.parquet"
+    )  # fmt: skip
+    embed_texts(trained / "model", tmp_path / "concepts.parquet", tmp_path / "text_emb.zarr",
+                template="an image showing {}")  # fmt: skip
+    stored = read_text_embeddings(tmp_path / "text_emb.zarr")
+    assert stored["concepts"].tolist() == concepts
+    assert stored["attrs"]["template"] == "an image showing {}"
+    assert stored["attrs"]["bare_template"] == "an image showing"
+    assert stored["attrs"]["model"]["source"] == "train"
+    model, _, tokenizer = load_clip(trained / "model")
+    expected = encode_texts(model, tokenizer, [f"an image showing {c}" for c in concepts])
+    np.testing.assert_allclose(stored["emb"], expected, atol=1e-6)
+    np.testing.assert_allclose(
+        stored["template_emb"], encode_texts(model, tokenizer, ["an image showing"])[0], atol=1e-6
+    )
+    np.testing.assert_allclose(np.linalg.norm(stored["emb"], axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("template", "bare"),
+    [("an image showing {}", "an image showing"), ("a photo of {}.", "a photo of."),
+     ("{} is visible", "is visible"), ("  there is  {} here ", "there is here")],
+)  # fmt: skip
+def test_bare_template(template, bare):
+    assert bare_template(template) == bare
+
+
+def test_text_embedding_inputs_are_checked(trained, tmp_path):
+    pd.DataFrame({"concept": []}, dtype=str).to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(InputError, match="vocabulary is empty"):
+        embed_texts(
+            trained / "model", tmp_path / "empty.parquet", tmp_path / "t.zarr", template="{}"
+        )
+    pd.DataFrame({"concept": ["a"]}).to_parquet(tmp_path / "one.parquet")
+    with pytest.raises(ConfigError, match="exactly one"):
+        embed_texts(
+            trained / "model", tmp_path / "one.parquet", tmp_path / "t.zarr", template="{} {}"
+        )
+    assert not (tmp_path / "t.zarr").exists()
+
+
+# -- load_clip sources ---------------------------------------------------------------------
+def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
+    summary = obtain_clip(discs, tmp_path / "model", tmp_path / "metrics.json", source="local",
+                          path=trained / "model")  # fmt: skip
+    assert summary["clip"]["source"] == "local" and summary["clip"]["origin"]["source"] == "train"
+    assert _weights(tmp_path / "model").keys() == _weights(trained / "model").keys()
+    # the same model evaluated the same way gives the trained run's scores
+    ours, theirs = read_json(tmp_path / "metrics.json"), read_json(trained / "metrics.json")
+    assert ours["recall_at_5"] == pytest.approx(theirs["recall_at_5"])
+    with pytest.raises(InputError, match="not a folder"):
+        obtain_clip(
+            discs, tmp_path / "m2", tmp_path / "x.json", source="local", path=tmp_path / "nope"
+        )
+    assert not (tmp_path / "m2").exists()
+
+
+def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest: never touch the network
+    with pytest.raises(ConfigError, match="needs internet access"):
+        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
+                    model_name="ViT-B-32", pretrained="laion2b_s34b_b79k")  # fmt: skip
+    with pytest.raises(ConfigError, match="not a tag of"):
+        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
+                    model_name="ViT-B-32", pretrained="no-such-tag")  # fmt: skip
+    assert not (tmp_path / "model").exists()
+
+
+# -- the rules -----------------------------------------------------------------------------
+def test_clip_rules_on_synthetic_data(tmp_path):
+    cfg = write_config(tmp_path / "config.yaml")
+    targets = [
+        f"results/tiny/clip/{f}" for f in ("image_emb.zarr", "text_emb.zarr", "training.png")
+    ]
+    run_snakemake(tmp_path, *targets, configfile=cfg)
+    clip = tmp_path / "results/tiny/clip"
+    metrics = read_json(clip / "metrics.json")
+    assert {"recall_at_1", "recall_at_5", "n_test", "train_loss"} <= set(metrics)
+    vocab = pd.read_parquet(tmp_path / "results/tiny/vocab/concepts.parquet")
+    assert (
+        read_text_embeddings(clip / "text_emb.zarr")["concepts"].tolist()
+        == vocab["concept"].tolist()
+    )
+    manifest = read_manifest(tmp_path / "results/tiny/data/manifest.parquet")
+    store = ActivationStore(clip / "image_emb.zarr")
+    assert len(store.image_ids("all")) == len(manifest)
+    assert read_json(clip / "image_emb.zarr.prov.json")["rule"] == "embed_images"
+    # a new template re-embeds the texts only
+    dry = run_snakemake(tmp_path, *targets, "-n", configfile=cfg,
+                        ).stdout  # fmt: skip
+    assert "Nothing to be done" in dry or "nothing to be done" in dry.lower()
+    cfg2 = write_config(tmp_path / "config2.yaml", {"annotate": {"template": "a photo of {}"}})
+    dry = run_snakemake(tmp_path, *targets, "-n", configfile=cfg2).stdout
+    assert "embed_texts" in dry and "train_clip" not in dry and "embed_images" not in dry

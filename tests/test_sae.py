@@ -1,0 +1,593 @@
+"""Stage `sae`: the SAE variants, training loop, streaming, resampling, resume,
+metrics, latents store and evaluation — on features with a known sparse
+dictionary (neurodissect.sae.synthetic), so recovery can be checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurodissect.activations.store import ActivationStore, StoreWriter
+from neurodissect.data.manifest import write_manifest
+from neurodissect.errors import ConfigError, InputError
+from neurodissect.evaluate.groundtruth import (
+    auroc_matrix,
+    average_ranks,
+    best_units,
+    read_planted_concepts,
+    store_auroc,
+)
+from neurodissect.io import load_state_dict, save_state_dict, write_json
+from neurodissect.sae import sparse_ops
+from neurodissect.sae.base import build_sae, get_variant, load_sae
+from neurodissect.sae.encode import encode_latents
+from neurodissect.sae.evaluate import evaluate_sae
+from neurodissect.sae.metrics import SAEMetrics, dead_fraction, evaluate_arrays, fvu, l0
+from neurodissect.sae.stream import ArrayRows, StoreRows
+from neurodissect.sae.synthetic import planted_features
+from neurodissect.sae.train import (
+    ResumeState,
+    TrainParams,
+    fit,
+    geometric_median,
+    prepare_model,
+    resample_dead_latents,
+    train_sae,
+)
+
+SPLITS = {"train": (0, 1600), "val": (1600, 2000), "test": (2000, 2400)}
+D = 32
+N_PLANTED = 8
+# settings under which both variants recover the planted atoms of PLANTED (see tests below)
+FAST = {"expansion": 4, "batch_size": 128, "epochs": 60, "lr": 3e-3, "resample_every": 5,
+        "checkpoint_seconds": 0}  # fmt: skip
+VARIANTS = {"relu_l1": {"l1_coefficient": 0.05}, "topk": {"k": 8}}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_features(2400, D, n_atoms=48, n_planted=N_PLANTED, density=0.06, seed=0)
+
+
+def split_ids(split: str) -> list[str]:
+    lo, hi = SPLITS[split]
+    return [f"img{i:05d}" for i in range(lo, hi)]
+
+
+def write_store(path: Path, features: np.ndarray, chunk_rows: int = 256, ids=split_ids) -> Path:
+    with StoreWriter(path, n_units=features.shape[1], attrs={"kind": "activations",
+                     "layer": "penultimate"}, chunk_rows=chunk_rows) as w:  # fmt: skip
+        for split, (lo, hi) in SPLITS.items():
+            w.begin_split(split, ids(split))
+            w.append(split, features[lo:hi])
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, planted) -> Path:
+    return write_store(tmp_path_factory.mktemp("sae") / "penultimate.zarr", planted.features)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, store) -> dict[str, Path]:
+    """variant → folder with sae.pt, history.csv, curve.png, latents.zarr (trained once)."""
+    out = {}
+    for variant, extra in VARIANTS.items():
+        folder = tmp_path_factory.mktemp(variant)
+        train_sae(store, folder / "sae.pt", folder / "history.csv", folder / "curve.png",
+                  {"variant": variant, **FAST, **extra})  # fmt: skip
+        encode_latents(folder / "sae.pt", store, folder / "latents.zarr")
+        out[variant] = folder
+    return out
+
+
+def test_metric_formulas_on_known_answers():
+    x = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 2.0], [2.0, -2.0]])  # mean (2, 0), Σ‖x-x̄‖² = 10
+    x_hat = x + np.array([[1.0, 0.0], [0.0, 0.0], [0.0, -1.0], [0.0, 0.0]])  # Σ err² = 2
+    assert fvu(x, x_hat) == pytest.approx(0.2)
+    z = np.array([[0.0, 1.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    assert l0(z) == pytest.approx(4 / 4)
+    assert dead_fraction(z) == pytest.approx(1 / 3)
+
+
+def test_streaming_metrics_equal_direct_numpy(planted):
+    rng = np.random.default_rng(1)
+    x = planted.features[:500].astype(np.float64)
+    x_hat = x + rng.normal(scale=0.3, size=x.shape)
+    z = np.maximum(rng.normal(size=(500, 40)) - 1.5, 0)
+    z[:, 7] = 0.0  # one latent never active
+    acc = SAEMetrics(40)
+    for lo in range(0, 500, 64):
+        acc.update(x[lo : lo + 64], x_hat[lo : lo + 64], z[lo : lo + 64])
+    got = acc.result()
+    assert got["fvu"] == pytest.approx(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    assert got["l0"] == pytest.approx(np.count_nonzero(z) / 500)
+    assert got["dead_fraction"] == pytest.approx(np.mean(~(z > 0).any(0)))
+    assert got["dead_fraction"] >= 1 / 40
+
+
+def _reference_loss(m, x, dead):
+    """The SAE losses written densely, as a plain PyTorch implementation would."""
+    pre = (x - m.b_pre) @ m.W_enc + m.b_enc
+    if m.variant == "relu_l1":
+        z = F.relu(pre)
+        x_hat = z @ m.W_dec + m.b_pre
+        return ((x_hat - x) ** 2).mean() + m.config.l1_coefficient * z.sum(1).mean()
+    val, idx = pre.topk(m.config.k, dim=1)
+    z = torch.zeros_like(pre).scatter(1, idx, F.relu(val))
+    x_hat = z @ m.W_dec + m.b_pre
+    pre_dead = pre[:, dead]
+    val, idx = pre_dead.topk(min(m.config.aux_k, pre_dead.shape[1]), dim=1)
+    aux_hat = torch.zeros_like(pre_dead).scatter(1, idx, F.relu(val)) @ m.W_dec[dead]
+    aux = ((aux_hat - (x - x_hat).detach()) ** 2).mean()
+    return ((x_hat - x) ** 2).mean() + m.config.aux_coefficient * aux
+
+
+@pytest.mark.parametrize("dense_above", [0.0, 1.0], ids=["dense-path", "sparse-path"])
+@pytest.mark.parametrize("variant", ["relu_l1", "topk"])
+def test_loss_and_gradients_match_dense_reference(variant, dense_above, monkeypatch):
+    monkeypatch.setattr(sparse_ops, "DENSE_ABOVE", dense_above)
+    torch.manual_seed(0)
+    m = build_sae(variant, 16, {"expansion": 4, "l1_coefficient": 0.01, "k": 5, "aux_k": 4})
+    m = m.double()
+    with torch.no_grad():
+        m.b_enc.normal_(-0.3, 0.3)
+        m.b_pre.normal_()
+        m.W_enc.add_(0.1 * torch.randn_like(m.W_enc))
+    x = torch.randn(32, 16, dtype=torch.float64)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::3] = True
+    loss, _, code = m.training_loss(x, dead)
+    loss.backward()
+    ours = [p.grad.clone() for p in (m.b_pre, m.W_enc, m.b_enc, m.W_dec)]
+    m.zero_grad()
+    ref = _reference_loss(m, x, dead)
+    ref.backward()
+    assert 0 < code.density < 1
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    for got, want in zip(
+        ours, (m.b_pre.grad, m.W_enc.grad, m.b_enc.grad, m.W_dec.grad), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_topk_aux_loss_trains_dead_latents_only_when_they_are_dead():
+    torch.manual_seed(0)
+    m = build_sae("topk", 16, {"expansion": 4, "k": 3})
+    x = torch.randn(64, 16)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[40:] = True
+    with torch.no_grad():
+        m.W_enc[:, 40:] *= 0.05  # small pre-activations: never among the top 3
+    loss, stats, code = m.training_loss(x, None)
+    loss.backward()
+    assert (code.cols < 40).all() and stats["aux"] == 0
+    assert m.W_enc.grad[:, 40:].abs().max() == 0
+    m.zero_grad()
+    loss, stats, _ = m.training_loss(x, dead)
+    loss.backward()
+    assert stats["aux"] > 0
+    assert m.W_enc.grad[:, 40:].abs().sum(0).gt(0).all()
+    assert m.W_dec.grad[40:].abs().sum(1).gt(0).all()
+
+
+def test_decoder_rows_stay_unit_norm_and_gradient_is_orthogonal():
+    torch.manual_seed(0)
+    m = build_sae("relu_l1", 8, {"expansion": 2})
+    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    for _ in range(5):
+        loss, _, _ = m.training_loss(torch.randn(16, 8) * 3)
+        opt.zero_grad()
+        loss.backward()
+        m.remove_parallel_gradient_()
+        parallel = (m.W_dec.grad * m.W_dec).sum(1)
+        assert parallel.abs().max() < 1e-6
+        opt.step()
+        m.normalize_decoder_()
+        torch.testing.assert_close(m.W_dec.norm(dim=1), torch.ones(16))
+
+
+def test_amp_path_runs_on_cpu_and_agrees_in_bfloat16_precision(planted):
+    torch.manual_seed(0)
+    m = build_sae("relu_l1", D, {"expansion": 2})
+    x = torch.from_numpy(planted.features[:64])
+    x_hat, z = m.reconstruct(x)
+    m.amp = True
+    x_hat_amp, _ = m.reconstruct(x)
+    assert torch.allclose(x_hat, x_hat_amp, rtol=0.05, atol=0.05 * x.abs().mean().item())
+
+
+def test_unknown_variant_is_a_config_error():
+    with pytest.raises(ConfigError, match="no_such_sae"):
+        get_variant("no_such_sae")
+
+
+# -- streaming ---------------------------------------------------------------
+@pytest.mark.parametrize("buffer_mb", [0.02, 64], ids=["streamed", "in-memory"])
+def test_store_rows_visit_every_row_once_per_epoch_in_a_seeded_order(store, buffer_mb):
+    src = StoreRows(ActivationStore(store), "train", batch_size=100, seed=3, buffer_mb=buffer_mb)
+    assert src.streamed == (buffer_mb < 1)
+    rows = ActivationStore(store).read("train")
+    epochs = [np.concatenate(list(src.epoch(e))) for e in (0, 1)]
+    for seen in epochs:
+        assert seen.shape == rows.shape
+        # same multiset of rows: sort both by their first columns
+        key = np.lexsort(seen.T[::-1])
+        np.testing.assert_array_equal(seen[key], rows[np.lexsort(rows.T[::-1])])
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
+    np.testing.assert_array_equal(np.concatenate(list(src.epoch(1))), epochs[1])  # reproducible
+    batch_sizes = [len(b) for b in src.epoch(0)]
+    assert all(s == 100 for s in batch_sizes[:-1]) and sum(batch_sizes) == len(rows)
+    sample = src.sample(300, np.random.default_rng(0))
+    assert sample.shape == (300, D)
+    assert len({r.tobytes() for r in sample} - {r.tobytes() for r in rows}) == 0
+
+
+def test_streamed_training_matches_in_memory_quality(store, planted):
+    """The same SAE trained from a streamed store and from RAM reaches the same FVU / L0."""
+    results = []
+    for source_kind in ("store", "ram"):
+        torch.manual_seed(0)
+        params = TrainParams(batch_size=128, epochs=15, lr=3e-3, resample=False)
+        if source_kind == "store":
+            source = StoreRows(ActivationStore(store), "train", 128, buffer_mb=0.02)
+            assert source.streamed
+        else:
+            source = ArrayRows(planted.features[:1600], 128)
+        m = build_sae("relu_l1", D, {"expansion": 4, "l1_coefficient": 0.1})
+        variance = prepare_model(m, [planted.features[:1600]], params)
+        fit(m, source, params, total_variance=variance)
+        results.append(evaluate_arrays(m, planted.features[2000:]))
+    assert results[0]["fvu"] == pytest.approx(results[1]["fvu"], abs=0.05)
+    assert results[0]["l0"] == pytest.approx(results[1]["l0"], rel=0.2)
+
+
+# -- resampling --------------------------------------------------------------
+def test_resampling_revives_deliberately_killed_latents(planted, caplog):
+    x_train, x_test = planted.features[:1600], planted.features[2000:]
+    killed = torch.arange(0, 128, 2)  # half of the latents
+
+    def run(resample: bool):
+        torch.manual_seed(0)
+        m = build_sae("relu_l1", D, {"expansion": 4, "l1_coefficient": 0.1})
+        params = TrainParams(batch_size=128, epochs=12, lr=3e-3, resample=resample,
+                             resample_every=4, resample_until=0.5)  # fmt: skip
+        variance = prepare_model(m, [x_train], params)
+        with torch.no_grad():
+            m.b_enc[killed] = -1e4  # these latents can never fire
+        hist = fit(m, ArrayRows(x_train, 128), params, total_variance=variance)
+        z = m.encode(torch.from_numpy(x_test)).numpy()
+        return hist, (z[:, killed.numpy()] > 0).any(0)
+
+    caplog.set_level("INFO", logger="neurodissect.sae.train")
+    hist, alive = run(resample=True)
+    resampled = [h["n_resampled"] for h in hist]
+    assert resampled[3] >= len(killed)  # the first round (after epoch 4) takes all killed ones
+    assert sum(resampled[6:]) == 0  # none after resample_until
+    assert alive.mean() > 0.9  # the killed latents fire again on held-out data
+    assert f"resampled {resampled[3]} dead latents" in caplog.text
+    hist, alive = run(resample=False)
+    assert not alive.any() and all(h["n_resampled"] == 0 for h in hist)
+
+
+def test_resample_targets_badly_reconstructed_inputs():
+    torch.manual_seed(0)
+    m = build_sae("relu_l1", 4, {"expansion": 2})
+    opt = torch.optim.Adam(m.parameters())
+    inputs = np.zeros((50, 4), np.float32)
+    inputs[7] = [0.0, 0.0, 9.0, 0.0]  # the only row the SAE cannot reconstruct
+    dead = torch.zeros(8, dtype=torch.bool)
+    dead[[1, 5]] = True
+    n = resample_dead_latents(m, opt, dead, inputs, np.random.default_rng(0))
+    assert n == 2
+    for i in (1, 5):
+        torch.testing.assert_close(m.W_dec[i].abs(), torch.tensor([0.0, 0.0, 1.0, 0.0]))
+        assert m.b_enc[i] == 0
+
+
+def test_geometric_median_is_robust_to_an_outlier():
+    pts = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [100.0, 100.0]])
+    med = geometric_median(pts)
+    assert np.linalg.norm(med - [0.5, 0.5]) < 0.5
+    assert np.linalg.norm(pts.mean(0) - [0.5, 0.5]) > 20
+
+
+# -- train_sae, checkpoints, latents -----------------------------------------
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_checkpoint_reloads_weights_only_and_reproduces_metrics(trained, store, planted, variant):
+    folder = trained[variant]
+    ckpt = torch.load(folder / "sae.pt", weights_only=True)
+    assert ckpt["variant"] == variant and ckpt["d_in"] == D
+    assert float(ckpt["state"]["input_scale"]) != 1.0  # normalisation lives in the checkpoint
+    np.testing.assert_allclose(ckpt["state"]["input_mean"].numpy(),
+                               planted.features[:1600].mean(0), rtol=1e-5, atol=1e-6)  # fmt: skip
+    m = load_sae(folder / "sae.pt")
+    # recompute directly with numpy from the weights: normalise, encode, decode, de-normalise
+    st = {k: v.double().numpy() for k, v in ckpt["state"].items()}
+    x = ActivationStore(store).read("test").astype(np.float64)
+    xn = x / st["input_scale"]
+    pre = (xn - st["b_pre"]) @ st["W_enc"] + st["b_enc"]
+    if variant == "relu_l1":
+        z = np.maximum(pre, 0)
+    else:
+        kth = -np.sort(-pre, axis=1)[:, [VARIANTS["topk"]["k"] - 1]]
+        z = np.where(pre >= kth, np.maximum(pre, 0), 0)
+    x_hat = (z @ st["W_dec"] + st["b_pre"]) * st["input_scale"]
+    got = evaluate_arrays(m, x.astype(np.float32))
+    assert got["fvu"] == pytest.approx(fvu(x, x_hat), rel=1e-4)
+    assert got["l0"] == pytest.approx(l0(z), rel=1e-4)
+    assert got["dead_fraction"] == pytest.approx(dead_fraction(z))
+    latents = ActivationStore(folder / "latents.zarr").read("test")
+    np.testing.assert_allclose(latents, z, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_trained_sae_recovers_planted_atoms_on_held_out_data(trained, planted, variant):
+    z = ActivationStore(trained[variant] / "latents.zarr").read("test")
+    _, best = best_units(auroc_matrix(z, planted.present[2000:]))
+    assert np.mean(best >= 0.9) >= 0.8
+    m = evaluate_arrays(load_sae(trained[variant] / "sae.pt"), planted.features[2000:])
+    assert m["fvu"] < 0.3 and m["dead_fraction"] < 0.5
+
+
+def test_training_history_and_curve(trained):
+    hist = pd.read_csv(trained["relu_l1"] / "history.csv")
+    assert list(hist["epoch"]) == list(range(1, FAST["epochs"] + 1))
+    for col in ("train_fvu", "train_l0", "train_l1", "monitor_fvu", "monitor_l0",
+                "monitor_dead_fraction", "n_resampled"):  # fmt: skip
+        assert hist[col].notna().all(), col
+    assert hist["train_fvu"].iloc[-1] < hist["train_fvu"].iloc[0]
+    png = (trained["relu_l1"] / "curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "train_aux" in pd.read_csv(trained["topk"] / "history.csv").columns
+    assert not (trained["relu_l1"] / ".resume").exists()
+
+
+def test_latents_store_layout(trained, store):
+    lat = ActivationStore(trained["topk"] / "latents.zarr")
+    src = ActivationStore(store)
+    assert lat.attrs["kind"] == "sae_latents" and lat.n_units == 4 * D
+    assert lat.splits == src.splits
+    for split in src.splits:
+        np.testing.assert_array_equal(lat.image_ids(split), src.image_ids(split))
+    assert ((lat.read("all") > 0).sum(1) <= VARIANTS["topk"]["k"]).all()
+
+
+def test_encode_rejects_features_of_another_layer(trained, tmp_path, planted):
+    other = write_store(tmp_path / "layer4.zarr", planted.features[:, :16])
+    with pytest.raises(InputError, match="16 units.*trained on 32"):
+        encode_latents(trained["relu_l1"] / "sae.pt", other, tmp_path / "latents.zarr")
+    assert not (tmp_path / "latents.zarr").exists()
+
+
+# -- resume ------------------------------------------------------------------
+TRAIN_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from neurodissect.sae.train import train_sae
+train_sae(sys.argv[1], sys.argv[2] + "/sae.pt", sys.argv[2] + "/history.csv", None,
+          {{"variant": "relu_l1", "expansion": 2, "l1_coefficient": 0.1, "batch_size": 400,
+            "epochs": {epochs}, "lr": 3e-3, "resample_every": 10, "checkpoint_seconds": 0}},
+          resume_dir=sys.argv[2] + "/.resume")
+"""
+
+
+def _train_in_subprocess(store, out, epochs, kill_at_epoch=None):
+    script = TRAIN_SCRIPT.format(epochs=epochs)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(store), str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    if kill_at_epoch is None:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        return None
+    state = out / ".resume" / "state.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                epoch = load_state_dict(state)["epoch"]
+            except (ValueError, FileNotFoundError):  # replaced while reading
+                continue
+            if epoch >= kill_at_epoch:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    return load_state_dict(state)["epoch"]
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, store):
+    epochs = 150
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    full.mkdir(), cut.mkdir()
+    killed_after = _train_in_subprocess(store, cut, epochs, kill_at_epoch=3)
+    assert not (cut / "sae.pt").exists()
+    assert 3 <= killed_after < epochs
+    _train_in_subprocess(store, cut, epochs)  # resumes
+    _train_in_subprocess(store, full, epochs)
+    a, b = load_state_dict(cut / "sae.pt")["state"], load_state_dict(full / "sae.pt")["state"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    hist = pd.read_csv(cut / "history.csv")
+    assert list(hist["epoch"]) == list(range(1, epochs + 1))
+    assert not (cut / ".resume").exists()
+
+
+def test_resume_state_with_other_settings_is_ignored(tmp_path, store, caplog):
+    first = ResumeState(tmp_path, "fingerprint-a")
+    first.save({"epoch": 5})
+    assert first.load()["epoch"] == 5
+    caplog.set_level("INFO", logger="neurodissect.sae.train")
+    assert ResumeState(tmp_path, "fingerprint-b").load() is None
+    assert "other settings or inputs" in caplog.text
+
+
+# -- ground truth helpers ----------------------------------------------------
+def test_rank_auroc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random((300, 25)), 1)  # many ties
+    scores[:, 3] = 0.0  # all tied
+    labels = rng.random((300, 4)) < [0.1, 0.3, 0.5, 0.02]
+    got = auroc_matrix(scores, labels)
+    for k in range(4):
+        for u in range(25):
+            assert got[k, u] == pytest.approx(roc_auc_score(labels[:, k], scores[:, u]), abs=1e-12)
+    ranks = average_ranks(np.array([[3.0], [1.0], [3.0], [2.0]]))
+    np.testing.assert_array_equal(ranks[:, 0], [3.5, 1.0, 3.5, 2.0])
+    assert np.isnan(auroc_matrix(scores[:, :2], np.zeros((300, 1), bool))).all()
+
+
+def test_store_auroc_in_unit_blocks_equals_in_memory(store, planted):
+    labels = planted.present[2000:]
+    whole = auroc_matrix(ActivationStore(store).read("test"), labels)
+    blocked = store_auroc(store, "test", labels, block_mb=0.05)  # a few units per block
+    np.testing.assert_allclose(blocked, whole)
+
+
+# -- evaluate_sae ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory, planted, trained):
+    """Manifest, opaque head and planted-concept truth around the planted features."""
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(3, D)).astype(np.float32)
+    b = np.zeros(3, np.float32)
+    save_state_dict({"fc.weight": torch.from_numpy(W), "fc.bias": torch.from_numpy(b)},
+                    root / "model.pt")  # fmt: skip
+    ids = [i for s in SPLITS for i in split_ids(s)]
+    df = pd.DataFrame({
+        "image_id": ids, "path": [f"{i}.png" for i in ids],
+        "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
+        "report": "", "sha256": "0" * 64,
+        # labels = what the head predicts on the original features: opaque accuracy 1
+        "label": (planted.features @ W.T + b).argmax(1),
+    })  # fmt: skip
+    meta = {"task": "multiclass", "classes": ["a", "b", "c"], "class_synonyms": {},
+            "root": str(root), "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+    write_manifest(df, meta, root / "manifest.parquet")
+    concepts = [f"planted {c}" for c in "abcdefgh"]
+    gt = pd.DataFrame(planted.present, columns=concepts)
+    gt.insert(0, "image_id", ids)
+    gt.to_parquet(root / "concepts_gt.parquet")
+    write_json({c: {"synonyms": [f"synonym of {c}"]} for c in concepts}, root / "concepts_gt.json")
+    return root
+
+
+def _names_for(root: Path, latents: Path, planted, right: bool) -> Path:
+    """A naming table giving each planted concept's best latent a right or wrong name."""
+    z = ActivationStore(latents).read("test")
+    best, _ = best_units(auroc_matrix(z, planted.present[2000:]))
+    names = [f"synonym of planted {c}" if right else "ruler marks" for c in "abcdefgh"]
+    rows = pd.DataFrame({"latent": best, "name": names}).drop_duplicates("latent")
+    rows = rows.assign(description="", method="reports", score=1.0, support=5, p_value=0.01,
+                       stability=1.0, uninterpretable=False)  # fmt: skip
+    path = root / f"concepts_{right}.parquet"
+    rows.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("right_names", [True, False])
+def test_evaluate_sae_writes_held_out_metrics(tmp_path, eval_inputs, trained, store, planted,
+                                              right_names):  # fmt: skip
+    folder = trained["relu_l1"]
+    names = _names_for(tmp_path, folder / "latents.zarr", planted, right_names)
+    metrics = evaluate_sae(
+        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
+        {"eval_split": "test", "recovery_auroc": 0.9}, concepts_path=names,
+        gt_table=eval_inputs / "concepts_gt.parquet", gt_synonyms=eval_inputs / "concepts_gt.json",
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics) and saved["split"] == "test"
+    direct = evaluate_arrays(load_sae(folder / "sae.pt"), planted.features[2000:])
+    for key in ("fvu", "l0", "dead_fraction"):
+        assert saved[key] == pytest.approx(direct[key], rel=1e-6)
+    assert saved["opaque_accuracy"] == 1.0
+    assert 0.5 < saved["fidelity_accuracy"] <= 1.0
+    assert saved["fidelity_agreement"] == pytest.approx(saved["fidelity_accuracy"])
+    assert saved["planted_recovered_fraction"] >= 0.8
+    table = pd.read_parquet(tmp_path / "gt.parquet")
+    assert len(table) == N_PLANTED
+    assert saved["planted_recovered_fraction"] == pytest.approx(table["recovered"].mean())
+    assert saved["named_correct_fraction"] == (1.0 if right_names else 0.0)
+
+
+def test_evaluate_sae_without_planted_concepts_leaves_them_null(tmp_path, eval_inputs, trained,
+                                                                store):  # fmt: skip
+    """A real dataset: prepare_data writes an empty truth table (image_id only) and {}."""
+    folder = trained["topk"]
+    pd.DataFrame({"image_id": pd.Series(dtype=str)}).to_parquet(tmp_path / "empty.parquet")
+    write_json({}, tmp_path / "empty.json")
+    metrics = evaluate_sae(
+        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
+        {"eval_split": "val"}, gt_table=tmp_path / "empty.parquet",
+        gt_synonyms=tmp_path / "empty.json",
+    )  # fmt: skip
+    assert metrics["split"] == "val"
+    assert metrics["planted_recovered_fraction"] is None
+    assert metrics["named_correct_fraction"] is None
+    assert len(pd.read_parquet(tmp_path / "gt.parquet")) == 0
+
+
+def test_latent_store_with_foreign_image_ids_names_both_files(tmp_path, eval_inputs, trained,
+                                                              store, planted):  # fmt: skip
+    def shifted(split):
+        return [i.replace("img", "other") for i in split_ids(split)]
+
+    bad = write_store(tmp_path / "latents.zarr",
+                      ActivationStore(trained["relu_l1"] / "latents.zarr").read("all"), ids=shifted)  # fmt: skip
+    with pytest.raises(InputError) as err:
+        evaluate_sae(
+            trained["relu_l1"] / "sae.pt", store, bad, eval_inputs / "manifest.parquet",
+            eval_inputs / "model.pt", "resnet18", tmp_path / "m.json", tmp_path / "g.parquet",
+            {"eval_split": "test"},
+        )  # fmt: skip
+    assert str(bad) in str(err.value) and "manifest.parquet" in str(err.value)
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_planted_concepts_reader_rejects_non_boolean_columns(tmp_path):
+    pd.DataFrame({"image_id": ["a", "b"], "hair": [0, 2]}).to_parquet(tmp_path / "gt.parquet")
+    with pytest.raises(InputError, match="hair"):
+        read_planted_concepts(tmp_path / "gt.parquet")
+
+
+# -- the rules, in a real snakemake run of the tiny config ---------------------
+def test_sae_rules_in_the_tiny_run(tiny_run):
+    run = tiny_run / "results" / "tiny" / "resnet18-s0"
+    metrics = json.loads((run / "sae" / "metrics.json").read_text())
+    assert metrics["split"] == "test"
+    for key in ("fvu", "l0", "dead_fraction", "opaque_accuracy", "fidelity_accuracy",
+                "planted_recovered_fraction", "named_correct_fraction"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["fvu"] >= 0 and 0 <= metrics["dead_fraction"] <= 1
+    # the checkpoint alone reproduces the held-out numbers
+    acts = ActivationStore(run / "activations" / "penultimate.zarr")
+    again = evaluate_arrays(load_sae(run / "sae" / "sae.pt"), acts.read("test"))
+    for key in ("fvu", "l0", "dead_fraction"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-5), key
+    opaque = json.loads((run / "opaque" / "metrics.json").read_text())
+    assert metrics["opaque_accuracy"] == pytest.approx(opaque["test_accuracy"], abs=1e-6)
+    latents = ActivationStore(run / "sae" / "latents.zarr")
+    assert latents.attrs["kind"] == "sae_latents" and latents.splits == acts.splits
+    assert latents.n_units == 2 * acts.n_units  # TINY_CONFIG: expansion 2
+    assert (run / "figures" / "sae_training.png").stat().st_size > 10_000
+    assert len(pd.read_csv(run / "sae" / "history.csv")) == 5  # TINY_CONFIG: 5 epochs
+    prov = json.loads((run / "sae" / "sae.pt.prov.json").read_text())
+    assert prov["rule"] == "train_sae"

@@ -1,0 +1,208 @@
+"""Batched orthogonal matching pursuit (OMP) over a small dictionary.
+
+Concept scores are the OMP coefficients of each feature vector x (C,) over the
+dictionary D (K, C) of selected CAVs (unit-norm rows): at most T = n_nonzero atoms
+are picked greedily, each time the atom most correlated with the residual, and the
+coefficients of the picked atoms are the least-squares fit on them.
+
+Everything is computed from the Gram matrix G = D Dᵀ (K, K) and the correlations
+c = X Dᵀ (N, K); neither the residual nor any C-dimensional vector is formed.
+With L the Cholesky factor of G_SS on the active set S (G_SS = L Lᵀ), the active
+atoms orthonormalised are Q = L⁻¹ D_S, and the algorithm keeps per image
+
+    P = Q Dᵀ = L⁻¹ G_S,:   (t, K)   correlations of the orthonormal atoms with every atom
+    z = Q x  = L⁻¹ c_S     (t,)     the image's coordinates on them
+    α = D r  = c − Pᵀ z    (K,)     correlations of the residual with every atom
+
+Adding atom λ: its new Cholesky row is w = L⁻¹ G_S,λ = P[:, λ] (a gather, no solve),
+the pivot d = √(G_λλ − ‖w‖²), the new row of P is (G_λ,: − wᵀ P)/d, z_t = (c_λ − w·z)/d
+and α −= z_t · (new row of P). So a step costs O(tK) per image (one batched
+vector-matrix product) and the coefficients γ = L⁻ᵀ z are solved once, at the end
+(one batched triangular solve). All rows of a chunk advance together; chunks are
+sized to stay cache-resident (``memory_mb``). The CPU path is numpy
+(:func:`omp_from_gram`), the GPU path the same steps in torch (:func:`omp_from_gram_torch`).
+
+The result equals scikit-learn's ``orthogonal_mp(D.T, x, n_nonzero_coefs=T,
+precompute=False)`` per image, including its early stops: an image stops (keeping
+its coefficients) when the best atom is already active, or its squared correlation
+with x (sic: with x, not with the residual — sklearn's test) is below machine
+epsilon, or the new atom is linearly dependent on the active ones (pivot² ≤ eps).
+A stopped image takes a dummy atom (index K: an extra unit atom orthogonal to all,
+with zero correlation) on each later step, so all rows keep the same active-set
+length and the dummy coefficients are exactly zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_MEMORY_MB = 16.0
+
+
+def rows_per_chunk(n_atoms: int, n_nonzero: int, memory_mb: float = DEFAULT_MEMORY_MB) -> int:
+    """Images per chunk so the float64 state (P: T x K, L: T x T, a few K rows) fits."""
+    per_row = 8 * (n_nonzero * (n_atoms + 1) + n_nonzero * n_nonzero + 8 * (n_atoms + 1))
+    return max(1, int(memory_mb * 2**20 // per_row))
+
+
+def omp_from_gram(corr: np.ndarray, gram: np.ndarray, n_nonzero: int) -> np.ndarray:
+    """OMP coefficients (n, K) for correlations ``corr`` (n, K) = X Dᵀ and ``gram`` (K, K),
+    in float64 numpy (the CPU path: numpy's einsum beats torch's bmm on these batched
+    vector-matrix products). ``n_nonzero`` must be ≤ K."""
+    from scipy.linalg import solve_triangular
+
+    corr = np.asarray(corr, dtype=np.float64)
+    n, k = corr.shape
+    t_max = int(n_nonzero)
+    if not 1 <= t_max <= k:
+        raise ValueError(f"n_nonzero must be in [1, {k}] (the number of atoms), got {n_nonzero}")
+    eps = float(np.finfo(np.float64).eps)
+    gram_ext = np.zeros((k + 1, k + 1))
+    gram_ext[:k, :k] = gram
+    gram_ext[k, k] = 1.0  # the dummy atom
+    corr_ext = np.concatenate([corr, np.zeros((n, 1))], axis=1)
+    diag = np.diagonal(gram_ext)
+
+    rows = np.arange(n)
+    P = np.zeros((n, t_max, k + 1))
+    chol = np.zeros((n, t_max, t_max))
+    chol[:, np.arange(t_max), np.arange(t_max)] = 1.0  # steps never taken act as dummies
+    z = np.zeros((n, t_max))
+    active = np.full((n, t_max), k, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    alpha = corr.copy()
+    for t in range(t_max):
+        lam = np.abs(alpha).argmax(axis=1)
+        stop = (active[:, :t] == lam[:, None]).any(axis=1) | (corr[rows, lam] ** 2 < eps)
+        if t:
+            w = P[rows, :t, lam]  # the new Cholesky row L⁻¹ G_S,λ
+            pivot = diag[lam] - np.einsum("nt,nt->n", w, w)
+            stop |= pivot <= eps
+        else:
+            w = np.zeros((n, 0))
+            pivot = diag[lam]
+        done |= stop
+        if done.all():
+            break
+        lam = np.where(done, k, lam)
+        w[done] = 0.0
+        d = np.where(done, 1.0, np.sqrt(np.maximum(pivot, eps)))
+        chol[:, t, :t] = w
+        chol[:, t, t] = d
+        active[:, t] = lam
+        z_t = (corr_ext[rows, lam] - np.einsum("nt,nt->n", w, z[:, :t])) / d
+        z[:, t] = z_t
+        new = gram_ext[lam]
+        if t:
+            new = new - np.einsum("nt,ntk->nk", w, P[:, :t, :])
+        new /= d[:, None]
+        P[:, t, :] = new
+        alpha -= z_t[:, None] * new[:, :k]
+    coef = np.zeros((n, k + 1))
+    for i in range(n):  # once per image: γ = L⁻ᵀ z
+        coef[i, active[i]] = solve_triangular(chol[i], z[i], lower=True, trans="T",
+                                              check_finite=False)  # fmt: skip
+    coef[:, k] = 0.0  # dummy entries
+    return coef[:, :k]
+
+
+def omp_from_gram_torch(corr, gram, n_nonzero: int):
+    """:func:`omp_from_gram` on torch tensors (any device; use float64 for exactness) —
+    the GPU path of :func:`batched_omp`."""
+    import torch
+    from torch.linalg import solve_triangular
+
+    n, k = corr.shape
+    t_max = int(n_nonzero)
+    if not 1 <= t_max <= k:
+        raise ValueError(f"n_nonzero must be in [1, {k}] (the number of atoms), got {n_nonzero}")
+    dtype, device = corr.dtype, corr.device
+    eps = float(torch.finfo(dtype).eps)
+    gram_ext = torch.zeros((k + 1, k + 1), dtype=dtype, device=device)
+    gram_ext[:k, :k] = gram
+    gram_ext[k, k] = 1.0  # the dummy atom
+    corr_ext = torch.cat([corr, torch.zeros((n, 1), dtype=dtype, device=device)], dim=1)
+    diag = gram_ext.diagonal()
+
+    rows = torch.arange(n, device=device)
+    P = torch.zeros((n, t_max, k + 1), dtype=dtype, device=device)
+    # identity: steps never taken (all rows stopped early) act as dummy atoms
+    chol = torch.eye(t_max, dtype=dtype, device=device).repeat(n, 1, 1)
+    z = torch.zeros((n, t_max), dtype=dtype, device=device)
+    active = torch.full((n, t_max), k, dtype=torch.long, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    alpha = corr.clone()
+    for t in range(t_max):
+        lam = alpha.abs().argmax(dim=1)
+        stop = (active[:, :t] == lam[:, None]).any(dim=1) | (corr[rows, lam] ** 2 < eps)
+        if t:
+            w = P[rows, :t, lam]  # the new Cholesky row L⁻¹ G_S,λ
+            pivot = diag[lam] - (w * w).sum(dim=1)
+            stop |= pivot <= eps
+        else:
+            w = torch.zeros((n, 0), dtype=dtype, device=device)
+            pivot = diag[lam]
+        done |= stop
+        if bool(done.all()):
+            break
+        lam = torch.where(done, k, lam)
+        w = torch.where(done[:, None], 0.0, w)
+        d = torch.where(done, 1.0, torch.sqrt(pivot.clamp_min(eps)))
+        chol[:, t, :t] = w
+        chol[:, t, t] = d
+        active[:, t] = lam
+        z_t = (corr_ext[rows, lam] - (w * z[:, :t]).sum(dim=1)) / d
+        z[:, t] = z_t
+        new = gram_ext[lam]
+        if t:
+            new = new - torch.einsum("nt,ntk->nk", w, P[:, :t, :])
+        new = new / d[:, None]
+        P[:, t, :] = new
+        alpha -= z_t[:, None] * new[:, :k]
+    gamma = solve_triangular(chol.mT, z.unsqueeze(-1), upper=True).squeeze(-1)
+    coef = torch.zeros((n, k + 1), dtype=dtype, device=device)
+    coef.scatter_(1, active, gamma)  # dummy entries (column K) are zero
+    return coef[:, :k]
+
+
+def batched_omp(
+    X: np.ndarray,
+    D: np.ndarray,
+    n_nonzero: int,
+    *,
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    device: str = "cpu",
+) -> np.ndarray:
+    """OMP coefficients (N, K) of the rows of ``X`` (N, C) over the atoms ``D`` (K, C).
+
+    ``n_nonzero`` is clamped to min(K, C): past C atoms the residual is zero up to
+    rounding and further picks are numerical noise (scikit-learn's result there is
+    arbitrary too). Computed in float64 in chunks of rows sized by ``memory_mb``
+    (cache-sized is fastest): numpy on the CPU, torch on ``device`` ``cuda[:i]``.
+    ``X ≈ coef @ D``.
+    """
+    X = np.asarray(X)
+    D = np.asarray(D, dtype=np.float64)
+    k = D.shape[0]
+    if X.ndim != 2 or D.ndim != 2 or X.shape[1] != D.shape[1]:
+        raise ValueError(f"X {X.shape} and D {D.shape} must be (N, C) and (K, C)")
+    out = np.zeros((len(X), k), dtype=np.float64)
+    if not len(X) or not k:
+        return out
+    t_max = min(int(n_nonzero), k, D.shape[1])
+    step = rows_per_chunk(k, t_max, memory_mb)
+    if str(device).startswith("cuda"):
+        import torch
+
+        d_t = torch.from_numpy(D).to(device)
+        gram_t = d_t @ d_t.T
+        for start in range(0, len(X), step):
+            x = torch.from_numpy(np.asarray(X[start : start + step], np.float64)).to(device)
+            coef = omp_from_gram_torch(x @ d_t.T, gram_t, t_max)
+            out[start : start + len(x)] = coef.cpu().numpy()
+        return out
+    gram = D @ D.T
+    for start in range(0, len(X), step):
+        x = np.asarray(X[start : start + step], dtype=np.float64)
+        out[start : start + len(x)] = omp_from_gram(x @ D.T, gram, t_max)
+    return out

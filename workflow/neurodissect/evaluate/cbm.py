@@ -1,0 +1,276 @@
+"""Opaque model vs concept bottleneck model on the same test split, explanations, and
+the planted-cause check on synthetic data (rule ``evaluate_cbm``).
+
+metrics.json (flat, numbers + ``split``):
+
+- opaque_{m} — the opaque classifier's head on the test features; cbm_{m} — the CBM
+  (the head of ``cbm.features``); cbm_coefficients_{m} / cbm_reconstruction_{m} — both
+  heads; m in accuracy, balanced_accuracy, macro_f1 (+ mean_auroc for multi-label data),
+  with :func:`neurodissect.evaluate.classification.classification_metrics` for all.
+  cbm_agreement = share of test predictions equal to the opaque model's.
+- n_concepts_requested, n_concepts_used (the selection's clamp), n_nonzero, cbm_C.
+- explanation_planted_hit_rate (synthetic data, else null): over test images whose true
+  class has planted causes (concepts_gt.json ``causes``) and that show at least one of
+  them, the share whose top explanation concept **for the true class** (largest
+  w_yc · s_c(x)) is named as one of the causes the image shows
+  (:func:`neurodissect.evaluate.text.matches` against its synonyms). The true class,
+  not the predicted one, so a misclassified image still asks "does the evidence the
+  model has for the right class rest on the right concept"; n_hit_rate_images counts
+  the images scored. For multi-label data every positive label with known causes is
+  one (image, class) case. Diagnostics beside it: explanation_planted_hit_rate_top3 (a
+  shown cause among the top three), explanation_spurious_rate (over test images of a class
+  with a planted spurious concept, ``spurious_for``, the share whose top concept for that
+  class names it — the model leaning on the artifact, which a CBM is meant to expose).
+
+explanations.parquet: per test image, the ``top_k`` concepts by contribution
+w_yc · s_c(x) to its predicted class (multi-label: its highest-scoring label) —
+image_id, class, rank (1 = largest), concept, latent, score, contribution; plus
+logit and bias of that class, so Σ contributions over all concepts + bias = logit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..io import PathLike, read_json, write_json, write_parquet
+from .classification import classification_metrics
+from .text import matches
+
+log = logging.getLogger(__name__)
+
+EXPLANATION_COLUMNS = (
+    "image_id", "class", "rank", "concept", "latent", "score", "contribution", "logit", "bias",
+)  # fmt: skip
+
+
+def contributions(scores: np.ndarray, W: np.ndarray, class_idx: np.ndarray) -> np.ndarray:
+    """(N, K) w_{y_i c} · s_c(x_i) for each image's class ``class_idx[i]``."""
+    return np.asarray(scores, np.float64) * np.asarray(W, np.float64)[class_idx]
+
+
+def explained_class(probs: np.ndarray, multilabel: bool) -> np.ndarray:
+    """The class an image's explanation is about: the arg-max class / highest label."""
+    return np.asarray(probs).argmax(axis=1)
+
+
+def explanations(
+    image_ids, scores, W, b, class_idx, concepts, latents, classes, top_k: int
+) -> pd.DataFrame:
+    """The top-``top_k`` contributions of each image to its class (EXPLANATION_COLUMNS)."""
+    scores = np.asarray(scores, np.float64)
+    contrib = contributions(scores, W, class_idx)
+    k = min(int(top_k), scores.shape[1])
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    n = len(scores)
+    rows = np.repeat(np.arange(n), k)
+    cols = order.ravel()
+    logits = contrib.sum(1) + np.asarray(b, np.float64)[class_idx]
+    return pd.DataFrame({
+        "image_id": np.asarray(image_ids).astype(str)[rows],
+        "class": np.asarray(classes, dtype=object)[np.asarray(class_idx)[rows]].astype(str),
+        "rank": np.tile(np.arange(1, k + 1), n).astype(np.int64),
+        "concept": np.asarray(concepts, dtype=object)[cols].astype(str),
+        "latent": np.asarray(latents, dtype=np.int64)[cols],
+        "score": scores[rows, cols],
+        "contribution": contrib[rows, cols],
+        "logit": logits[rows],
+        "bias": np.asarray(b, np.float64)[class_idx][rows],
+    })  # fmt: skip
+
+
+def class_causes(
+    info: dict[str, Any], classes: list[str], key: str = "causes"
+) -> dict[str, list[str]]:
+    """class → planted concepts that cause it, from concepts_gt.json entries' ``causes``
+    (``key="spurious_for"``: the concepts spuriously correlated with it)."""
+    out: dict[str, list[str]] = {c: [] for c in classes}
+    for concept, entry in info.items():
+        if not isinstance(entry, dict):
+            continue
+        for cls in entry.get(key) or []:
+            if cls in out:
+                out[cls].append(concept)
+    return out
+
+
+def planted_hit_rate(
+    scores: np.ndarray,
+    W: np.ndarray,
+    cases: list[tuple[int, int]],
+    present: np.ndarray,
+    gt_concepts: list[str],
+    synonyms: dict[str, list[str]],
+    causes: dict[int, list[str]],
+    concepts: list[str],
+    top_k: int = 1,
+) -> tuple[float | None, int]:
+    """(hit rate, cases scored) over (image row, class) ``cases`` — see module doc;
+    ``top_k`` > 1: a hit when any of the top-k concepts names a shown cause."""
+    col = {c: j for j, c in enumerate(gt_concepts)}
+    hits, scored = 0, 0
+    for i, y in cases:
+        shown = [c for c in causes.get(y, []) if c in col and present[i, col[c]]]
+        if not shown:
+            continue
+        contrib = np.asarray(scores[i], np.float64) * np.asarray(W[y], np.float64)
+        tops = np.argsort(-contrib, kind="stable")[:top_k]
+        scored += 1
+        hits += any(matches(concepts[t], synonyms[c]) for t in tops for c in shown)
+    return (hits / scored if scored else None), scored
+
+
+def spurious_top_rate(
+    scores: np.ndarray,
+    W: np.ndarray,
+    cases: list[tuple[int, int]],
+    spurious: dict[int, list[str]],
+    synonyms: dict[str, list[str]],
+    concepts: list[str],
+) -> tuple[float | None, int]:
+    """Over (image, class) cases of classes with a planted spurious concept
+    (concepts_gt.json ``spurious_for``): the share whose top concept names one."""
+    hits, scored = 0, 0
+    for i, y in cases:
+        if not spurious.get(y):
+            continue
+        top = int(np.argmax(np.asarray(scores[i], np.float64) * np.asarray(W[y], np.float64)))
+        scored += 1
+        hits += any(matches(concepts[top], synonyms[c]) for c in spurious[y])
+    return (hits / scored if scored else None), scored
+
+
+def _opaque_predictions(features_path, opaque_path, arch, split, n_rows, multilabel):
+    """Opaque probabilities from its head on the features, or None when the features are
+    not the head's input (then metrics come from opaque/metrics.json)."""
+    from ..activations.store import ActivationStore
+    from ..io import load_state_dict
+    from ..models import head_weights, predict_from_penultimate
+
+    try:
+        state = load_state_dict(opaque_path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"{opaque_path}: cannot read the opaque model ({exc})") from None
+    W, b = head_weights(state, arch)
+    store = ActivationStore(features_path)
+    if W.shape[1] != store.n_units:
+        return None
+    feats = np.concatenate([blk for _, _, blk in store.iter_chunks(split)] or
+                           [np.zeros((0, store.n_units), np.float32)])  # fmt: skip
+    if len(feats) != n_rows:
+        raise InputError(f"{features_path} ({split}) has {len(feats)} rows, expected {n_rows}")
+    return predict_from_penultimate(W, b, feats, multilabel)
+
+
+def evaluate_cbm(
+    model_path: PathLike,
+    scores_path: PathLike,
+    features_path: PathLike,
+    manifest_path: PathLike,
+    opaque_path: PathLike,
+    opaque_metrics_path: PathLike,
+    arch: str,
+    metrics_out: PathLike,
+    explanations_out: PathLike,
+    params: dict[str, Any],
+    *,
+    gt_table: PathLike | None = None,
+    gt_synonyms: PathLike | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Rule ``evaluate_cbm`` (see module doc); returns the metrics and the arrays the
+    figures need under the key ``_arrays``."""
+    from ..activations.store import ActivationStore
+    from ..cbm.model import HEADS, load_model
+    from ..data.manifest import check_same_ids, read_manifest
+
+    model = load_model(model_path)
+    manifest = read_manifest(manifest_path)
+    part = manifest.split(split)
+    ids = part.df["image_id"].astype(str).to_numpy()
+    store = ActivationStore(scores_path)
+    check_same_ids(store.image_ids(split), ids, f"{scores_path} ({split})", manifest.path)
+    if store.n_units != len(model.concepts):
+        raise InputError(f"{scores_path} has {store.n_units} concepts but {model_path} "
+                         f"{len(model.concepts)}")  # fmt: skip
+    check_same_ids(ActivationStore(features_path).image_ids(split), ids,
+                   f"{features_path} ({split})", manifest.path)  # fmt: skip
+    scores = store.read(split).astype(np.float64)
+    labels = part.labels()
+    multilabel = manifest.multilabel
+
+    metrics: dict[str, Any] = {"split": split}
+    opaque_probs = _opaque_predictions(
+        features_path, opaque_path, arch, split, len(ids), multilabel
+    )
+    if opaque_probs is not None:
+        opaque = classification_metrics(labels, opaque_probs, multilabel)
+    else:
+        log.warning("the features are not the head's input: opaque metrics from %s",
+                    opaque_metrics_path)  # fmt: skip
+        stored = read_json(opaque_metrics_path)
+        opaque = {k.removeprefix(f"{split}_"): v for k, v in stored.items()
+                  if k.startswith(f"{split}_")}  # fmt: skip
+    metrics.update({f"opaque_{k}": v for k, v in opaque.items()})
+
+    probs = model.predict_proba(scores)
+    metrics.update({f"cbm_{k}": v for k, v in
+                    classification_metrics(labels, probs, multilabel).items()})  # fmt: skip
+    for head in HEADS:
+        if f"{head}_W" in model.arrays:
+            p = model.predict_proba(scores, head)
+            metrics.update({f"cbm_{head}_{k}": v for k, v in
+                            classification_metrics(labels, p, multilabel).items()})  # fmt: skip
+    if opaque_probs is not None:
+        if multilabel:
+            metrics["cbm_agreement"] = float(np.mean((probs >= 0.5) == (opaque_probs >= 0.5)))
+        else:
+            metrics["cbm_agreement"] = float(np.mean(probs.argmax(1) == opaque_probs.argmax(1)))
+    metrics["accuracy_gap"] = metrics["cbm_accuracy"] - metrics.get("opaque_accuracy", np.nan)
+    for key in ("n_concepts_requested", "n_concepts_used", "n_nonzero"):
+        metrics[key] = int(model[key]) if key in model.arrays else None
+    metrics["cbm_C"] = float(model["C"]) if "C" in model.arrays else None
+
+    W, b = model.head()
+    expl_class = explained_class(probs, multilabel)
+    table = explanations(ids, scores, W, b, expl_class, model.concepts, model["latents"],
+                         model.classes, int(params.get("explain_top_k", 5)))  # fmt: skip
+
+    metrics["explanation_planted_hit_rate"] = None
+    metrics["n_hit_rate_images"] = 0
+    metrics["explanation_planted_hit_rate_top3"] = None
+    metrics["explanation_spurious_rate"] = None
+    if gt_table is not None:
+        from .groundtruth import read_json_file, read_planted_concepts
+
+        truth = read_planted_concepts(gt_table, gt_synonyms)
+        if truth.concepts and gt_synonyms is not None:
+            info = read_json_file(gt_synonyms)
+            by_name = class_causes(info, model.classes)
+            causes = {i: by_name[c] for i, c in enumerate(model.classes) if by_name[c]}
+            present = truth.aligned(ids, f"{scores_path} ({split})")
+            if multilabel:
+                cases = [(i, int(y)) for i, y in zip(*np.nonzero(labels > 0.5), strict=True)]
+            else:
+                cases = [(i, int(y)) for i, y in enumerate(labels)]
+            args = (scores, W, cases, present, truth.concepts, truth.synonyms, causes,
+                    model.concepts)  # fmt: skip
+            rate, n = planted_hit_rate(*args)
+            metrics["explanation_planted_hit_rate"] = rate
+            metrics["n_hit_rate_images"] = n
+            metrics["explanation_planted_hit_rate_top3"] = planted_hit_rate(*args, top_k=3)[0]
+            by_spur = class_causes(info, model.classes, "spurious_for")
+            spurious = {i: by_spur[c] for i, c in enumerate(model.classes) if by_spur[c]}
+            metrics["explanation_spurious_rate"] = spurious_top_rate(
+                scores, W, cases, spurious, truth.synonyms, model.concepts
+            )[0]
+    write_json(metrics, metrics_out)
+    write_parquet(table, explanations_out)
+    log.info("CBM vs opaque on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})
+    arrays = {"scores": scores, "labels": labels, "probs": probs, "explained_class": expl_class,
+              "image_ids": ids, "W": W, "b": b}  # fmt: skip
+    return {**metrics, "_arrays": arrays}

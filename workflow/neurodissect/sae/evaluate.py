@@ -1,0 +1,187 @@
+"""Held-out evaluation of a trained SAE (rule ``evaluate_sae``) → metrics.json.
+
+On ``eval_split`` (default test; the SAE never saw it):
+- fvu, l0, dead_fraction of the SAE on the opaque model's features;
+- opaque_<metric> = the opaque head on the original features and
+  fidelity_<metric> = the same head on the SAE reconstruction (accuracy,
+  balanced accuracy, macro-F1; + mean AUROC for multi-label data), and
+  fidelity_agreement = share of predictions unchanged by the substitution;
+- synthetic data only: planted_recovered_fraction = planted concepts for which
+  some latent reaches AUROC ≥ recovery_auroc, named_correct_fraction = recovered
+  concepts whose best latent's top name is a synonym of the concept. Both are
+  null for data without planted concepts.
+groundtruth.parquet lists the per-concept details (empty without truth).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..activations.store import ActivationStore
+from ..data.manifest import Manifest, check_same_ids, read_manifest
+from ..errors import InputError
+from ..evaluate.classification import MULTILABEL_THRESHOLD, classification_metrics
+from ..evaluate.groundtruth import PlantedConcepts, concept_recovery, store_auroc
+from ..evaluate.text import matches
+from ..io import PathLike, load_state_dict, write_json, write_parquet
+from ..runtime import pick_device, progress
+from .base import SparseAutoencoder, load_sae
+from .metrics import SAEMetrics, reconstruct_blocks
+
+log = logging.getLogger(__name__)
+
+GROUNDTRUTH_COLUMNS = ("concept", "best_latent", "auroc", "recovered", "name", "name_correct")
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    eval_split: str = "test"
+    recovery_auroc: float = 0.9
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> EvalParams:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def prediction_agreement(p_a: np.ndarray, p_b: np.ndarray, multilabel: bool) -> float:
+    """Share of predictions (arg-max class, or each label at the threshold) that agree."""
+    if multilabel:
+        return float(np.mean((p_a >= MULTILABEL_THRESHOLD) == (p_b >= MULTILABEL_THRESHOLD)))
+    return float(np.mean(p_a.argmax(1) == p_b.argmax(1)))
+
+
+def reconstruction_metrics(
+    model: SparseAutoencoder,
+    blocks,
+    head: tuple[np.ndarray, np.ndarray],
+    labels: np.ndarray,
+    multilabel: bool,
+) -> dict[str, float]:
+    """FVU / L0 / dead fraction, and the head's metrics on original vs reconstructed rows."""
+    from ..models import predict_from_penultimate
+
+    W, b = head
+    acc = SAEMetrics(model.n_latents)
+    probs_orig, probs_rec = [], []
+    for x, x_hat, z in reconstruct_blocks(model, blocks):
+        acc.update(x, x_hat, z)
+        probs_orig.append(predict_from_penultimate(W, b, x, multilabel))
+        probs_rec.append(predict_from_penultimate(W, b, x_hat, multilabel))
+    p_orig, p_rec = np.concatenate(probs_orig), np.concatenate(probs_rec)
+    out = acc.result()
+    for name, probs in (("opaque", p_orig), ("fidelity", p_rec)):
+        out.update({f"{name}_{k}": v for k, v in
+                    classification_metrics(labels, probs, multilabel).items()})  # fmt: skip
+    out["fidelity_agreement"] = prediction_agreement(p_orig, p_rec, multilabel)
+    return out
+
+
+def planted_concept_metrics(
+    latents_path: PathLike,
+    split: str,
+    truth: PlantedConcepts,
+    names: pd.DataFrame | None,
+    threshold: float,
+) -> tuple[dict[str, float | None], pd.DataFrame]:
+    """(planted_recovered_fraction, named_correct_fraction), and the per-concept table."""
+    store = ActivationStore(latents_path)
+    present = truth.aligned(store.image_ids(split), f"{latents_path} ({split})")
+    table = concept_recovery(store_auroc(latents_path, split, present), truth.concepts, threshold)
+    table = table.rename(columns={"best_unit": "best_latent"})
+    top_name = {} if names is None else dict(zip(names["latent"], names["name"], strict=True))
+    table["name"] = [top_name.get(int(u), "") for u in table["best_latent"]]
+    table["name_correct"] = [
+        bool(rec and name and matches(name, truth.synonyms[c]))
+        for c, rec, name in zip(table["concept"], table["recovered"], table["name"], strict=True)
+    ]
+    evaluable = table[table["evaluable"]]
+    recovered = table[table["recovered"]]
+    if len(evaluable) < len(table):
+        log.warning(
+            "planted concepts without positives or negatives in %s are not scored: %s",
+            split, table.loc[~table["evaluable"], "concept"].tolist(),
+        )  # fmt: skip
+    metrics = {
+        "planted_recovered_fraction": _mean_or_none(evaluable["recovered"]),
+        "named_correct_fraction": _mean_or_none(recovered["name_correct"]),
+        "n_planted_concepts": int(len(evaluable)),
+    }
+    return metrics, table[list(GROUNDTRUTH_COLUMNS)]
+
+
+def _mean_or_none(flags: pd.Series) -> float | None:
+    return float(flags.mean()) if len(flags) else None
+
+
+def _checked_split(store_path: PathLike, manifest: Manifest, split: str) -> ActivationStore:
+    store = ActivationStore(store_path)
+    ids = manifest.split(split).df["image_id"]
+    check_same_ids(store.image_ids(split), ids, f"{store_path} ({split})", manifest.path)
+    return store
+
+
+def evaluate_sae(
+    model_path: PathLike,
+    acts_path: PathLike,
+    latents_path: PathLike,
+    manifest_path: PathLike,
+    opaque_path: PathLike,
+    arch: str,
+    metrics_out: PathLike,
+    groundtruth_out: PathLike,
+    params: dict[str, Any],
+    *,
+    concepts_path: PathLike | None = None,
+    gt_table: PathLike | None = None,
+    gt_synonyms: PathLike | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    from ..evaluate.groundtruth import read_planted_concepts
+    from ..models import head_weights
+    from ..naming.table import read_concepts
+
+    p = EvalParams.from_config(params)
+    split = p.eval_split
+    manifest = read_manifest(manifest_path)
+    model = load_sae(model_path, pick_device(device))
+    acts = _checked_split(acts_path, manifest, split)
+    latents = _checked_split(latents_path, manifest, split)
+    if acts.n_units != model.d_in or latents.n_units != model.n_latents:
+        raise InputError(
+            f"{acts_path} ({acts.n_units} units) and {latents_path} ({latents.n_units} latents) "
+            f"do not fit the SAE {model_path} ({model.d_in} -> {model.n_latents})"
+        )
+    try:
+        state = load_state_dict(opaque_path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"{opaque_path}: cannot read the opaque model ({exc})") from None
+    head = head_weights(state, arch)
+    if head[0].shape[1] != model.d_in:
+        raise InputError(
+            f"the head of {opaque_path} reads {head[0].shape[1]} features but the SAE "
+            f"{model_path} encodes {model.d_in}: sae.layer must be the head's input (penultimate)"
+        )
+    blocks = (b for _, _, b in progress(acts.iter_chunks(split), desc=f"evaluate SAE on {split}"))
+    labels = manifest.split(split).labels()
+    metrics: dict[str, Any] = {"split": split}
+    metrics.update(reconstruction_metrics(model, blocks, head, labels, manifest.multilabel))
+
+    gt_metrics = {"planted_recovered_fraction": None, "named_correct_fraction": None}
+    table = pd.DataFrame({c: [] for c in GROUNDTRUTH_COLUMNS})
+    truth = read_planted_concepts(gt_table, gt_synonyms) if gt_table is not None else None
+    if truth is not None and truth.concepts:  # real datasets have an empty table
+        names = read_concepts(concepts_path) if concepts_path is not None else None
+        gt_metrics, table = planted_concept_metrics(
+            latents_path, split, truth, names, p.recovery_auroc
+        )
+    metrics.update(gt_metrics)
+    write_json(metrics, metrics_out)
+    write_parquet(table, groundtruth_out)
+    log.info("SAE on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})
+    return metrics

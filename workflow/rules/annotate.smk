@@ -1,0 +1,104 @@
+# Neuron annotation (MAMMI): exemplars per unit -> concepts per unit (with p-value and
+# stability) -> metrics against known truth + figures. `units` is annotate/{layer} or sae
+# (input function units_store in common.smk), so SAE latents get their exemplars from
+# the same rule; evaluate_annotation scores the dissected layers.
+
+
+rule select_exemplars:
+    input:
+        acts=units_store,
+    output:
+        exemplars="results/{dataset}/{model}/{units}/exemplars.parquet",
+    log:
+        "results/{dataset}/logs/{model}/{units}/select_exemplars.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/{units}/select_exemplars.tsv"
+    wildcard_constraints:
+        units=ANNOTATE_UNITS,
+    params:
+        code=code_version("annotate.exemplars", "activations.store"),
+        cfg=section("annotate", "percentile", "max_exemplars", "probe_split", "memory_mb"),
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc: int(config["annotate"]["memory_mb"]) + 1000,
+        runtime=30,
+    script:
+        "../scripts/select_exemplars.py"
+
+
+rule match_concepts:
+    input:
+        exemplars=rules.select_exemplars.output.exemplars,
+        units_store=units_store,
+        image_emb="results/{dataset}/clip/image_emb.zarr",
+        text_emb="results/{dataset}/clip/text_emb.zarr",
+        vocabulary="results/{dataset}/vocab/concepts.parquet",
+    output:
+        concepts="results/{dataset}/{model}/{units}/neuron_concepts.parquet",
+    log:
+        "results/{dataset}/logs/{model}/{units}/match_concepts.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/{units}/match_concepts.tsv"
+    wildcard_constraints:
+        units=ANNOTATE_UNITS,
+    params:
+        code=code_version(
+            "annotate.matching", "annotate.confidence", "annotate.exemplars", "activations.store"
+        ),
+        cfg=section(
+            "annotate", "alpha", "scorer", "soft_wpmi", "n_permutations", "n_bootstrap",
+            "significance", "null", "seed", "memory_mb",
+        ),
+    conda:
+        "../../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc: int(config["annotate"]["memory_mb"]) + 1000,
+        runtime=60,
+    script:
+        "../scripts/match_concepts.py"
+
+
+rule evaluate_annotation:
+    input:
+        unpack(annotation_evaluation_inputs),
+    output:
+        metrics="results/{dataset}/{model}/annotate/{layer}/metrics.json",
+        units="results/{dataset}/{model}/annotate/{layer}/units.parquet",
+        figures=report(
+            directory("results/{dataset}/{model}/figures/annotate_{layer}"),
+            patterns=["{name}.png"],
+            caption="../report/annotation.rst",
+            category="Neuron annotation",
+            subcategory="{dataset} {model} {layer}",
+        ),
+    log:
+        "results/{dataset}/logs/{model}/annotate/{layer}/evaluate_annotation.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/annotate/{layer}/evaluate_annotation.tsv"
+    params:
+        code=code_version(
+            "annotate", "evaluate.annotation", "evaluate.text", "evaluate.groundtruth",
+            "activations.store", "data.manifest", "data.images", "models", "viz.annotate",
+        ),
+        cfg=section(
+            "annotate", "truth_auroc", "alt_text_space", "localization_top_percent",
+            "n_localization_images", "significance", "template", "memory_mb",
+        ),
+        figures=section("figures", "n_units", "dpi"),
+        arch=model_arch,
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/evaluate_annotation.py"
+
+
+ALL_TARGETS += expand(
+    rules.evaluate_annotation.output.metrics, dataset=DATASETS, model=MODELS, layer=LAYERS
+)

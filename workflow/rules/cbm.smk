@@ -1,0 +1,88 @@
+# The concept bottleneck model: OMP concept scores over the selected CAVs + a logistic
+# regression on them (both feature variants), then opaque vs CBM on the test split,
+# explanations and figures. Input functions: cbm_* in common.smk.
+
+
+rule build_cbm:
+    input:
+        unpack(cbm_inputs),
+    output:
+        scores=directory("results/{dataset}/{model}/cbm/scores.zarr"),
+        model="results/{dataset}/{model}/cbm/model.npz",
+    log:
+        "results/{dataset}/logs/{model}/build_cbm.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/build_cbm.tsv"
+    params:
+        code=code_version(
+            "cav", "cbm", "activations.store", "data.manifest", "evaluate.classification"
+        ),
+        cfg=section("cbm", *CBM_BUILD_KEYS),
+        device=config["runtime"]["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/build_cbm.py"
+
+
+rule evaluate_cbm:
+    input:
+        unpack(cbm_evaluation_inputs),
+    output:
+        metrics="results/{dataset}/{model}/cbm/metrics.json",
+        explanations="results/{dataset}/{model}/cbm/explanations.parquet",
+        class_concepts=report(
+            "results/{dataset}/{model}/figures/cbm_class_concepts.png",
+            caption="../report/cbm_class_concepts.rst",
+            category="CBM",
+            subcategory="{dataset} {model}",
+        ),
+        image_explanations=report(
+            "results/{dataset}/{model}/figures/cbm_explanations.png",
+            caption="../report/cbm_explanations.rst",
+            category="CBM",
+            subcategory="{dataset} {model}",
+        ),
+        heatstrip=report(
+            "results/{dataset}/{model}/figures/cbm_concept_scores.png",
+            caption="../report/cbm_concept_scores.rst",
+            category="CBM",
+            subcategory="{dataset} {model}",
+        ),
+    log:
+        "results/{dataset}/logs/{model}/evaluate_cbm.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/evaluate_cbm.tsv"
+    params:
+        code=code_version(
+            "cbm", "evaluate", "viz.cbm", "models", "activations.store", "data.manifest",
+            "data.images",
+        ),
+        cfg=section("cbm", "explain_top_k"),
+        arch=model_arch,
+        n_images=config["figures"]["n_images"],
+        dpi=config["figures"]["dpi"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/evaluate_cbm.py"
+
+
+ALL_TARGETS += expand(
+    [
+        rules.evaluate_cbm.output.metrics,
+        rules.evaluate_cbm.output.class_concepts,
+        rules.evaluate_cbm.output.image_explanations,
+        rules.evaluate_cbm.output.heatstrip,
+    ],
+    dataset=DATASETS,
+    model=MODELS,
+)

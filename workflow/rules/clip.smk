@@ -1,0 +1,130 @@
+# The image-text model and its embeddings. clip.source picks ONE rule for
+# results/{dataset}/clip/model/ (an open_clip local-dir): train_clip (a small CLIP
+# trained on the train-split image-report pairs; its per-epoch resume checkpoint
+# clip/.resume/ is deliberately not an output) or load_clip (a pretrained or local
+# model). Input functions: clip_* in common.smk.
+
+if config["clip"]["source"] == "train":
+
+    rule train_clip:
+        input:
+            manifest="results/{dataset}/data/manifest.parquet",
+        output:
+            model=directory("results/{dataset}/clip/model"),
+            metrics="results/{dataset}/clip/metrics.json",
+            history="results/{dataset}/clip/history.csv",
+            curve=report(
+                "results/{dataset}/clip/training.png",
+                caption="../report/clip_training.rst",
+                category="CLIP",
+                subcategory="{dataset}",
+            ),
+        log:
+            "results/{dataset}/logs/train_clip.log",
+        benchmark:
+            "results/{dataset}/benchmarks/train_clip.tsv"
+        params:
+            code=code_version(
+                "clip", "data.manifest", "data.images", "models.resume", "viz.clip"
+            ),
+            cfg=clip_train_config(),
+            runtime=section("runtime"),
+            resume=lambda wc: f"results/{wc.dataset}/clip/.resume",
+            dpi=config["figures"]["dpi"],
+        conda:
+            "../../envs/torch.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=4000,
+            runtime=120,
+        script:
+            "../scripts/train_clip.py"
+
+    ALL_TARGETS += expand(rules.train_clip.output.curve, dataset=DATASETS)
+
+else:
+
+    rule load_clip:
+        input:
+            unpack(clip_load_inputs),
+        output:
+            model=directory("results/{dataset}/clip/model"),
+            metrics="results/{dataset}/clip/metrics.json",
+        log:
+            "results/{dataset}/logs/load_clip.log",
+        benchmark:
+            "results/{dataset}/benchmarks/load_clip.tsv"
+        params:
+            code=code_version("clip", "data.manifest", "data.images", "models.resume"),
+            cfg=clip_load_config(),
+            runtime=section("runtime"),
+        conda:
+            "../../envs/torch.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=8000,
+            runtime=60,
+        script:
+            "../scripts/load_clip.py"
+
+
+rule embed_images:
+    input:
+        model="results/{dataset}/clip/model",
+        manifest="results/{dataset}/data/manifest.parquet",
+    output:
+        store=directory("results/{dataset}/clip/image_emb.zarr"),
+    log:
+        "results/{dataset}/logs/embed_images.log",
+    benchmark:
+        "results/{dataset}/benchmarks/embed_images.tsv"
+    params:
+        code=code_version("clip", "activations.store", "data.manifest", "data.images"),
+        batch_size=config["clip"]["batch_size"],
+        runtime=section("runtime"),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/embed_images.py"
+
+
+rule embed_texts:
+    input:
+        model="results/{dataset}/clip/model",
+        concepts="results/{dataset}/vocab/concepts.parquet",
+    output:
+        store=directory("results/{dataset}/clip/text_emb.zarr"),
+    log:
+        "results/{dataset}/logs/embed_texts.log",
+    benchmark:
+        "results/{dataset}/benchmarks/embed_texts.tsv"
+    params:
+        code=code_version("clip"),
+        template=config["annotate"]["template"],
+        runtime=section("runtime"),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/embed_texts.py"
+
+
+ALL_TARGETS += expand(
+    [
+        "results/{dataset}/clip/metrics.json",
+        rules.embed_images.output.store,
+        rules.embed_texts.output.store,
+    ],
+    dataset=DATASETS,
+)

@@ -1,0 +1,94 @@
+# Sparse autoencoder on the opaque model's features: train on the train split,
+# encode every image, evaluate on a held-out split (after naming, which
+# named_correct_fraction needs). Input functions: sae_* in common.smk.
+
+
+rule train_sae:
+    input:
+        acts=sae_features,
+    output:
+        model="results/{dataset}/{model}/sae/sae.pt",
+        history="results/{dataset}/{model}/sae/history.csv",
+        curve=report(
+            "results/{dataset}/{model}/figures/sae_training.png",
+            caption="../report/sae_training.rst",
+            category="SAE",
+            subcategory="{dataset} {model}",
+        ),
+    log:
+        "results/{dataset}/logs/{model}/train_sae.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/train_sae.tsv"
+    params:
+        code=code_version("sae", "activations.store", "viz.sae"),
+        cfg=sae_train_config(),
+        device=config["runtime"]["device"],
+        resume=lambda wc: f"results/{wc.dataset}/{wc.model}/sae/.resume",
+        dpi=config["figures"]["dpi"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/train_sae.py"
+
+
+rule encode_latents:
+    input:
+        model=rules.train_sae.output.model,
+        acts=sae_features,
+    output:
+        latents=directory("results/{dataset}/{model}/sae/latents.zarr"),
+    log:
+        "results/{dataset}/logs/{model}/encode_latents.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/encode_latents.tsv"
+    params:
+        code=code_version("sae", "activations.store"),
+        device=config["runtime"]["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/encode_latents.py"
+
+
+rule evaluate_sae:
+    input:
+        unpack(sae_evaluation_inputs),
+    output:
+        metrics="results/{dataset}/{model}/sae/metrics.json",
+        groundtruth="results/{dataset}/{model}/sae/groundtruth.parquet",
+    log:
+        "results/{dataset}/logs/{model}/evaluate_sae.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/evaluate_sae.tsv"
+    params:
+        code=code_version(
+            "sae", "activations.store", "data.manifest", "models", "evaluate", "naming.table"
+        ),
+        cfg=section("sae", "eval_split", "recovery_auroc"),
+        arch=model_arch,
+        device=config["runtime"]["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/evaluate_sae.py"
+
+
+ALL_TARGETS += expand(
+    [rules.evaluate_sae.output.metrics, rules.train_sae.output.curve],
+    dataset=DATASETS,
+    model=MODELS,
+)

@@ -1,0 +1,29 @@
+# The concept vocabulary: spaCy noun phrases of the train-split reports (negated
+# mentions dropped), or vocab.concept_list; plus the per-report phrases the
+# report namer reads. Input functions: vocab_inputs (common.smk).
+
+
+rule build_vocabulary:
+    input:
+        unpack(vocab_inputs),
+    output:
+        concepts="results/{dataset}/vocab/concepts.parquet",
+        doc_phrases="results/{dataset}/vocab/doc_phrases.parquet",
+    log:
+        "results/{dataset}/logs/build_vocabulary.log",
+    benchmark:
+        "results/{dataset}/benchmarks/build_vocabulary.tsv"
+    params:
+        code=code_version("vocab", "data.manifest"),
+        cfg=section("vocab"),
+    conda:
+        "../../envs/nlp.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/build_vocabulary.py"
+
+
+ALL_TARGETS += expand(rules.build_vocabulary.output.concepts, dataset=DATASETS)

@@ -1,0 +1,21 @@
+"""train_opaque: adapter; the logic is neurodissect.models.train.train_opaque."""
+
+from neurodissect.models.train import TrainParams, train_opaque
+from neurodissect.runtime import RunContext
+
+with RunContext.from_snakemake(snakemake, seed=snakemake.params.seed) as ctx:
+    summary = train_opaque(
+        ctx.input.manifest,
+        ctx.output.model,
+        ctx.output.metrics,
+        ctx.output.history,
+        ctx.output.curve,
+        arch=ctx.params.arch,
+        seed=ctx.params.seed,
+        params=TrainParams.from_config(ctx.params.cfg, ctx.params.runtime),
+        resume_dir=ctx.params.resume,
+        threads=ctx.threads,
+        dpi=ctx.params.dpi,
+        title=f"{ctx.wildcards['dataset']} {ctx.wildcards['model']}",
+    )
+    ctx.record(**summary)
