@@ -90,8 +90,10 @@ def test_streaming_matches_in_memory_with_ties_in_row_order(tmp_path):
     ids = [f"i{k}" for k in range(1000)]
     store = write_store(tmp_path / "a.zarr", {"val": (ids[:400], acts[:400]),
                                               "test": (ids[400:], acts[400:])})  # fmt: skip
+    # 1 MB holds ~1,000 rows of 24 units while merging: not the 5,000 kept exemplars
     with pytest.raises(InputError, match="annotate.memory_mb = 1 is too small"):
-        select_exemplars(store, tmp_path / "ex.parquet", ExemplarParams(memory_mb=1))
+        too_small = ExemplarParams(memory_mb=1, max_exemplars=5000)
+        select_exemplars(store, tmp_path / "ex.parquet", too_small)
     params = ExemplarParams(percentile=80, max_exemplars=7, probe_split="all")
     select_exemplars(store, tmp_path / "ex.parquet", params)
     streamed = stream_exemplars(ActivationStore(store), ["val", "test"], params, rows=13)

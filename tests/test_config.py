@@ -47,7 +47,7 @@ def test_defaults_are_filled_and_the_default_config_is_the_synthderm_demo():
     cfg = validate(load_yaml(REPO / "config" / "config.yaml"), SCHEMA)
     ((name, ds),) = cfg["datasets"].items()
     assert name == "synthderm" and ds["format"] == "synthderm" and "root" not in ds
-    assert ds["synth"]["n"] == 3000 and ds["synth"]["size"] == 64
+    assert ds["synth"]["n"] == 2000 and ds["synth"]["size"] == 64
     assert cfg["data"] == {"val_fraction": 0.15, "test_fraction": 0.15, "split_seed": 0,
                            "on_bad_image": "error", "overview_per_class": 4}  # fmt: skip
 

@@ -217,7 +217,10 @@ def _artifacts(results: Path) -> list[Path]:
             continue
         if any(part.endswith(".zarr") or part == "model" for part in rel[:-1]):
             continue  # files inside a store / open_clip folder belong to that artifact
-        if ".resume" in rel or (p.is_dir() and not p.name.endswith(".zarr") and p.name != "model"):
+        if any(sidecar_path(results.joinpath(*rel[:i])).exists() for i in range(1, len(rel))):
+            continue  # inside a directory artifact with its own record (a figure folder)
+        folder_artifact = p.name.endswith(".zarr") or p.name == "model" or sidecar_path(p).exists()
+        if ".resume" in rel or (p.is_dir() and not folder_artifact):
             continue
         out.append(p)
     return out

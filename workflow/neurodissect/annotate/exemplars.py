@@ -7,16 +7,14 @@ threshold (constant activation) is *dead*: it is listed, never an error.
 
 The exemplars are the top-``max_exemplars`` images overall that lie above t_j, so one
 pass over the store suffices: a running top-k per unit plus running min/max, with row
-blocks sized so that the process stays within ``memory_mb`` (what is already resident —
-interpreter, libraries — counts). Memory is bounded by units x (k + block rows), not by
+blocks sized so that the working memory stays within ``memory_mb`` (on top of what the
+interpreter and libraries already hold). Memory is bounded by units x (k + block rows), not by
 the number of images. Ties are broken by row order (earlier rows first).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +29,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("unit", "rank", "image_id", "activation", "split", "threshold")
 # bytes per unit per row while merging a block: the block (f4), the merged values (f4), the
 # stable sort order (i8), the finiteness mask (b1), zarr's decoded chunks (f4); 40 measured
-# with margin (bench_annotate.py: peak RSS under the budget on a store 4x its size)
+# with margin (bench_annotate.py: growth of peak RSS under the budget on a store 4x its size)
 _BYTES_PER_CELL = 40
 
 
@@ -117,30 +115,16 @@ def select_from_array(acts: np.ndarray, percentile: float, max_exemplars: int) -
     return finish(topk, percentile)
 
 
-def resident_mb() -> float:
-    """Resident memory of this process now (Linux /proc; elsewhere its peak so far)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def block_rows(
-    n_units: int, k: int, memory_mb: float, chunk_rows: int, used_mb: float = 0.0
-) -> int:
-    """Rows read per step: what fits the budget (minus ``used_mb`` already resident) beside
-    the k kept rows, in whole chunks where possible."""
-    fit = int((memory_mb - used_mb) * 2**20 // (_BYTES_PER_CELL * max(1, n_units))) - k
+def block_rows(n_units: int, k: int, memory_mb: float, chunk_rows: int) -> int:
+    """Rows read per step: what fits the working-memory budget beside the k kept rows, in
+    whole chunks where possible. The budget is on top of the interpreter and libraries,
+    which a long-lived process (a notebook, a test session) may have grown arbitrarily."""
+    fit = int(memory_mb * 2**20 // (_BYTES_PER_CELL * max(1, n_units))) - k
     if fit < 1:
-        need = used_mb + (k + chunk_rows) * _BYTES_PER_CELL * n_units / 2**20
+        need = (k + chunk_rows) * _BYTES_PER_CELL * n_units / 2**20
         raise InputError(
             f"annotate.memory_mb = {memory_mb} is too small for {n_units} units x {k} "
-            f"exemplars ({used_mb:.0f} MB are already used by the interpreter and libraries); "
-            f"raise it to at least {need:.0f}"
+            f"exemplars; raise it to at least {need:.0f}"
         )
     return max(1, (fit // chunk_rows) * chunk_rows) if fit >= chunk_rows else fit
 
@@ -156,7 +140,7 @@ def stream_exemplars(
     for split in splits:
         arr = store.acts_array(split)
         step = rows or block_rows(store.n_units, params.max_exemplars, params.memory_mb,
-                                  arr.chunks[0], used_mb=resident_mb())  # fmt: skip
+                                  arr.chunks[0])  # fmt: skip
         for start in progress(range(0, arr.shape[0], step), desc=f"exemplars {split}"):
             block = np.asarray(arr[start : start + step])
             bad = ~np.isfinite(block)
