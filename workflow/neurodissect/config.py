@@ -131,6 +131,18 @@ def sort_keys(value: Any) -> Any:
     return value
 
 
+def settings_from(cls, *sections: dict[str, Any] | None):
+    """An instance of the dataclass ``cls`` from config sections merged left to right,
+    ignoring keys it has no field for (a stage's settings are a subset of its sections)."""
+    from dataclasses import fields
+
+    merged: dict[str, Any] = {}
+    for section in sections:
+        merged.update(section or {})
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in merged.items() if k in known})
+
+
 def parse_model(model: str) -> tuple[str, int]:
     """``resnet18-s0`` → (``resnet18``, 0)."""
     arch, _, seed = model.rpartition("-s")

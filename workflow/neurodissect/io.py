@@ -103,6 +103,19 @@ def save_state_dict(state: dict, dest: PathLike) -> None:
         torch.save(state, tmp)
 
 
+def read_weights(path: PathLike, missing: str) -> dict:
+    """:func:`load_state_dict` with both failures as one InputError naming the file;
+    ``missing`` tells the user what to do when it does not exist."""
+    from .errors import InputError
+
+    try:
+        return load_state_dict(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {missing}") from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def load_state_dict(path: PathLike, map_location: str = "cpu") -> dict:
     """Load a ``.pt`` file safely; a corrupt or foreign file is a clear error naming it."""
     import torch

@@ -42,12 +42,13 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
 
+from .config import settings_from
 from .errors import ConfigError, InputError
 from .io import PathLike, write_parquet
 from .runtime import progress
@@ -107,8 +108,7 @@ class VocabParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> VocabParams:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in known})
+        return settings_from(cls, cfg)
 
 
 # -- spaCy --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
+from ..config import settings_from
 from ..data.manifest import SPLITS, read_manifest
 from ..errors import ConfigError, InputError
 from ..io import PathLike
@@ -58,9 +59,7 @@ class ExtractParams:
 
     @classmethod
     def from_config(cls, activations: dict, opaque: dict, runtime: dict | None = None) -> ExtractParams:  # fmt: skip
-        known = {f.name for f in fields(cls)}
-        merged = {**(runtime or {}), "image_size": opaque["image_size"], **activations}
-        return cls(**{k: v for k, v in merged.items() if k in known})
+        return settings_from(cls, runtime, {"image_size": opaque["image_size"]}, activations)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
+from ..config import settings_from
 from ..data.manifest import Manifest, read_manifest
 from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path, remove_path, write_json
@@ -82,9 +83,7 @@ class ClipParams:
 
     @classmethod
     def from_config(cls, clip: dict, runtime: dict | None = None) -> ClipParams:
-        known = {f.name for f in fields(cls)}
-        merged = {**(runtime or {}), **clip}
-        return cls(**{k: v for k, v in merged.items() if k in known})
+        return settings_from(cls, runtime, clip)
 
     @property
     def architecture(self) -> Architecture:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..io import PathLike, load_state_dict
+from ..io import PathLike, read_weights
 from .archs import (
     ARCHITECTURES,
     HEAD_MODULES,
@@ -92,12 +92,7 @@ def load_opaque(model_pt: PathLike, arch: str, n_classes: int) -> nn.Module:
     InputError naming the file and the mismatching keys.
     """
     check_arch(arch)
-    try:
-        state = load_state_dict(model_pt)
-    except FileNotFoundError:
-        raise InputError(f"{model_pt}: model checkpoint not found") from None
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    state = read_weights(model_pt, "model checkpoint not found")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{model_pt}: not a state dict of tensors")
     in_channels, image_size = _shape_of(state, arch)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, collect
-from ..io import PathLike, load_state_dict
+from ..io import PathLike, read_weights
 from .archs import ARCHITECTURES, HEAD_MODULES, VIT_PATCH, is_vit
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,7 @@ def unwrap_state_dict(obj, source: str) -> dict[str, torch.Tensor]:
 
 def read_checkpoint(path: PathLike) -> dict[str, torch.Tensor]:
     """Read a weights-only ``.pt``/``.pth`` file and unwrap its state dict; errors name the file."""
-    try:
-        obj = load_state_dict(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: checkpoint file not found (opaque.weights)") from None
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    obj = read_weights(path, "checkpoint file not found (opaque.weights)")
     return unwrap_state_dict(obj, str(path))
 
 

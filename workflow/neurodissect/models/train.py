@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
+from ..config import settings_from
 from ..data.manifest import SPLITS, Manifest, read_manifest
 from ..errors import ConfigError, InputError
 from ..evaluate.classification import classification_metrics, primary_metric
@@ -61,9 +62,7 @@ class TrainParams:
 
     @classmethod
     def from_config(cls, opaque: dict, runtime: dict | None = None) -> TrainParams:
-        known = {f.name for f in fields(cls)}
-        merged = {**(runtime or {}), **opaque}
-        return cls(**{k: v for k, v in merged.items() if k in known})
+        return settings_from(cls, runtime, opaque)
 
 
 def _loader(dataset, batch_size: int, num_workers: int, device, sampler=None, generator=None):

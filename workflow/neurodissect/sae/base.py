@@ -228,12 +228,7 @@ class SparseAutoencoder(nn.Module):
 
 def load_sae(path, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """Load ``sae.pt`` (weights-only) into a model on ``device``, in eval mode."""
-    from ..io import load_state_dict
+    from ..io import read_weights
 
-    try:
-        ckpt = load_state_dict(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: SAE checkpoint not found (run the train_sae rule)") from None
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    ckpt = read_weights(path, "SAE checkpoint not found (run the train_sae rule)")
     return SparseAutoencoder.from_checkpoint(ckpt, str(path)).to(device).eval()
