@@ -6,6 +6,7 @@ the cluster scripts, root or apt-get are missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -39,20 +40,18 @@ def slurm_cluster():
 
 
 def _jobs() -> list[dict[str, str]]:
-    """Every job the cluster still remembers: id, comment (rule + wildcards), gres asked for."""
-    out = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "--Format=JobID:20,State:20,TresPerJob:40,Comment:200"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    """Every job the cluster still remembers: id, state, comment (rule + wildcards), TRES.
+
+    Read from ``squeue --json``: fixed-width ``--Format`` columns shift silently when a
+    field name is unknown to the installed squeue (e.g. TresPerJob)."""
+    out = subprocess.run(["squeue", "--states=all", "--json"], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
     jobs = []
-    for line in out.splitlines():
-        job_id, state, tres, comment = (
-            line[:20].strip(),
-            line[20:40].strip(),
-            line[40:80].strip(),
-            line[80:].strip(),
-        )
-        jobs.append({"id": job_id, "state": state, "tres": tres, "comment": comment})
+    for job in json.loads(out)["jobs"]:
+        state = job.get("job_state")
+        state = state[0] if isinstance(state, list) else state  # a list in newer Slurm
+        jobs.append({"id": str(job["job_id"]), "state": state, "comment": job.get("comment") or "",
+                     "tres": job.get("tres_per_job") or ""})  # fmt: skip
     return jobs
 
 

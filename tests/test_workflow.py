@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import yaml
 
-from conftest import REPO, run_snakemake, write_config
+from conftest import REPO, clone_run, run_snakemake, write_config
 from neurodissect.data.manifest import read_manifest
 
 DATA_OUTPUTS = ("manifest.parquet", "boxes.parquet", "concepts_gt.parquet", "concepts_gt.json",
@@ -84,3 +84,22 @@ def test_report_includes_the_overview_figure(tmp_path):
     with zipfile.ZipFile(tmp_path / "report.zip") as z:
         names = z.namelist()
     assert any(n.endswith("overview.png") for n in names), names[:20]
+
+
+def test_report_of_the_whole_run_holds_every_stage_figure(tiny_run, tmp_path):
+    """`snakemake --report` on the finished tiny run (offline, nothing rerun): one entry per
+    figure of every stage, each with its caption."""
+    import zipfile
+
+    run = clone_run(tiny_run, tmp_path / "run")
+    report = tmp_path / "report.zip"
+    run_snakemake(run, "--report", str(report), configfile=run / "config.yaml")
+    with zipfile.ZipFile(report) as z:
+        names = z.namelist()
+    figures = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".png")}
+    expected = {
+        "overview.png", "learning_curve.png", "training.png", "exemplars.png", "concepts.png",
+        "sae_training.png", "named_concepts.png", "cbm_class_concepts.png",
+        "cbm_explanations.png", "cbm_concept_scores.png", "summary.png", "comparison.png",
+    }  # fmt: skip
+    assert expected <= figures, sorted(expected - figures)
