@@ -103,6 +103,21 @@ def save_state_dict(state: dict, dest: PathLike) -> None:
         torch.save(state, tmp)
 
 
+def read_table(path: PathLike, missing: str):
+    """``pd.read_parquet`` with both failures as one InputError naming the file; ``missing``
+    tells the user what to do when it does not exist."""
+    import pandas as pd
+
+    from .errors import InputError
+
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {missing}") from None
+    except Exception as exc:  # pyarrow raises several types for a corrupt / foreign file
+        raise InputError(f"{path}: not a readable parquet table ({exc})") from None
+
+
 def read_weights(path: PathLike, missing: str) -> dict:
     """:func:`load_state_dict` with both failures as one InputError naming the file;
     ``missing`` tells the user what to do when it does not exist."""

@@ -218,15 +218,10 @@ def select_exemplars(store_path: PathLike, out_path: PathLike, params: ExemplarP
 
 def read_exemplars(path: PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     """exemplars.parquet and its metadata; a foreign or missing file is an InputError."""
-    from ..io import read_parquet_metadata
+    from ..io import read_parquet_metadata, read_table
 
-    try:
-        df = pd.read_parquet(path)
-        meta = read_parquet_metadata(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (run select_exemplars first)") from None
-    except Exception as exc:  # pyarrow raises several types for a corrupt / foreign file
-        raise InputError(f"{path}: not a readable parquet table ({exc})") from None
+    df = read_table(path, "not found (run select_exemplars first)")
+    meta = read_parquet_metadata(path)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing or "n_units" not in meta:
         raise InputError(f"{path}: not an exemplars table (missing {missing or ['metadata']})")

@@ -24,14 +24,13 @@ import re
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
 from ..activations.store import StoreWriter
 from ..data.manifest import SPLITS, read_manifest
 from ..errors import ConfigError, InputError
-from ..io import PathLike, atomic_path
+from ..io import PathLike, atomic_path, read_table
 from ..runtime import pick_device, progress
 from .data import ManifestImageFiles
 from .encode import encode_image_batches, encode_texts
@@ -89,12 +88,7 @@ def embed_images(
 
 
 def read_concepts(path: PathLike) -> list[str]:
-    try:
-        df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (run build_vocabulary first)") from None
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise InputError(f"{path}: not a readable parquet table ({exc})") from None
+    df = read_table(path, "not found (run build_vocabulary first)")
     if "concept" not in df.columns:
         raise InputError(f"{path}: no 'concept' column (has {list(df.columns)})")
     concepts = df["concept"].astype(str).tolist()

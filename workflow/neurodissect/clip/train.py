@@ -32,7 +32,13 @@ from ..config import settings_from
 from ..data.manifest import Manifest, read_manifest
 from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path, remove_path, write_json
-from ..models.resume import fingerprint, load_resume, restore_rng_states, rng_states, save_resume
+from ..models.resume import (
+    fingerprint,
+    load_resume,
+    restore_training,
+    save_resume,
+    training_state,
+)  # fmt: skip
 from ..provenance import recorded_digest
 from ..runtime import pick_device, progress, seed_everything
 from .data import ImageTextPairs, ManifestImageFiles
@@ -204,12 +210,8 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
 
     saved = load_resume(resume_path, job_fingerprint)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        restore_rng_states(saved["rng"], generator)
-        start, history = int(saved["epoch"]), list(saved["history"])
+        start, history = restore_training(saved, generator, model=model, optimizer=optimizer,
+                                          scheduler=scheduler, scaler=scaler)  # fmt: skip
         log.info("resuming from the checkpoint after epoch %d (%s)", start, resume_path)
 
     for epoch in range(start, params.epochs):
@@ -243,11 +245,10 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
         log.info("epoch %d/%d: train loss %.4f, val recall@1 %.3f, @5 %.3f (%.1f s)", epoch + 1,
                  params.epochs, row["train_loss"], row["val_recall_at_1"], row["val_recall_at_5"],
                  row["seconds"])  # fmt: skip
-        save_resume(resume_path, {
-            "fingerprint": job_fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rng_states(generator), "history": history,
-        })  # fmt: skip
+        save_resume(resume_path, training_state(
+            job_fingerprint, epoch + 1, generator, history,
+            model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        ))  # fmt: skip
     return {"history": history, "resumed_from_epoch": start}
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..io import PathLike, read_json
+from ..io import PathLike, read_json, read_table
 
 BLOCK_MB = 256.0
 # arrays of N x block alive at once while ranking (scores, order, ranks, scratch)
@@ -119,12 +119,7 @@ class PlantedConcepts:
 def read_planted_concepts(table: PathLike, synonyms: PathLike | None = None) -> PlantedConcepts:
     """``concepts_gt.parquet`` (image_id + one boolean column per concept) and the
     optional ``concepts_gt.json`` (concept → {"synonyms": [...]} or a list)."""
-    try:
-        df = pd.read_parquet(table)
-    except FileNotFoundError:
-        raise InputError(f"{table}: planted-concept table not found") from None
-    except Exception as exc:  # pyarrow raises several types for a corrupt / foreign file
-        raise InputError(f"{table}: not a readable parquet table ({exc})") from None
+    df = read_table(table, "planted-concept table not found")
     if "image_id" not in df.columns:
         raise InputError(f"{table}: no image_id column (columns: {list(df.columns)[:10]})")
     concepts = [c for c in df.columns if c != "image_id"]

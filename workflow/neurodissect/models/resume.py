@@ -65,6 +65,26 @@ def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> No
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def training_state(
+    job_fingerprint: str, epoch: int, generator: torch.Generator, history: list, **stateful: Any
+) -> dict[str, Any]:
+    """A resume checkpoint after ``epoch``: the state dict of each ``stateful`` object (model,
+    optimizer, scheduler, scaler) under its keyword, all RNG states and the history."""
+    state = {name: obj.state_dict() for name, obj in stateful.items()}
+    return {"fingerprint": job_fingerprint, "epoch": epoch, "rng": rng_states(generator),
+            "history": history, **state}  # fmt: skip
+
+
+def restore_training(
+    saved: dict[str, Any], generator: torch.Generator, **stateful: Any
+) -> tuple[int, list]:
+    """Load a :func:`training_state` back into the same objects; (epochs done, history)."""
+    for name, obj in stateful.items():
+        obj.load_state_dict(saved[name])
+    restore_rng_states(saved["rng"], generator)
+    return int(saved["epoch"]), list(saved["history"])
+
+
 def save_resume(path: PathLike, state: dict[str, Any]) -> None:
     """Write the checkpoint atomically: a kill mid-write leaves the previous epoch's."""
     save_state_dict(state, path)

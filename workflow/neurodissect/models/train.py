@@ -37,7 +37,7 @@ from ..viz.models import plot_learning_curve
 from . import build_model_with_report
 from .data import ImageCache, ManifestImages, eval_transform, preprocess_record, train_transform
 from .probe import fit_head, penultimate_features, refit_head
-from .resume import fingerprint, load_resume, restore_rng_states, rng_states, save_resume
+from .resume import fingerprint, load_resume, restore_training, save_resume, training_state
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +165,8 @@ def fit(
 
     saved = load_resume(resume_path, job_fingerprint)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        restore_rng_states(saved["rng"], generator)
-        start, history = int(saved["epoch"]), list(saved["history"])
+        start, history = restore_training(saved, generator, model=model, optimizer=optimizer,
+                                          scheduler=scheduler, scaler=scaler)  # fmt: skip
         best_state, best_epoch = saved["best_state"], int(saved["best_epoch"])
         best_rank = tuple(saved["best_rank"])
         log.info("resuming from the checkpoint after epoch %d (%s)", start, resume_path)
@@ -200,12 +196,10 @@ def fit(
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val %s %.4f%s",
                  epoch + 1, params.epochs, row["train_loss"], val_loss, key, val[key],
                  " (best)" if best_epoch == epoch + 1 else "")  # fmt: skip
-        save_resume(resume_path, {
-            "fingerprint": job_fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rng_states(generator), "history": history,
-            "best_state": best_state, "best_epoch": best_epoch, "best_rank": list(best_rank),
-        })  # fmt: skip
+        state = training_state(job_fingerprint, epoch + 1, generator, history, model=model,
+                               optimizer=optimizer, scheduler=scheduler, scaler=scaler)  # fmt: skip
+        state.update(best_state=best_state, best_epoch=best_epoch, best_rank=list(best_rank))
+        save_resume(resume_path, state)
     return FitResult(best_state, best_epoch, history, start)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, collect
-from ..io import PathLike
+from ..io import PathLike, read_table
 
 DOC_PHRASE_COLUMNS = ("image_id", "concept")
 VOCAB_COLUMNS = ("concept",)
@@ -116,12 +116,7 @@ def read_vocabulary(path: PathLike) -> np.ndarray:
 
 
 def _read_table(path: PathLike, columns, hint: str) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found ({hint})") from None
-    except Exception as exc:  # pyarrow raises several types for a corrupt / foreign file
-        raise InputError(f"{path}: not a readable parquet table ({exc})") from None
+    df = read_table(path, f"not found ({hint})")
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing columns {missing} (has {list(df.columns)})")

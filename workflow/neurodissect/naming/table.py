@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..io import PathLike
+from ..io import PathLike, read_table
 
 CONCEPT_COLUMNS = (
     "latent", "name", "description", "method", "score", "support",
@@ -62,12 +62,7 @@ def read_concepts(path: PathLike, interpretable_only: bool = False) -> pd.DataFr
     ``interpretable_only`` drops the latents flagged uninterpretable (names
     not significant against random exemplar sets).
     """
-    try:
-        df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (run the name_concepts rule first)") from None
-    except Exception as exc:  # pyarrow raises several types for a corrupt / foreign file
-        raise InputError(f"{path}: not a readable parquet table ({exc})") from None
+    df = read_table(path, "not found (run the name_concepts rule first)")
     missing = [c for c in CONCEPT_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: not a named-concepts table (missing columns {missing})")
