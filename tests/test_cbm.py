@@ -23,7 +23,6 @@ from neurodissect.cbm.selection import (
     lazy_greedy,
     marginal_gain,
     merge_duplicates,
-    names_a_class,
     select,
     select_concepts,
     similarity,
@@ -38,6 +37,7 @@ from neurodissect.evaluate.cbm import (
     planted_hit_rate,
     spurious_top_rate,
 )
+from neurodissect.evaluate.text import names_a_class
 from neurodissect.io import save_state_dict, write_json
 
 

@@ -59,7 +59,9 @@ def _corpus(rng):
     return ids, reports, pd.DataFrame(rows, columns=["image_id", "concept"])
 
 
-def _write_inputs(root: Path, *, with_reports: bool = True, seed: int = 0) -> dict[str, Path]:
+def _write_inputs(
+    root: Path, *, with_reports: bool = True, seed: int = 0, class_synonyms=None
+) -> dict[str, Path]:
     rng = np.random.default_rng(seed)
     ids, reports, doc_phrases = _corpus(rng)
     no_report = ids[-N_EXEMPLARS:]  # the NO_REPORTS latent's exemplars
@@ -69,7 +71,8 @@ def _write_inputs(root: Path, *, with_reports: bool = True, seed: int = 0) -> di
         "image_id": ids, "path": [f"{i}.png" for i in ids], "split": "test",
         "report": reports, "sha256": "0" * 64, "label": 0,
     })  # fmt: skip
-    meta = {"task": "multiclass", "classes": ["nv"], "class_synonyms": {}, "root": str(root),
+    meta = {"task": "multiclass", "classes": ["nv"], "class_synonyms": class_synonyms or {},
+            "root": str(root),
             "format": "csv", "modality": "dermoscopy", "channels": 3}  # fmt: skip
     paths = {k: root / f"{k}.parquet" for k in ("manifest", "doc_phrases", "vocabulary")}
     write_manifest(manifest, meta, paths["manifest"])
@@ -166,6 +169,17 @@ def test_reports_namer_names_streaks_and_flags_random_latents(inputs, tmp_path):
     assert summary["n_latents"] == N_LATENTS and summary["n_dead"] == 1
     assert list(concepts.columns)[:6] == ["latent", "name", "description", "method", "score",
                                           "support"]  # fmt: skip
+
+
+def test_class_names_are_not_concept_names(tmp_path):
+    """A class whose synonym is 'streaks': its phrases are no candidates (a bottleneck
+    concept must not be the label), unless naming.exclude_class_names is off."""
+    paths = _write_inputs(tmp_path, class_synonyms={"nv": ["nevus", "streaks"]})
+    excluded = _run(paths, tmp_path / "a")[0].set_index("latent")
+    assert not excluded["name"].str.contains("streaks").any()
+    assert excluded.loc[STREAK, "name"] == "pseudopods"  # the streak images' next phrase
+    kept = _run(paths, tmp_path / "b", exclude_class_names=False)[0].set_index("latent")
+    assert matches(kept.loc[STREAK, "name"], ["streaks"])
 
 
 def test_naming_is_deterministic(inputs, tmp_path):

@@ -527,6 +527,33 @@ def test_evaluate_sae_writes_held_out_metrics(tmp_path, eval_inputs, trained, st
     assert saved["named_correct_fraction"] == (1.0 if right_names else 0.0)
 
 
+def test_a_latent_named_after_a_co_occurring_concept_it_detects_counts_unless_strict(tmp_path):
+    """x and y always occur together, so one latent detects both: naming it y is right for
+    x too (no namer could tell), but not strictly; a name of nothing it detects is wrong."""
+    from neurodissect.evaluate.groundtruth import PlantedConcepts
+    from neurodissect.sae.evaluate import planted_concept_metrics
+
+    rng = np.random.default_rng(0)
+    n = 300
+    xy, z = rng.random(n) < 0.4, rng.random(n) < 0.3
+    latents = np.stack([xy + 0.1 * rng.random(n), z + 0.1 * rng.random(n)], axis=1)
+    ids = [f"im{i}" for i in range(n)]
+    with StoreWriter(tmp_path / "latents.zarr", n_units=2, attrs={}, chunk_rows=64) as w:
+        w.begin_split("test", ids)
+        w.append("test", latents.astype(np.float32))
+    truth = PlantedConcepts(np.array(ids), ["x", "y", "z"], np.stack([xy, xy, z], axis=1),
+                            {"x": ["x", "ex"], "y": ["y", "why"], "z": ["z", "zed"]})  # fmt: skip
+    names = pd.DataFrame({"latent": [0, 1], "name": ["why", "ex"]})
+    metrics, table = planted_concept_metrics(tmp_path / "latents.zarr", "test", truth, names, 0.9)
+    table = table.set_index("concept")
+    assert table["recovered"].all() and table["best_latent"].tolist() == [0, 0, 1]
+    assert list(table.loc["x", "latent_detects"]) == ["x", "y"]
+    assert table["name_correct"].tolist() == [True, True, False]
+    assert table["name_correct_strict"].tolist() == [False, True, False]
+    assert metrics["named_correct_fraction"] == pytest.approx(2 / 3)
+    assert metrics["named_correct_strict_fraction"] == pytest.approx(1 / 3)
+
+
 def test_evaluate_sae_without_planted_concepts_leaves_them_null(tmp_path, eval_inputs, trained,
                                                                 store):  # fmt: skip
     """A real dataset: prepare_data writes an empty truth table (image_id only) and {}."""

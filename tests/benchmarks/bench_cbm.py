@@ -7,7 +7,7 @@ loop codes the first N_REF of them (it is slow) and is compared per image. Print
 setting: max |coef difference| on the shared images (must be ≤ 1e-6) and the speed
 ratio (target ≥ 20), on the CPU and, when one is present, on a CUDA device.
 
-Run: .venv/bin/python tests/benchmarks/bench_cbm.py   (about two minutes on 2 cores)
+Run: .venv/bin/python tests/benchmarks/bench_cbm.py   (under a minute on 2 cores)
 """
 
 from __future__ import annotations

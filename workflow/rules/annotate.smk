@@ -1,7 +1,7 @@
 # Neuron annotation (MAMMI): exemplars per unit -> concepts per unit (with p-value and
 # stability) -> metrics against known truth + figures. `units` is annotate/{layer} or sae
 # (input function units_store in common.smk), so SAE latents get their exemplars from
-# the same rule; evaluate_annotation scores the dissected layers.
+# the same rule (with naming.* settings); evaluate_annotation scores the dissected layers.
 
 
 rule select_exemplars:
@@ -17,7 +17,7 @@ rule select_exemplars:
         units=ANNOTATE_UNITS,
     params:
         code=code_version("annotate.exemplars", "activations.store"),
-        cfg=section("annotate", "percentile", "max_exemplars", "probe_split", "memory_mb"),
+        cfg=exemplar_config,
     conda:
         "../../envs/core.yaml"
     threads: 1

@@ -141,9 +141,12 @@ def naming_inputs(wildcards):
     """name_concepts inputs: latents + exemplars, then what naming.method reads."""
     data = f"results/{wildcards.dataset}"
     sae = f"{data}/{wildcards.model}/sae"
-    inputs = {"exemplars": f"{sae}/exemplars.parquet", "latents": f"{sae}/latents.zarr"}
+    inputs = {
+        "exemplars": f"{sae}/exemplars.parquet",
+        "latents": f"{sae}/latents.zarr",
+        "manifest": f"{data}/data/manifest.parquet",  # reports; class names to exclude
+    }
     if config["naming"]["method"] in ("reports", "llm"):
-        inputs["manifest"] = f"{data}/data/manifest.parquet"
         inputs["doc_phrases"] = f"{data}/vocab/doc_phrases.parquet"
         inputs["vocabulary"] = f"{data}/vocab/concepts.parquet"
     else:  # clip
@@ -258,6 +261,16 @@ def prepare_code(wildcards):
 # select_exemplars / match_concepts rules serve both.
 ANNOTATE_UNITS = r"annotate/[A-Za-z0-9_.]+|sae"
 BOX_FORMATS = ("synthcxr", "nih14", "chestx-det")
+
+
+def exemplar_config(wildcards):
+    """select_exemplars settings: annotate.* for a layer's units, naming.exemplar_* for
+    SAE latents (sparse, heavy-tailed activations need a lower adaptive threshold)."""
+    if wildcards.units != "sae":
+        return section("annotate", "percentile", "max_exemplars", "probe_split", "memory_mb")
+    n = config["naming"]
+    return {"percentile": n["exemplar_percentile"], "max_exemplars": n["max_exemplars"],
+            "probe_split": n["probe_split"], "memory_mb": n["memory_mb"]}  # fmt: skip
 
 
 def units_store(wildcards):

@@ -18,18 +18,20 @@ Adding atom λ: its new Cholesky row is w = L⁻¹ G_S,λ = P[:, λ] (a gather, 
 the pivot d = √(G_λλ − ‖w‖²), the new row of P is (G_λ,: − wᵀ P)/d, z_t = (c_λ − w·z)/d
 and α −= z_t · (new row of P). So a step costs O(tK) per image (one batched
 vector-matrix product) and the coefficients γ = L⁻ᵀ z are solved once, at the end
-(one batched triangular solve). All rows of a chunk advance together; chunks are
-sized to stay cache-resident (``memory_mb``). The CPU path is numpy
-(:func:`omp_from_gram`), the GPU path the same steps in torch (:func:`omp_from_gram_torch`).
+(one triangular solve). The CPU path (:func:`omp_from_gram`) runs these steps as one
+compiled loop per image (numba), images in parallel over the cores; the GPU path
+(:func:`omp_from_gram_torch`) advances all rows of a chunk together in torch, chunks
+sized by ``memory_mb``.
 
 The result equals scikit-learn's ``orthogonal_mp(D.T, x, n_nonzero_coefs=T,
 precompute=False)`` per image, including its early stops: an image stops (keeping
 its coefficients) when the best atom is already active, or its squared correlation
 with x (sic: with x, not with the residual — sklearn's test) is below machine
 epsilon, or the new atom is linearly dependent on the active ones (pivot² ≤ eps).
-A stopped image takes a dummy atom (index K: an extra unit atom orthogonal to all,
-with zero correlation) on each later step, so all rows keep the same active-set
-length and the dummy coefficients are exactly zero.
+The compiled loop simply leaves a stopped image. In the batched torch path a stopped
+image takes a dummy atom (index K: an extra unit atom orthogonal to all, with zero
+correlation) on each later step, so all rows keep the same active-set length and the
+dummy coefficients are exactly zero.
 """
 
 from __future__ import annotations
@@ -46,64 +48,85 @@ def rows_per_chunk(n_atoms: int, n_nonzero: int, memory_mb: float = DEFAULT_MEMO
 
 
 def omp_from_gram(corr: np.ndarray, gram: np.ndarray, n_nonzero: int) -> np.ndarray:
-    """OMP coefficients (n, K) for correlations ``corr`` (n, K) = X Dᵀ and ``gram`` (K, K),
-    in float64 numpy (the CPU path: numpy's einsum beats torch's bmm on these batched
-    vector-matrix products). ``n_nonzero`` must be ≤ K."""
-    from scipy.linalg import solve_triangular
-
-    corr = np.asarray(corr, dtype=np.float64)
+    """OMP coefficients (n, K) for correlations ``corr`` (n, K) = X Dᵀ and ``gram`` (K, K)
+    in float64 — the CPU path: one compiled loop per image (numba), images spread over
+    the cores. An image's whole state (P: T x K) stays in its core's cache for all T
+    steps, where a batched numpy version streams every image's P from memory each step.
+    ``n_nonzero`` must be ≤ K."""
+    corr = np.ascontiguousarray(corr, dtype=np.float64)
     n, k = corr.shape
     t_max = int(n_nonzero)
     if not 1 <= t_max <= k:
         raise ValueError(f"n_nonzero must be in [1, {k}] (the number of atoms), got {n_nonzero}")
-    eps = float(np.finfo(np.float64).eps)
-    gram_ext = np.zeros((k + 1, k + 1))
-    gram_ext[:k, :k] = gram
-    gram_ext[k, k] = 1.0  # the dummy atom
-    corr_ext = np.concatenate([corr, np.zeros((n, 1))], axis=1)
-    diag = np.diagonal(gram_ext)
+    coef = np.zeros((n, k))
+    gram = np.ascontiguousarray(gram, dtype=np.float64)
+    _omp_kernel()(corr, gram, t_max, float(np.finfo(np.float64).eps), coef)
+    return coef
 
-    rows = np.arange(n)
-    P = np.zeros((n, t_max, k + 1))
-    chol = np.zeros((n, t_max, t_max))
-    chol[:, np.arange(t_max), np.arange(t_max)] = 1.0  # steps never taken act as dummies
-    z = np.zeros((n, t_max))
-    active = np.full((n, t_max), k, dtype=np.int64)
-    done = np.zeros(n, dtype=bool)
-    alpha = corr.copy()
-    for t in range(t_max):
-        lam = np.abs(alpha).argmax(axis=1)
-        stop = (active[:, :t] == lam[:, None]).any(axis=1) | (corr[rows, lam] ** 2 < eps)
-        if t:
-            w = P[rows, :t, lam]  # the new Cholesky row L⁻¹ G_S,λ
-            pivot = diag[lam] - np.einsum("nt,nt->n", w, w)
-            stop |= pivot <= eps
-        else:
-            w = np.zeros((n, 0))
-            pivot = diag[lam]
-        done |= stop
-        if done.all():
-            break
-        lam = np.where(done, k, lam)
-        w[done] = 0.0
-        d = np.where(done, 1.0, np.sqrt(np.maximum(pivot, eps)))
-        chol[:, t, :t] = w
-        chol[:, t, t] = d
-        active[:, t] = lam
-        z_t = (corr_ext[rows, lam] - np.einsum("nt,nt->n", w, z[:, :t])) / d
-        z[:, t] = z_t
-        new = gram_ext[lam]
-        if t:
-            new = new - np.einsum("nt,ntk->nk", w, P[:, :t, :])
-        new /= d[:, None]
-        P[:, t, :] = new
-        alpha -= z_t[:, None] * new[:, :k]
-    coef = np.zeros((n, k + 1))
-    for i in range(n):  # once per image: γ = L⁻ᵀ z
-        coef[i, active[i]] = solve_triangular(chol[i], z[i], lower=True, trans="T",
-                                              check_finite=False)  # fmt: skip
-    coef[:, k] = 0.0  # dummy entries
-    return coef[:, :k]
+
+_KERNEL = None
+
+
+def _omp_kernel():
+    """Compile (once per process; cached on disk by numba) the per-image OMP loop."""
+    global _KERNEL
+    if _KERNEL is not None:
+        return _KERNEL
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def kernel(corr, gram, t_max, eps, coef):  # pragma: no cover - compiled
+        n, k = corr.shape
+        for i in prange(n):
+            c = corr[i]
+            alpha = c.copy()
+            P = np.empty((t_max, k))
+            chol = np.zeros((t_max, t_max))
+            z = np.zeros(t_max)
+            active = np.empty(t_max, dtype=np.int64)
+            used = 0
+            for t in range(t_max):
+                lam, best = 0, -1.0
+                for j in range(k):
+                    if abs(alpha[j]) > best:
+                        lam, best = j, abs(alpha[j])
+                stop = c[lam] ** 2 < eps
+                for s in range(t):
+                    stop |= active[s] == lam
+                pivot = gram[lam, lam]
+                wz = 0.0
+                for s in range(t):  # the new Cholesky row w = P[:, λ]
+                    w = P[s, lam]
+                    chol[t, s] = w
+                    pivot -= w * w
+                    wz += w * z[s]
+                if stop or (t > 0 and pivot <= eps):
+                    break
+                d = np.sqrt(max(pivot, eps))
+                chol[t, t] = d
+                z_t = (c[lam] - wz) / d
+                row = P[t]
+                row[:] = gram[lam]
+                for s in range(t):
+                    w = chol[t, s]
+                    prev = P[s]
+                    for j in range(k):
+                        row[j] -= w * prev[j]
+                for j in range(k):
+                    row[j] /= d
+                    alpha[j] -= z_t * row[j]
+                z[t] = z_t
+                active[t] = lam
+                used = t + 1
+            for s in range(used - 1, -1, -1):  # γ = L⁻ᵀ z
+                g = z[s]
+                for r in range(s + 1, used):
+                    g -= chol[r, s] * z[r]
+                z[s] = g / chol[s, s]
+                coef[i, active[s]] = z[s]
+
+    _KERNEL = kernel
+    return kernel
 
 
 def omp_from_gram_torch(corr, gram, n_nonzero: int):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..evaluate.text import normalize_concept
+from ..evaluate.text import names_a_class, normalize_concept
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +118,6 @@ def lazy_greedy(sim: np.ndarray, weights: np.ndarray, n: int) -> tuple[list[int]
         else:
             heapq.heappush(heap, (-g, j))
     return chosen, gains, evaluations
-
-
-def names_a_class(name: str, class_synonyms: dict[str, list[str]]) -> bool:
-    """Whether ``name`` names a class: contains one of its synonyms or is contained in one."""
-    from ..evaluate.text import matches
-
-    return any(
-        matches(name, syns) or any(matches(syn, [name]) for syn in syns)
-        for syns in class_synonyms.values()
-    )
 
 
 def merge_duplicates(table: pd.DataFrame) -> pd.DataFrame:

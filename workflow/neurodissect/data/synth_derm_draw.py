@@ -35,14 +35,14 @@ def render(rng: np.random.Generator, present: dict[str, bool], size: int, diffic
     radius = rng.uniform(0.25, 0.31) * (1.0 - 0.2 * difficulty)
     harmonics = [(2, rng.uniform(0.02, 0.08), rng.uniform(0, 6.3))]
     if present["asymmetry"]:
-        harmonics += [(1, rng.uniform(0.22, 0.3), rng.uniform(0, 6.3)),
-                      (3, rng.uniform(0.06, 0.1), rng.uniform(0, 6.3))]  # fmt: skip
+        harmonics += [(1, rng.uniform(0.3, 0.38), rng.uniform(0, 6.3)),
+                      (3, rng.uniform(0.08, 0.12), rng.uniform(0, 6.3))]  # fmt: skip
     if present["irregular_border"]:
-        harmonics += [(int(k), rng.uniform(0.05, 0.08), rng.uniform(0, 6.3))
+        harmonics += [(int(k), rng.uniform(0.08, 0.12), rng.uniform(0, 6.3))
                       for k in rng.choice(np.arange(7, 14), 3, replace=False)]  # fmt: skip
     outline = blob_outline(center, radius, harmonics, n=128)
     if present["irregular_border"]:
-        jitter = rng.uniform(0.9, 1.1, len(outline))
+        jitter = rng.uniform(0.85, 1.15, len(outline))
         outline = [(center[0] + (x - center[0]) * j, center[1] + (y - center[1]) * j)
                    for (x, y), j in zip(outline, jitter, strict=True)]  # fmt: skip
     edge_blur = 0.004 if present["irregular_border"] else 0.012
@@ -58,7 +58,7 @@ def render(rng: np.random.Generator, present: dict[str, bool], size: int, diffic
     cv.paint(lesion, brown, 0.92)
     if present["asymmetry"]:  # one side darker, as asymmetric colour as well as shape
         side = np.clip((radial_field(cv.res, center[0] + radius, center[1]) / radius) - 1, 0, 1)
-        cv.paint(lesion * side, brown * 0.55, 0.7)
+        cv.paint(lesion * side, brown * 0.45, 0.85)
     cv.shade(smooth_noise(rng, cv.res, 9) * lesion, 0.08)
 
     for name, draw in DRAWERS:
@@ -150,15 +150,15 @@ def _vessels(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _blue_grey_nests(cv, rng, center, radius, lesion, inner, strength):
-    blobs = [blob_outline(_inside(rng, center, radius, 0.65), rng.uniform(0.045, 0.07),
+    blobs = [blob_outline(_inside(rng, center, radius, 0.65), rng.uniform(0.055, 0.08),
                           [(2, rng.uniform(0.2, 0.35), rng.uniform(0, 6.3))], n=32)
-             for _ in range(int(rng.integers(2, 5)))]  # fmt: skip
+             for _ in range(int(rng.integers(3, 6)))]  # fmt: skip
 
     def nests(d, c):
         for b in blobs:
             d.polygon(scaled(b, c), fill=255)
 
-    cv.paint(cv.mask(nests, blur=0.006), (0.36, 0.41, 0.55), 0.92 * strength)
+    cv.paint(cv.mask(nests, blur=0.006), (0.30, 0.38, 0.62), 0.95 * strength)
 
 
 def _scale(cv, rng, center, radius, lesion, inner, strength):
@@ -220,10 +220,10 @@ def _red_lacunae(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _hair(cv, rng, center, radius, lesion, inner, strength):
-    width = stroke(cv, 0.01)
+    width = stroke(cv, 0.018)
 
     def draw(d, c):
-        for _ in range(int(rng.integers(2, 6))):
+        for _ in range(int(rng.integers(3, 7))):
             a = rng.uniform(0, np.pi)
             u, v = np.cos(a), np.sin(a)
             mid = (rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8))
@@ -253,14 +253,14 @@ def _ruler_marks(cv, rng, center, radius, lesion, inner, strength):
             length = 0.1 if i % 5 == 0 else 0.06
             d.line(scaled([place(a, -0.02), place(a, length)], c), fill=255, width=width)
 
-    cv.paint(cv.mask(strip), (0.93, 0.92, 0.88), 0.55 * strength)
+    cv.paint(cv.mask(strip), (0.93, 0.92, 0.88), 0.85 * strength)
     cv.paint(cv.mask(ticks), (0.05, 0.05, 0.05), 0.95 * strength)
 
 
 def _gel_bubbles(cv, rng, center, radius, lesion, inner, strength):
     bubbles = [((rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)), rng.uniform(0.045, 0.09))
-               for _ in range(int(rng.integers(2, 5)))]  # fmt: skip
-    width = stroke(cv, 0.012)
+               for _ in range(int(rng.integers(3, 6)))]  # fmt: skip
+    width = stroke(cv, 0.02)
 
     def fill(d, c):
         for p, r in bubbles:
@@ -272,7 +272,7 @@ def _gel_bubbles(cv, rng, center, radius, lesion, inner, strength):
             hp = (p[0] - 0.4 * r, p[1] - 0.4 * r)
             d.ellipse(ellipse_box(hp, 0.25 * r, 0.25 * r, c), fill=255)
 
-    cv.paint(cv.mask(fill), (1.0, 1.0, 1.0), 0.25 * strength)
+    cv.paint(cv.mask(fill), (1.0, 1.0, 1.0), 0.45 * strength)
     cv.paint(cv.mask(rims), (0.98, 0.98, 0.98), 0.9 * strength)
 
 

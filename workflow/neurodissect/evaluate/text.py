@@ -39,3 +39,12 @@ def matches(name: str, synonyms: Iterable[str]) -> bool:
         if s and f" {s} " in padded:
             return True
     return False
+
+
+def names_a_class(name: str, class_synonyms: dict[str, list[str]]) -> bool:
+    """Whether ``name`` names a class: contains one of its synonyms or is contained in one
+    ("malignant melanoma", "lentigo" for "solar lentigo") — a label, not a concept."""
+    return any(
+        matches(name, syns) or any(matches(syn, [name]) for syn in syns)
+        for syns in class_synonyms.values()
+    )

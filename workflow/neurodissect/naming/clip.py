@@ -29,14 +29,17 @@ def exemplars_backing(per_image: np.ndarray, name: int, k: int) -> int:
     return int(np.sum(per_image[:, name] >= floor))
 
 
-def name_by_clip(image_emb, text_emb, vocabulary, latents_path, found, params):
-    """(concept rows, skipped) for the latents in ``found.sets`` (none is skipped here)."""
+def name_by_clip(image_emb, text_emb, vocabulary, latents_path, found, params, allowed=None):
+    """(concept rows, skipped) for the latents in ``found.sets`` (none is skipped here);
+    candidate names are the vocabulary concepts ``allowed`` accepts (default: all)."""
     from ..annotate import matching
     from .assess import name_confidence, pad, scores_in_blocks
     from .reports import top_phrases
 
     text = matching.read_text_embeddings(text_emb)
     keep = matching.vocabulary_filter(text, vocabulary, text_emb)
+    if allowed is not None:
+        keep = keep[[allowed(c) for c in text.concepts[keep]]]
     concepts, text_vectors = text.concepts[keep], text.emb[keep]
     pool_ids, pool_emb = matching.read_pool(image_emb, latents_path, found.splits)
     if text_vectors.shape[1] != pool_emb.shape[1]:

@@ -50,6 +50,12 @@ class ReportCorpus:
         """Document row of each image id (-1 for an image outside the corpus)."""
         return self._index.get_indexer(np.asarray(image_ids, dtype=object))
 
+    def with_phrases(self, keep: np.ndarray) -> ReportCorpus:
+        """The same documents over the phrases where boolean ``keep`` is set."""
+        keep = np.asarray(keep, dtype=bool)
+        return ReportCorpus(self.image_ids, self.reports, self.phrases[keep],
+                            self.indicators[:, np.flatnonzero(keep)])  # fmt: skip
+
 
 def has_text(reports: pd.Series) -> np.ndarray:
     """True where a report holds more than whitespace (None / NaN count as missing)."""

@@ -29,6 +29,7 @@ class NamingParams:
     n_permutations: int = 1000
     n_bootstrap: int = 200
     significance: float = 0.05
+    exclude_class_names: bool = True
     seed: int = 0
     memory_mb: float = 1024.0
     llm: dict[str, Any] = field(default_factory=dict)
@@ -100,8 +101,25 @@ def latent_activity(store, splits: list[str]) -> np.ndarray:
     return peak > 0
 
 
-def load_report_corpus(manifest_path, doc_phrases_path, vocabulary_path, pool_ids, dataset=""):
-    """The probing images' reports as a phrase-indicator corpus; no reports is an InputError."""
+def class_name_filter(manifest_path: PathLike | None, enabled: bool):
+    """phrase → True if it may be a name: with ``enabled``, phrases naming a class of the
+    manifest (:func:`~neurodissect.evaluate.text.names_a_class`) are not — a concept of
+    the bottleneck must not be the label it predicts."""
+    if not enabled or manifest_path is None:
+        return lambda phrase: True
+    from ..data.manifest import read_manifest
+    from ..evaluate.text import names_a_class
+
+    manifest = read_manifest(manifest_path)
+    synonyms = {c: [c, *names] for c, names in manifest.class_synonyms.items()}
+    return lambda phrase: not names_a_class(str(phrase), synonyms)
+
+
+def load_report_corpus(
+    manifest_path, doc_phrases_path, vocabulary_path, pool_ids, dataset="", allowed=None
+):
+    """The probing images' reports as a phrase-indicator corpus over the vocabulary phrases
+    ``allowed`` accepts; no reports is an InputError."""
     from ..data.manifest import read_manifest
     from .documents import build_corpus, has_text, read_doc_phrases, read_vocabulary
 
@@ -119,13 +137,14 @@ def load_report_corpus(manifest_path, doc_phrases_path, vocabulary_path, pool_id
             f"{manifest_path}: {len(missing)} probing images of the latents store are not in "
             f"the manifest (e.g. {missing[:5].tolist()}); the latents are from another dataset"
         )
-    return build_corpus(
+    corpus = build_corpus(
         pool_ids,
         reports.loc[list(pool_ids)].to_numpy(),
         read_doc_phrases(doc_phrases_path),
         read_vocabulary(vocabulary_path),
         source=str(doc_phrases_path),
     )
+    return corpus if allowed is None else corpus.with_phrases(list(map(allowed, corpus.phrases)))
 
 
 # -- entry point ----------------------------------------------------------------
@@ -147,8 +166,11 @@ def name_concepts(
     found = read_latent_exemplars(exemplars, latents)
     skipped = dict(found.skipped)
     extra: dict[str, Any] = {}
+    allowed = class_name_filter(manifest, params.exclude_class_names)
     if params.method in ("reports", "llm"):
-        corpus = load_report_corpus(manifest, doc_phrases, vocabulary, found.pool_ids, dataset)
+        corpus = load_report_corpus(
+            manifest, doc_phrases, vocabulary, found.pool_ids, dataset, allowed
+        )
         if params.method == "reports":
             from .reports import name_by_reports
 
@@ -160,7 +182,9 @@ def name_concepts(
     else:
         from .clip import name_by_clip
 
-        rows, more_skipped = name_by_clip(image_emb, text_emb, vocabulary, latents, found, params)
+        rows, more_skipped = name_by_clip(
+            image_emb, text_emb, vocabulary, latents, found, params, allowed
+        )
     skipped.update(more_skipped)
     concepts = table.concepts_frame(rows)
     write_parquet(concepts, concepts_out, metadata={"method": params.method,

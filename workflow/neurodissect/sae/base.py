@@ -28,7 +28,14 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
-from .sparse_ops import SparseCode, decode, gather_rows, sparse_preactivations
+from .sparse_ops import (
+    SparseCode,
+    Transposed,
+    decode,
+    gather_rows,
+    row_ids,
+    sparse_preactivations,
+)
 
 _REGISTRY: dict[str, type[SparseAutoencoder]] = {}
 CHECKPOINT_FORMAT = "neurodissect-sae/1"
@@ -153,12 +160,15 @@ class SparseAutoencoder(nn.Module):
 
     def code_from(self, x: torch.Tensor, pre: torch.Tensor, crow, cols) -> SparseCode:
         """The selected entries of ``pre`` as a code whose values carry the encoder gradient."""
-        values = gather_rows(pre, crow, cols)
-        if torch.is_grad_enabled():
-            values = sparse_preactivations(
-                values, x, self.W_enc, self.b_enc, self.b_pre, crow, cols
-            )
-        return SparseCode(crow, cols, values, self.n_latents)
+        if not torch.is_grad_enabled():
+            return SparseCode(crow, cols, gather_rows(pre, crow, cols), self.n_latents)
+        rows = row_ids(crow)
+        values = pre[rows, cols]
+        transposed = Transposed.of(rows, cols, self.n_latents)
+        values = sparse_preactivations(
+            values, x, self.W_enc, self.b_enc, self.b_pre, crow, cols, transposed
+        )
+        return SparseCode(crow, cols, values, self.n_latents, transposed)
 
     def decode_code(self, code: SparseCode) -> torch.Tensor:
         return decode(code, self.W_dec) + self.b_pre

@@ -35,7 +35,8 @@ from .metrics import SAEMetrics, reconstruct_blocks
 
 log = logging.getLogger(__name__)
 
-GROUNDTRUTH_COLUMNS = ("concept", "best_latent", "auroc", "recovered", "name", "name_correct")
+GROUNDTRUTH_COLUMNS = ("concept", "best_latent", "auroc", "recovered", "name", "name_correct",
+                       "name_correct_strict", "latent_detects")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,36 @@ def planted_concept_metrics(
     names: pd.DataFrame | None,
     threshold: float,
 ) -> tuple[dict[str, float | None], pd.DataFrame]:
-    """(planted_recovered_fraction, named_correct_fraction), and the per-concept table."""
+    """(planted_recovered_fraction, named_correct_fraction), and the per-concept table.
+
+    A recovered concept's best latent is named correctly when its top name is a synonym
+    of a planted concept that latent detects (AUROC ≥ ``threshold``): concepts that occur
+    together in the data (a class's characteristic pair) are detected by the same latents
+    and no namer can tell which of them a latent "is". ``name_correct_strict`` (and
+    ``named_correct_strict_fraction``) asks for the concept itself.
+    """
     store = ActivationStore(latents_path)
     present = truth.aligned(store.image_ids(split), f"{latents_path} ({split})")
-    table = concept_recovery(store_auroc(latents_path, split, present), truth.concepts, threshold)
+    auroc = store_auroc(latents_path, split, present)
+    table = concept_recovery(auroc, truth.concepts, threshold)
     table = table.rename(columns={"best_unit": "best_latent"})
     top_name = {} if names is None else dict(zip(names["latent"], names["name"], strict=True))
     table["name"] = [top_name.get(int(u), "") for u in table["best_latent"]]
-    table["name_correct"] = [
-        bool(rec and name and matches(name, truth.synonyms[c]))
-        for c, rec, name in zip(table["concept"], table["recovered"], table["name"], strict=True)
+    table["latent_detects"] = [
+        [c for c, a in zip(truth.concepts, auroc[:, u], strict=True) if a >= threshold]
+        if u >= 0 else [] for u in table["best_latent"]
+    ]  # fmt: skip
+
+    def named(name: str, concepts: list[str]) -> bool:
+        return bool(name) and any(matches(name, truth.synonyms[c]) for c in concepts)
+
+    rows = zip(table["concept"], table["recovered"], table["name"], table["latent_detects"],
+               strict=True)  # fmt: skip
+    correct = [
+        (rec and named(name, [c]), rec and named(name, found)) for c, rec, name, found in rows
     ]
+    table["name_correct_strict"] = [strict for strict, _ in correct]
+    table["name_correct"] = [either for _, either in correct]
     evaluable = table[table["evaluable"]]
     recovered = table[table["recovered"]]
     if len(evaluable) < len(table):
@@ -110,6 +130,7 @@ def planted_concept_metrics(
     metrics = {
         "planted_recovered_fraction": _mean_or_none(evaluable["recovered"]),
         "named_correct_fraction": _mean_or_none(recovered["name_correct"]),
+        "named_correct_strict_fraction": _mean_or_none(recovered["name_correct_strict"]),
         "n_planted_concepts": int(len(evaluable)),
     }
     return metrics, table[list(GROUNDTRUTH_COLUMNS)]
@@ -172,7 +193,8 @@ def evaluate_sae(
     metrics: dict[str, Any] = {"split": split}
     metrics.update(reconstruction_metrics(model, blocks, head, labels, manifest.multilabel))
 
-    gt_metrics = {"planted_recovered_fraction": None, "named_correct_fraction": None}
+    gt_metrics = dict.fromkeys(("planted_recovered_fraction", "named_correct_fraction",
+                                "named_correct_strict_fraction"))  # fmt: skip
     table = pd.DataFrame({c: [] for c in GROUNDTRUTH_COLUMNS})
     truth = read_planted_concepts(gt_table, gt_synonyms) if gt_table is not None else None
     if truth is not None and truth.concepts:  # real datasets have an empty table

@@ -9,6 +9,11 @@ times (decoder forward, decoder weight gradient, code gradient) plus a
 gradient for the centred input nobody needs; with ~1 % of latents active
 those products are almost all zeros.
 
+The weight gradients are products with the code's transpose (latents x rows):
+its CSR pattern (:class:`Transposed`, one stable sort of the latent ids) is
+built once per step and serves both the encoder's and the decoder's; the
+code's own gradient is a sampled product (SDDMM) at the active entries.
+
 When a code is not sparse (early relu_l1 training, before the L1 penalty has
 bitten) the same functions switch to dense products above
 ``DENSE_ABOVE`` density, so the result is identical either way.
@@ -34,6 +39,7 @@ class SparseCode:
     cols: torch.Tensor  # (nnz,) int64 latent ids
     values: torch.Tensor  # (nnz,) activations
     n_latents: int
+    transposed: Transposed | None = None  # set when gradients flow (training)
 
     @property
     def n_rows(self) -> int:
@@ -44,14 +50,36 @@ class SparseCode:
         return len(self.cols) / max(1, self.n_rows * self.n_latents)
 
     def rows(self) -> torch.Tensor:
-        counts = self.crow[1:] - self.crow[:-1]
-        return torch.repeat_interleave(torch.arange(self.n_rows, device=self.crow.device), counts)
+        return row_ids(self.crow)
 
     def to_dense(self) -> torch.Tensor:
         z = torch.zeros(self.n_rows, self.n_latents, device=self.values.device,
                         dtype=self.values.dtype)  # fmt: skip
         z[self.rows(), self.cols] = self.values
         return z
+
+
+@dataclass(frozen=True)
+class Transposed:
+    """CSR pattern of a code's transpose (n_latents x B): entry k of it is entry
+    ``perm[k]`` of the code; ``rows`` are its column (image row) ids."""
+
+    perm: torch.Tensor
+    crow: torch.Tensor
+    rows: torch.Tensor
+
+    @classmethod
+    def of(cls, rows: torch.Tensor, cols: torch.Tensor, n_latents: int) -> Transposed:
+        """From the code's entries (row ids, latent ids) in CSR order."""
+        # stable, so rows stay sorted within a latent; int32 keys sort about 3x faster
+        perm = torch.argsort(cols.int() if n_latents < 2**31 else cols, stable=True)
+        counts = torch.bincount(cols, minlength=n_latents)
+        return cls(perm, crow_from_counts(counts), rows[perm])
+
+    def times(self, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """(code with ``values``)ᵀ @ ``dense`` (B, d) → (n_latents, d)."""
+        size = (len(self.crow) - 1, dense.shape[0])
+        return torch.sparse.mm(_csr(self.crow, self.rows, values[self.perm], size), dense)
 
 
 def _csr(crow, cols, values, size) -> torch.Tensor:
@@ -74,10 +102,14 @@ def positive_entries(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return crow_from_counts(counts), cols
 
 
+def row_ids(crow: torch.Tensor) -> torch.Tensor:
+    """The row id of every entry of a CSR pattern."""
+    return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
+                                   crow[1:] - crow[:-1])  # fmt: skip
+
+
 def gather_rows(pre: torch.Tensor, crow: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    counts = crow[1:] - crow[:-1]
-    rows = torch.repeat_interleave(torch.arange(pre.shape[0], device=pre.device), counts)
-    return pre[rows, cols]
+    return pre[row_ids(crow), cols]
 
 
 class _GatheredAffine(torch.autograd.Function):
@@ -90,8 +122,9 @@ class _GatheredAffine(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, values, x, W_enc, b_enc, b_pre, crow, cols):
+    def forward(ctx, values, x, W_enc, b_enc, b_pre, crow, cols, transposed):
         ctx.save_for_backward(x, W_enc, b_pre, crow, cols)
+        ctx.transposed = transposed
         return values.clone()
 
     @staticmethod
@@ -99,16 +132,14 @@ class _GatheredAffine(torch.autograd.Function):
         x, W_enc, b_pre, crow, cols = ctx.saved_tensors
         n = W_enc.shape[1]
         grad_values = grad_values.to(x.dtype)
-        g = _csr(crow, cols, grad_values, (x.shape[0], n))
         if len(cols) > DENSE_ABOVE * x.shape[0] * n:
-            g = g.to_dense()
-            grad_W = x.t() @ g
+            grad_W = x.t() @ _csr(crow, cols, grad_values, (x.shape[0], n)).to_dense()
         else:
-            grad_W = torch.sparse.mm(g.t(), x).t()
+            grad_W = ctx.transposed.times(grad_values, x).t()
         colsum = torch.zeros(n, device=x.device, dtype=x.dtype).index_add_(0, cols, grad_values)
         # pre = x W + (b_enc - b_pre W): the bias term's share of each gradient
         grad_W.sub_(torch.outer(b_pre, colsum))
-        return None, None, grad_W, colsum, -(W_enc @ colsum), None, None
+        return None, None, grad_W, colsum, -(W_enc @ colsum), None, None, None
 
 
 def sparse_preactivations(
@@ -119,9 +150,30 @@ def sparse_preactivations(
     b_pre: torch.Tensor,
     crow: torch.Tensor,
     cols: torch.Tensor,
+    transposed: Transposed,
 ) -> torch.Tensor:
     """Attach the encoder's gradient to pre-activation ``values`` gathered at (rows, cols)."""
-    return _GatheredAffine.apply(values, x, W_enc, b_enc, b_pre, crow, cols)
+    return _GatheredAffine.apply(values, x, W_enc, b_enc, b_pre, crow, cols, transposed)
+
+
+class _SparseDecode(torch.autograd.Function):
+    """x̂ = Z W_dec for a sparse CSR code Z: a gather-sum forward; backward = the
+    sampled product (grad_out W_decᵀ) at Z's entries and Zᵀ grad_out."""
+
+    @staticmethod
+    def forward(ctx, values, W_dec, crow, cols, transposed):
+        ctx.save_for_backward(values, W_dec, crow, cols)
+        ctx.transposed = transposed
+        return F.embedding_bag(cols, W_dec, crow[:-1], mode="sum", per_sample_weights=values)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        values, W_dec, crow, cols = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        pattern = _csr(crow, cols, torch.zeros_like(values), (len(crow) - 1, W_dec.shape[0]))
+        grad_values = torch.sparse.sampled_addmm(pattern, grad_out, W_dec.t(), beta=0.0)
+        grad_W = ctx.transposed.times(values, grad_out)
+        return grad_values.values(), grad_W, None, None, None
 
 
 class _DenseDecode(torch.autograd.Function):
@@ -148,4 +200,6 @@ def decode(code: SparseCode, W_dec: torch.Tensor) -> torch.Tensor:
     values = code.values.to(W_dec.dtype)
     if code.density > DENSE_ABOVE:
         return _DenseDecode.apply(values, W_dec, code.crow, code.cols)
+    if code.transposed is not None and torch.is_grad_enabled():
+        return _SparseDecode.apply(values, W_dec, code.crow, code.cols, code.transposed)
     return F.embedding_bag(code.cols, W_dec, code.crow[:-1], mode="sum", per_sample_weights=values)
