@@ -198,9 +198,25 @@ def test_explanations_contributions_sum_to_the_logit():
         j = int(image_id[1:])
         assert g["contribution"].sum() + g["bias"].iloc[0] == pytest.approx(g["logit"].iloc[0])
         assert g["logit"].iloc[0] == pytest.approx((scores[j] @ W.T + b).max())
-        assert g["contribution"].is_monotonic_decreasing and g["rank"].tolist() == [1, 2, 3, 4, 5]
+        assert g["rank"].tolist() == [1, 2, 3, 4, 5]
+        shown = (g["score"] > 0).to_numpy()
+        assert not (~shown[:-1] & shown[1:]).any()  # concepts the image shows come first
+        for part in (g[shown], g[~shown]):  # each part by contribution
+            assert part["contribution"].is_monotonic_decreasing
     top2 = explanations(["a"], scores[:1], W, b, cls[:1], concepts, np.arange(5), list("xyz"), 2)
     assert len(top2) == 2 and top2["contribution"].iloc[0] == full["contribution"].iloc[0]
+
+
+def test_evidence_by_absence_never_outranks_a_concept_the_image_shows():
+    scores = np.array([[0.5, -3.0, 0.2]])  # concept 1 absent, with a large negative weight
+    W = np.array([[1.0, -2.0, 1.0]])  # contributions 0.5, 6.0, 0.2
+    expl = explanations(["a"], scores, W, np.zeros(1), np.array([0]), ["x", "y", "z"],
+                        np.arange(3), ["k"], top_k=3)  # fmt: skip
+    assert expl["concept"].tolist() == ["x", "z", "y"]
+    causes, syn = {0: ["x"]}, {"x": ["x"], "y": ["y"]}
+    rate, _ = planted_hit_rate(scores, W, [(0, 0)], np.ones((1, 2), bool), ["x", "y"], syn,
+                               causes, ["x", "y", "z"])  # fmt: skip
+    assert rate == 1.0
 
 
 def test_planted_hit_rate_on_hand_made_cases():

@@ -83,6 +83,16 @@ def test_naming_method_reruns_naming_and_after_only(run):
                                    "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
 
 
+def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):
+    after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
+                    "build_cbm", "evaluate_cbm"}  # fmt: skip
+    jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 70}}))
+    assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | after_naming, jobs
+    jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 50},
+                                                 "annotate": {"percentile": 90}}))  # fmt: skip
+    assert jobs - ALWAYS_AFTER == ANNOTATION, jobs
+
+
 def test_a_new_model_seed_runs_that_models_chain_only(run):
     cfg = change_config(run, {"models": ["resnet18-s0", "resnet18-s1"]})
     out = run_snakemake(run, "-n", configfile=cfg).stdout

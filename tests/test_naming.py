@@ -171,6 +171,19 @@ def test_reports_namer_names_streaks_and_flags_random_latents(inputs, tmp_path):
                                           "support"]  # fmt: skip
 
 
+def test_a_generic_top_phrase_is_refined_to_a_specific_one_that_scores_nearly_as_well():
+    from neurodissect.naming.reports import refine
+
+    phrases = ["patch", "white patch", "scar-like patch", "red dot"]
+    scores = np.array([[5.0, 4.5, 3.0, 0.0],  # "white patch" within 20 %: refined
+                       [5.0, 3.0, 3.9, 0.0],  # none within 20 %: stays "patch"
+                       [1.0, 0.0, 0.0, 4.0]])  # fmt: skip
+    best = scores.argmax(axis=1)
+    assert refine(scores, best, phrases, 0.2).tolist() == [1, 0, 3]
+    assert refine(scores, best, phrases, 0.0).tolist() == [0, 0, 3]
+    assert refine(scores, best, phrases, 0.25).tolist() == [1, 2, 3]
+
+
 def test_class_names_are_not_concept_names(tmp_path):
     """A class whose synonym is 'streaks': its phrases are no candidates (a bottleneck
     concept must not be the label), unless naming.exclude_class_names is off."""

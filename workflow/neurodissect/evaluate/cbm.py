@@ -26,6 +26,13 @@ explanations.parquet: per test image, the ``top_k`` concepts by contribution
 w_yc · s_c(x) to its predicted class (multi-label: its highest-scoring label) —
 image_id, class, rank (1 = largest), concept, latent, score, contribution; plus
 logit and bias of that class, so Σ contributions over all concepts + bias = logit.
+
+Ranking (:func:`evidence_order`, also behind the hit and spurious rates): concepts the
+image shows (score s_c(x) > 0: more of the concept's direction than the average train
+image) first, by contribution, then the rest. Scores are signed, so an absent concept
+with a negative weight also adds to the logit ("no blue-grey nests" for a nevus); named
+bare, as an explanation would read, such evidence by absence says the opposite of what
+it means, so it never outranks a concept the image shows.
 """
 
 from __future__ import annotations
@@ -53,6 +60,13 @@ def contributions(scores: np.ndarray, W: np.ndarray, class_idx: np.ndarray) -> n
     return np.asarray(scores, np.float64) * np.asarray(W, np.float64)[class_idx]
 
 
+def evidence_order(scores: np.ndarray, contrib: np.ndarray) -> np.ndarray:
+    """Per row, concept indices: shown concepts (score > 0) by contribution, then the rest."""
+    scores, contrib = np.atleast_2d(scores), np.atleast_2d(contrib)
+    absent = ~(scores > 0)
+    return np.lexsort((-contrib, absent), axis=1)
+
+
 def explained_class(probs: np.ndarray, multilabel: bool) -> np.ndarray:
     """The class an image's explanation is about: the arg-max class / highest label."""
     return np.asarray(probs).argmax(axis=1)
@@ -65,7 +79,7 @@ def explanations(
     scores = np.asarray(scores, np.float64)
     contrib = contributions(scores, W, class_idx)
     k = min(int(top_k), scores.shape[1])
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    order = evidence_order(scores, contrib)[:, :k]
     n = len(scores)
     rows = np.repeat(np.arange(n), k)
     cols = order.ravel()
@@ -118,7 +132,7 @@ def planted_hit_rate(
         if not shown:
             continue
         contrib = np.asarray(scores[i], np.float64) * np.asarray(W[y], np.float64)
-        tops = np.argsort(-contrib, kind="stable")[:top_k]
+        tops = evidence_order(scores[i], contrib)[0, :top_k]
         scored += 1
         hits += any(matches(concepts[t], synonyms[c]) for t in tops for c in shown)
     return (hits / scored if scored else None), scored
@@ -138,7 +152,8 @@ def spurious_top_rate(
     for i, y in cases:
         if not spurious.get(y):
             continue
-        top = int(np.argmax(np.asarray(scores[i], np.float64) * np.asarray(W[y], np.float64)))
+        contrib = np.asarray(scores[i], np.float64) * np.asarray(W[y], np.float64)
+        top = int(evidence_order(scores[i], contrib)[0, 0])
         scored += 1
         hits += any(matches(concepts[top], synonyms[c]) for c in spurious[y])
     return (hits / scored if scored else None), scored

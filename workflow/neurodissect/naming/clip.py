@@ -33,6 +33,7 @@ def name_by_clip(image_emb, text_emb, vocabulary, latents_path, found, params, a
     """(concept rows, skipped) for the latents in ``found.sets`` (none is skipped here);
     candidate names are the vocabulary concepts ``allowed`` accepts (default: all)."""
     from ..annotate import matching
+    from . import table
     from .assess import name_confidence, pad, scores_in_blocks
     from .reports import top_phrases
 
@@ -63,6 +64,7 @@ def name_by_clip(image_emb, text_emb, vocabulary, latents_path, found, params, a
     for i, latent in enumerate(latents):
         top = top_phrases(scores[i], params.top_phrases)
         per_image = pool_emb[sets[i]] @ debiased.T
+        backing = exemplars_backing(per_image, int(best[i]), params.top_phrases)
         rows.append(
             {
                 "latent": int(latent),
@@ -70,10 +72,10 @@ def name_by_clip(image_emb, text_emb, vocabulary, latents_path, found, params, a
                 "description": describe([str(concepts[j]) for j in top]),
                 "method": "clip",
                 "score": float(observed[i]),
-                "support": exemplars_backing(per_image, int(best[i]), params.top_phrases),
+                "support": backing,
                 "p_value": float(p_value[i]),
                 "stability": float(stability[i]),
-                "uninterpretable": bool(p_value[i] > params.significance),
+                "uninterpretable": table.uninterpretable(p_value[i], backing, len(sets[i]), params),
             }
         )
     return rows, {}

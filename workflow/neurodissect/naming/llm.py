@@ -270,6 +270,7 @@ def name_by_llm(corpus, candidates: dict[int, list[str]], params):
     from ..annotate.confidence import SummedScorer
     from ..evaluate.text import normalize_concept
     from ..runtime import progress
+    from . import table
     from .assess import name_confidence, pad, scores_in_blocks
     from .reports import LogOddsTransform, corpus_sets
 
@@ -319,7 +320,9 @@ def name_by_llm(corpus, candidates: dict[int, list[str]], params):
                     "support": int(backing[i]),
                     "p_value": float(p_value[i]),
                     "stability": float(stability[i]),
-                    "uninterpretable": bool(p_value[i] > params.significance),
+                    "uninterpretable": table.uninterpretable(
+                        p_value[i], backing[i], int((members[i] >= 0).sum()), params
+                    ),
                 }
             )
     calls = {"llm_calls": namer.client.calls, "llm_cache_hits": namer.cache_hits}

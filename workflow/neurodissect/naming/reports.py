@@ -54,6 +54,24 @@ def top_phrases(scores: np.ndarray, k: int) -> np.ndarray:
     return order[np.isfinite(scores[order])]
 
 
+def refine(scores: np.ndarray, best: np.ndarray, phrases: Sequence[str], margin: float):
+    """Per row: the best-scoring phrase that contains the row's top phrase as whole words
+    ("white patch" ⊃ "patch") and scores ≥ (1 − ``margin``) × the top score, else the top."""
+    from ..evaluate.text import matches
+
+    best = np.asarray(best).copy()
+    if margin <= 0:
+        return best
+    longer = {int(b): [j for j, p in enumerate(phrases) if j != b and matches(p, [phrases[b]])]
+              for b in np.unique(best)}  # fmt: skip
+    for i, b in enumerate(best):
+        top = scores[i, b]
+        within = [j for j in longer[int(b)] if top > 0 and scores[i, j] >= (1 - margin) * top]
+        if within:
+            best[i] = max(within, key=lambda j: scores[i, j])
+    return best
+
+
 def describe(phrases: Sequence[str]) -> str:
     """The reports namer's description: one sentence from the top phrases."""
     return f"Images whose reports mention {', '.join(phrases)} more often than the corpus does."
@@ -63,7 +81,9 @@ def name_by_reports(corpus, candidates: dict[int, list[str]], params):
     """(concept rows, skipped latent → reason) for latents with exemplar image ids.
 
     A name must be mentioned in at least ``params.min_support`` exemplar reports;
-    a latent with no such phrase is skipped (``no_phrase``).
+    a latent with no such phrase is skipped (``no_phrase``). The top phrase is then
+    refined to a more specific one within ``params.refine_margin`` (:func:`refine`);
+    score, p-value and stability are the top phrase's.
     """
     from ..annotate.confidence import SummedScorer
     from . import table
@@ -91,6 +111,7 @@ def name_by_reports(corpus, candidates: dict[int, list[str]], params):
     best = eligible.argmax(axis=1)
     observed = eligible[np.arange(len(best)), best]
     p_value, stability = name_confidence(scorer, members, best, observed, latents, params)
+    named = refine(eligible, best, corpus.phrases, params.refine_margin)
     rows = []
     for i, latent in enumerate(latents):
         top = top_phrases(eligible[i], params.top_phrases)
@@ -98,14 +119,16 @@ def name_by_reports(corpus, candidates: dict[int, list[str]], params):
         rows.append(
             {
                 "latent": int(latent),
-                "name": str(corpus.phrases[best[i]]),
+                "name": str(corpus.phrases[named[i]]),
                 "description": describe(over),
                 "method": "reports",
                 "score": float(observed[i]),
-                "support": int(support[i, best[i]]),
+                "support": int(support[i, named[i]]),
                 "p_value": float(p_value[i]),
                 "stability": float(stability[i]),
-                "uninterpretable": bool(p_value[i] > params.significance),
+                "uninterpretable": table.uninterpretable(
+                    p_value[i], support[i, named[i]], int((members[i] >= 0).sum()), params
+                ),
             }
         )
     return rows, skipped

@@ -29,7 +29,9 @@ class NamingParams:
     n_permutations: int = 1000
     n_bootstrap: int = 200
     significance: float = 0.05
+    min_support_fraction: float = 0.5
     exclude_class_names: bool = True
+    refine_margin: float = 0.2
     seed: int = 0
     memory_mb: float = 1024.0
     llm: dict[str, Any] = field(default_factory=dict)
@@ -102,11 +104,11 @@ def latent_activity(store, splits: list[str]) -> np.ndarray:
 
 
 def class_name_filter(manifest_path: PathLike | None, enabled: bool):
-    """phrase → True if it may be a name: with ``enabled``, phrases naming a class of the
-    manifest (:func:`~neurodissect.evaluate.text.names_a_class`) are not — a concept of
-    the bottleneck must not be the label it predicts."""
+    """phrase → may it be a name? With ``enabled`` not if it names a class of the manifest
+    (:func:`~neurodissect.evaluate.text.names_a_class`): a concept of the bottleneck must
+    not be the label it predicts."""
     if not enabled or manifest_path is None:
-        return lambda phrase: True
+        return None
     from ..data.manifest import read_manifest
     from ..evaluate.text import names_a_class
 

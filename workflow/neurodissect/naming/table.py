@@ -28,6 +28,15 @@ NO_REPORTS = "no_reports"  # none of its exemplars has a report
 NO_PHRASE = "no_phrase"  # no vocabulary phrase in enough of its exemplars' reports
 SKIP_REASONS = (DEAD, NO_EXEMPLARS, NO_REPORTS, NO_PHRASE)
 
+
+def uninterpretable(p_value: float, support: int, n_exemplars: int, params) -> bool:
+    """A name is flagged when it is not significant (p > ``params.significance``) or
+    describes too few of the latent's exemplars (support < ``min_support_fraction`` of
+    them): a weakly enriched phrase of a diffuse latent names nothing it does."""
+    weak = support < params.min_support_fraction * n_exemplars
+    return bool(p_value > params.significance or weak)
+
+
 _DTYPES = {
     "latent": "int64", "name": "str", "description": "str", "method": "str",
     "score": "float64", "support": "int64", "p_value": "float64",
