@@ -253,7 +253,7 @@ def _ruler_marks(cv, rng, center, radius, lesion, inner, strength):
             length = 0.1 if i % 5 == 0 else 0.06
             d.line(scaled([place(a, -0.02), place(a, length)], c), fill=255, width=width)
 
-    cv.paint(cv.mask(strip), (0.93, 0.92, 0.88), 0.85 * strength)
+    cv.paint(cv.mask(strip), (0.93, 0.92, 0.88), 0.55 * strength)
     cv.paint(cv.mask(ticks), (0.05, 0.05, 0.05), 0.95 * strength)
 
 
