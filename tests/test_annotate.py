@@ -474,13 +474,14 @@ def test_cam_equals_grad_cam_for_a_linear_head_after_average_pooling():
 # -- the tiny DAG run ------------------------------------------------------------------------------------------
 def test_tiny_run_annotates_every_layer_and_the_sae_latents(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
-    for units in ("annotate/layer4", "annotate/fc", "sae"):
+    # the neurons' exemplars come from annotate.probe_split, the latents' from naming.probe_split
+    for units, split in (("annotate/layer4", "test"), ("annotate/fc", "test"), ("sae", "train")):
         df, meta = read_exemplars(run / units / "exemplars.parquet")
         live = set(df["unit"])
         assert live and not live & set(meta["dead_units"])
         assert len(live) + len(meta["dead_units"]) == meta["n_units"]
         assert (df.groupby("unit")["activation"].apply(lambda a: a.is_monotonic_decreasing)).all()
-        assert (df["activation"] > df["threshold"]).all() and set(df["split"]) == {"test"}
+        assert (df["activation"] > df["threshold"]).all() and set(df["split"]) == {split}
     for layer in ("layer4", "fc"):
         concepts = pd.read_parquet(run / "annotate" / layer / "neuron_concepts.parquet")
         assert set(concepts.loc[concepts["rank"] == 0, "unit"]) == set(
