@@ -264,7 +264,7 @@ def build_cbm(
     if n_nonzero < p.n_nonzero:
         log.info("cbm.n_nonzero = %d > %d concepts: every image uses at most %d",
                  p.n_nonzero, k, n_nonzero)  # fmt: skip
-    dev = str(pick_device(device))  # cpu → the numpy OMP, cuda → the torch one
+    dev = str(pick_device(device))  # cpu → the compiled OMP, cuda → the torch one
 
     # feature mean of the train split (streamed)
     total, count = np.zeros(store.n_units), 0

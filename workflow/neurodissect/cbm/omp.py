@@ -201,7 +201,7 @@ def batched_omp(
     ``n_nonzero`` is clamped to min(K, C): past C atoms the residual is zero up to
     rounding and further picks are numerical noise (scikit-learn's result there is
     arbitrary too). Computed in float64 in chunks of rows sized by ``memory_mb``
-    (cache-sized is fastest): numpy on the CPU, torch on ``device`` ``cuda[:i]``.
+    (bounding the GPU state): numba on the CPU, torch on ``device`` ``cuda[:i]``.
     ``X ≈ coef @ D``.
     """
     X = np.asarray(X)
