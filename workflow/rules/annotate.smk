@@ -22,7 +22,7 @@ rule select_exemplars:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc: int(config["annotate"]["memory_mb"]) + 1000,
+        mem_mb=lambda wc: int(exemplar_config(wc)["memory_mb"]) + 1000,
         runtime=30,
     script:
         "../scripts/select_exemplars.py"

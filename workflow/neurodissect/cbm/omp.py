@@ -36,6 +36,8 @@ dummy coefficients are exactly zero.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 DEFAULT_MEMORY_MB = 16.0
@@ -64,14 +66,9 @@ def omp_from_gram(corr: np.ndarray, gram: np.ndarray, n_nonzero: int) -> np.ndar
     return coef
 
 
-_KERNEL = None
-
-
+@functools.cache
 def _omp_kernel():
     """Compile (once per process; cached on disk by numba) the per-image OMP loop."""
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
     from numba import njit, prange
 
     @njit(parallel=True, cache=True, nogil=True)
@@ -125,7 +122,6 @@ def _omp_kernel():
                 z[s] = g / chol[s, s]
                 coef[i, active[s]] = z[s]
 
-    _KERNEL = kernel
     return kernel
 
 

@@ -267,7 +267,7 @@ def name_by_llm(corpus, candidates: dict[int, list[str]], params):
     """
     from scipy import sparse
 
-    from ..annotate.confidence import SummedScorer
+    from ..annotate.confidence import SummedScorer, set_sizes
     from ..evaluate.text import normalize_concept
     from ..runtime import progress
     from . import table
@@ -308,6 +308,7 @@ def name_by_llm(corpus, candidates: dict[int, list[str]], params):
         p_value, stability = name_confidence(scorer, members, names, observed, latents, params)
         # a name fewer than min_support exemplar reports mention is not backed by them
         unbacked = backing < params.min_support
+        sizes = set_sizes(members)
         p_value[unbacked], stability[unbacked] = 1.0, 0.0
         for i, (latent, answer) in enumerate(zip(latents, answers, strict=True)):
             rows.append(
@@ -321,7 +322,7 @@ def name_by_llm(corpus, candidates: dict[int, list[str]], params):
                     "p_value": float(p_value[i]),
                     "stability": float(stability[i]),
                     "uninterpretable": table.uninterpretable(
-                        p_value[i], backing[i], int((members[i] >= 0).sum()), params
+                        p_value[i], backing[i], sizes[i], params
                     ),
                 }
             )

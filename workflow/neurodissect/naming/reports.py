@@ -85,7 +85,7 @@ def name_by_reports(corpus, candidates: dict[int, list[str]], params):
     refined to a more specific one within ``params.refine_margin`` (:func:`refine`);
     score, p-value and stability are the top phrase's.
     """
-    from ..annotate.confidence import SummedScorer
+    from ..annotate.confidence import SummedScorer, set_sizes
     from . import table
     from .assess import name_confidence, pad, scores_in_blocks
 
@@ -112,6 +112,7 @@ def name_by_reports(corpus, candidates: dict[int, list[str]], params):
     observed = eligible[np.arange(len(best)), best]
     p_value, stability = name_confidence(scorer, members, best, observed, latents, params)
     named = refine(eligible, best, corpus.phrases, params.refine_margin)
+    sizes = set_sizes(members)
     rows = []
     for i, latent in enumerate(latents):
         top = top_phrases(eligible[i], params.top_phrases)
@@ -127,7 +128,7 @@ def name_by_reports(corpus, candidates: dict[int, list[str]], params):
                 "p_value": float(p_value[i]),
                 "stability": float(stability[i]),
                 "uninterpretable": table.uninterpretable(
-                    p_value[i], support[i, named[i]], int((members[i] >= 0).sum()), params
+                    p_value[i], support[i, named[i]], sizes[i], params
                 ),
             }
         )

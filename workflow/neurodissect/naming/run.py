@@ -103,29 +103,26 @@ def latent_activity(store, splits: list[str]) -> np.ndarray:
     return peak > 0
 
 
-def class_name_filter(manifest_path: PathLike | None, enabled: bool):
-    """phrase → may it be a name? With ``enabled`` not if it names a class of the manifest
-    (:func:`~neurodissect.evaluate.text.names_a_class`): a concept of the bottleneck must
-    not be the label it predicts."""
-    if not enabled or manifest_path is None:
+def class_name_filter(manifest, enabled: bool):
+    """phrase → may it be a name? With ``enabled`` not if it names a class of the
+    ``manifest`` (:func:`~neurodissect.evaluate.text.names_a_class`): a concept of the
+    bottleneck must not be the label it predicts."""
+    if not enabled or manifest is None:
         return None
-    from ..data.manifest import read_manifest
     from ..evaluate.text import names_a_class
 
-    manifest = read_manifest(manifest_path)
     synonyms = {c: [c, *names] for c, names in manifest.class_synonyms.items()}
     return lambda phrase: not names_a_class(str(phrase), synonyms)
 
 
 def load_report_corpus(
-    manifest_path, doc_phrases_path, vocabulary_path, pool_ids, dataset="", allowed=None
+    manifest, doc_phrases_path, vocabulary_path, pool_ids, dataset="", allowed=None
 ):
-    """The probing images' reports as a phrase-indicator corpus over the vocabulary phrases
-    ``allowed`` accepts; no reports is an InputError."""
-    from ..data.manifest import read_manifest
+    """The probing images' reports (``manifest``, a read Manifest) as a phrase-indicator
+    corpus over the vocabulary phrases ``allowed`` accepts; no reports is an InputError."""
     from .documents import build_corpus, has_text, read_doc_phrases, read_vocabulary
 
-    manifest = read_manifest(manifest_path)
+    manifest_path = manifest.path
     if not has_text(manifest.df["report"]).any():
         name = f"dataset '{dataset}'" if dataset else "this dataset"
         raise InputError(
@@ -168,6 +165,10 @@ def name_concepts(
     found = read_latent_exemplars(exemplars, latents)
     skipped = dict(found.skipped)
     extra: dict[str, Any] = {}
+    if manifest is not None:
+        from ..data.manifest import read_manifest
+
+        manifest = read_manifest(manifest)  # read once: reports and class names
     allowed = class_name_filter(manifest, params.exclude_class_names)
     if params.method in ("reports", "llm"):
         corpus = load_report_corpus(
