@@ -63,9 +63,9 @@ class _FullGpu(nn.Module):
 
 
 def test_out_of_memory_in_a_forward_becomes_one_error_naming_the_setting():
-    with pytest.raises(ConfigError) as info:
-        with out_of_memory_as_error("training x at x.batch_size=512 on cuda", "lower x.batch_size"):
-            _FullGpu()(torch.zeros(2, 3))
+    guard = out_of_memory_as_error("training x at x.batch_size=512 on cuda", "lower x.batch_size")
+    with pytest.raises(ConfigError) as info, guard:
+        _FullGpu()(torch.zeros(2, 3))
     message = str(info.value)
     assert message.startswith("out of GPU memory training x at x.batch_size=512 on cuda")
     assert "lower x.batch_size" in message and "nothing is retried" in message
