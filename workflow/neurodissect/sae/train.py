@@ -201,8 +201,11 @@ class ResumeState:
         remove_path(self.path.parent)
 
 
-def fingerprint(params: TrainParams, settings: dict[str, Any], store: ActivationStore) -> str:
-    """What a resumed run must share with the interrupted one."""
+def fingerprint(
+    params: TrainParams, settings: dict[str, Any], store: ActivationStore, device: str = "cpu"
+) -> str:
+    """What a resumed run must share with the interrupted one (the device type too: a
+    CPU-written state continued on a GPU would give neither run's weights)."""
     loop = {k: v for k, v in asdict(params).items() if k not in ("checkpoint_seconds",)}
     acts = store.acts_array("train")
     ident = {
@@ -211,6 +214,7 @@ def fingerprint(params: TrainParams, settings: dict[str, Any], store: Activation
         "store": str(Path(store.path).resolve()),
         "shape": list(acts.shape),
         "attrs": store.attrs,
+        "device": torch.device(device).type,
     }
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -354,7 +358,9 @@ def train_sae(
     if p.monitor_split in store.splits and store.n_rows(p.monitor_split):
         monitor = store.acts_array(p.monitor_split)[: p.monitor_rows]
     settings = asdict(model.config)
-    resume = ResumeState(resume_dir, fingerprint(p, settings, store)) if resume_dir else None
+    resume = (
+        ResumeState(resume_dir, fingerprint(p, settings, store, str(dev))) if resume_dir else None
+    )
     log.info(
         "SAE %s: %d features -> %d latents, %d train rows (%s), normalisation scale %.4g",
         p.variant, store.n_units, model.n_latents, source.n_rows,
