@@ -9,7 +9,7 @@ STAMP := $(VENV)/.neurodissect-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slurm bench report lint format clean-results
+.PHONY: setup demo test test-slurm bench gpu-check report lint format clean-results
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test-slurm: setup
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run_all.py
+
+# on a CUDA machine: the tiny DAG on the GPU, the kill-and-resume tests, the GPU benchmarks
+gpu-check: setup
+	$(BIN)/python tests/gpu_check.py
 
 report: setup
 	$(SNAKEMAKE) --report results/report.html

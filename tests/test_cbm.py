@@ -87,6 +87,59 @@ def test_torch_omp_path_equals_the_numpy_path():
         np.testing.assert_allclose(got, ref, atol=1e-10)
 
 
+def test_batched_omp_torch_backend_equals_the_compiled_path_through_the_same_entry():
+    """build_cbm's GPU branch (backend torch, as on device cuda) run on the CPU: same
+    coefficients as the numba branch, in chunks of any size, from float32 features too."""
+    from neurodissect.cbm.omp import omp_backend
+
+    assert omp_backend("auto", "cuda:0") == "torch" and omp_backend("auto", "cpu") == "numba"
+    with pytest.raises(ValueError, match="backend"):
+        omp_backend("cupy", "cpu")
+    rng = np.random.default_rng(11)
+    D = _unit_rows(rng, 50, 64)
+    X = rng.normal(size=(300, 64)).astype(np.float32)
+    ref = batched_omp(X, D, 20)
+    for gpu_mb in (2048.0, 0.05):  # one chunk; many chunks
+        got = batched_omp(X, D, 20, backend="torch", gpu_memory_mb=gpu_mb)
+        np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
+
+
+def test_torch_omp_computes_in_float64_whatever_the_input_dtype():
+    """float32 correlations used to run the whole pursuit in float32 (other atoms picked)."""
+    from neurodissect.cbm.omp import omp_from_gram, omp_from_gram_torch
+
+    rng = np.random.default_rng(3)
+    D = _unit_rows(rng, 60, 40)
+    X = rng.normal(size=(50, 40))
+    corr, gram = X @ D.T, D @ D.T
+    ref = omp_from_gram(corr, gram, 30)
+    got = omp_from_gram_torch(torch.from_numpy(corr).float(), torch.from_numpy(gram).float(), 30)
+    assert got.dtype == torch.float64
+    # same support for every image; values to float32 rounding of the inputs
+    np.testing.assert_array_equal(got.numpy() != 0, ref != 0)
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-4)
+
+
+def test_min_pivot_stops_at_a_near_duplicate_atom_instead_of_exploding():
+    rng = np.random.default_rng(4)
+    D = _unit_rows(rng, 10, 32)
+    twin = D[0] + 1e-3 * _unit_rows(rng, 1, 32)[0]
+    D = np.vstack([D, twin / np.linalg.norm(twin)])  # atom 10 ≈ atom 0 (cosine ~0.9999995)
+    X = 2.0 * D[0] + 0.5 * D[1] + 0.05 * rng.normal(size=(20, 32))
+    loose = batched_omp(X, D, 11)  # machine epsilon: sklearn's test
+    tight = batched_omp(X, D, 11, min_pivot=1e-6)
+    assert np.abs(loose).max() > 50  # opposite, cancelling coefficients on the twins
+    assert np.abs(tight).max() < 3
+    assert (tight[:, 0] != 0).sum() + (tight[:, 10] != 0).sum() == len(X)  # one twin each
+    for backend in ("numba", "torch"):
+        np.testing.assert_allclose(batched_omp(X, D, 11, min_pivot=1e-6, backend=backend),
+                                   tight, atol=1e-9)  # fmt: skip
+    # the fit is as good as the loose one's up to the noise
+    res_t = np.linalg.norm(X - tight @ D, axis=1)
+    res_l = np.linalg.norm(X - loose @ D, axis=1)
+    assert (res_t <= res_l + 0.05).all()
+
+
 def test_omp_clamps_n_nonzero_to_the_dictionary():
     rng = np.random.default_rng(5)
     D = _unit_rows(rng, 6, 16)

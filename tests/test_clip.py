@@ -298,6 +298,27 @@ def test_resume_checkpoint_of_another_config_is_not_used(discs, tmp_path):
 
 
 # -- embeddings ----------------------------------------------------------------------------
+def test_amp_branch_trains_the_clip_with_an_enabled_grad_scaler(discs, tmp_path, monkeypatch):
+    """CUDA's autocast + GradScaler branch executed on the CPU (bfloat16 autocast there);
+    its resume checkpoint holds the enabled scaler's state."""
+    from neurodissect import runtime
+    from neurodissect.clip.train import fit_clip
+
+    monkeypatch.setattr(runtime, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+    seen = {}
+    original = fit_clip.__globals__["save_resume"]
+
+    def keep(path, state):  # the checkpoint as written (it is removed once outputs exist)
+        seen.update(state)
+        original(path, state)
+
+    monkeypatch.setitem(fit_clip.__globals__, "save_resume", keep)
+    train_clip(discs, **outputs(tmp_path), params=tiny_params(epochs=1), threads=2)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert np.isfinite(history["train_loss"]).all()
+    assert seen["scaler"]["scale"] > 0  # an enabled scaler was stepped and saved
+
+
 def test_image_embeddings_use_the_activation_store_layout(trained, discs, tmp_path):
     summary = embed_images(trained / "model", discs, tmp_path / "image_emb.zarr", batch_size=7)
     store = ActivationStore(tmp_path / "image_emb.zarr")

@@ -20,7 +20,7 @@ SLURM_DIR = REPO.parent / "shared" / "slurm"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 GPU_RULES = {
     "train_opaque", "extract_activations", "train_clip", "load_clip", "embed_images",
-    "embed_texts", "train_sae", "encode_latents",
+    "embed_texts", "train_sae", "encode_latents", "evaluate_sae", "build_cbm",
 }  # fmt: skip
 
 

@@ -428,3 +428,101 @@ def test_mean_auroc_skips_labels_with_one_outcome():
     Y = np.array([[1, 0], [0, 0], [1, 0]])
     P = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.2]])
     assert classification_metrics(Y, P, multilabel=True)["mean_auroc"] == 1.0
+
+
+# -- the GPU branches, executed on the CPU ------------------------------------------------
+
+
+def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(few_shapes, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    """CUDA's autocast + GradScaler path (bfloat16 autocast on the CPU): training, the
+    checkpoint of an enabled scaler, and resuming from it."""
+    from neurodissect import runtime
+    from neurodissect.data.manifest import read_manifest
+    from neurodissect.models import build_model_with_report
+    from neurodissect.models.train import _split_datasets, fit
+
+    monkeypatch.setattr(runtime, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+    summary = train(few_shapes, tmp_path / "full", epochs=1, batch_size=8)
+    metrics = read_json(tmp_path / "full" / "metrics.json")
+    assert summary["head"] == "trained" and np.isfinite(metrics["test_accuracy"])
+
+    manifest = read_manifest(few_shapes)
+    device = torch.device("cpu")
+
+    def run(epochs: int):
+        params = TrainParams(image_size=32, epochs=epochs, batch_size=8)
+        torch.manual_seed(0)
+        model, _ = build_model_with_report("resnet18", len(manifest.classes), image_size=32)
+        data = _split_datasets(manifest, params, "other")
+        return fit(model, data["train_augmented"], data["val"], params=params, seed=0,
+                   device=device, multilabel=False, resume_path=tmp_path / "last.pt",
+                   job_fingerprint="amp-job")  # fmt: skip
+
+    first = run(1)
+    saved = load_state_dict(tmp_path / "last.pt")
+    assert first.resumed_from_epoch == 0 and saved["scaler"]["scale"] > 0  # an enabled scaler
+    resumed = run(2)  # loads the enabled scaler's state into an enabled scaler
+    assert resumed.resumed_from_epoch == 1 and len(resumed.history) == 2
+    assert np.isfinite(resumed.history[-1]["train_loss"])
+
+
+def test_a_disabled_scalers_checkpoint_restores_into_an_enabled_scaler(caplog):
+    """A CPU-written checkpoint ({} scaler state) met by a CUDA run: no crash, fresh scaler."""
+    from neurodissect.models.resume import restore_training, training_state
+
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    cpu_state = training_state("job", 1, gen, [], model=model,
+                               scaler=torch.amp.GradScaler("cpu", enabled=False))  # fmt: skip
+    assert cpu_state["scaler"] == {}
+    enabled = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
+    caplog.set_level("WARNING", logger="neurodissect.models.resume")
+    epoch, _ = restore_training(cpu_state, gen, model=model, scaler=enabled)
+    assert epoch == 1 and enabled.get_scale() == 1024.0
+    assert "grad scaler was disabled, this run's is enabled" in caplog.text
+    # an enabled scaler's state is restored exactly
+    enabled.scale(torch.ones(()))  # the scale tensor exists from the first scaled loss
+    enabled.update(new_scale=64.0)
+    state = training_state("job", 2, gen, [], model=model, scaler=enabled)
+    again = torch.amp.GradScaler("cpu", enabled=True)
+    restore_training(state, gen, model=model, scaler=again)
+    assert again.get_scale() == 64.0
+    # and the reverse (a GPU checkpoint resumed on a CPU) keeps the disabled scaler
+    disabled = torch.amp.GradScaler("cpu", enabled=False)
+    restore_training(state, gen, model=model, scaler=disabled)
+    assert not disabled.is_enabled()
+
+
+def test_cuda_rng_states_restore_onto_fewer_visible_gpus(caplog):
+    """A checkpoint written where 4 GPUs were visible, resumed where 1 is (fake states)."""
+    from neurodissect.models.resume import restore_cuda_rng
+
+    saved = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    calls = []
+    caplog.set_level("WARNING", logger="neurodissect.models.resume")
+    assert restore_cuda_rng(saved, 1, lambda state, index: calls.append((index, state))) == 1
+    assert [i for i, _ in calls] == [0] and torch.equal(calls[0][1], saved[0])
+    assert "4 GPU RNG states, 1 GPU(s) visible" in caplog.text
+    calls.clear()
+    assert restore_cuda_rng(saved[:2], 8, lambda state, index: calls.append((index, state))) == 2
+    assert [i for i, _ in calls] == [0, 1] and torch.equal(calls[1][1], saved[1])
+
+
+def test_out_of_memory_in_the_forward_is_a_clear_config_error(few_shapes, tmp_path):
+    """A forward that raises torch.OutOfMemoryError (as a full GPU does) → one message
+    naming the batch size to lower; no traceback chained."""
+
+    def full_gpu(module, args, output):
+        if isinstance(module, torch.nn.Conv2d):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    handle = torch.nn.modules.module.register_module_forward_hook(full_gpu)
+    try:
+        with pytest.raises(ConfigError, match=r"out of GPU memory training resnet18 at "
+                           r"opaque.batch_size=8.*lower opaque.batch_size") as info:  # fmt: skip
+            train(few_shapes, tmp_path, epochs=1, batch_size=8)
+    finally:
+        handle.remove()
+    assert info.value.__cause__ is None
+    assert not (tmp_path / "model.pt").exists()

@@ -199,14 +199,58 @@ def test_decoder_rows_stay_unit_norm_and_gradient_is_orthogonal():
         torch.testing.assert_close(m.W_dec.norm(dim=1), torch.ones(16))
 
 
-def test_amp_path_runs_on_cpu_and_agrees_in_bfloat16_precision(planted):
+def test_amp_preactivations_round_the_centred_input(planted):
+    """bf16 of x - b_pre, not of x: features far from zero (post-ReLU, offset) keep
+    bf16 precision relative to their spread instead of to their magnitude."""
     torch.manual_seed(0)
     m = build_sae("relu_l1", D, {"expansion": 2})
-    x = torch.from_numpy(planted.features[:64])
-    x_hat, z = m.reconstruct(x)
-    m.amp = True
-    x_hat_amp, _ = m.reconstruct(x)
-    assert torch.allclose(x_hat, x_hat_amp, rtol=0.05, atol=0.05 * x.abs().mean().item())
+    offset = 40.0
+    x = torch.from_numpy(planted.features[:256]) + offset
+    with torch.no_grad():
+        m.b_pre.copy_(x.mean(0))
+    exact = m.preactivations(x).clone()
+    amp = m.preactivations(x, amp=True)
+    err = (amp - exact).norm() / exact.norm()
+    # rounding x itself (the former code) errs by ~offset · 2^-9 relative to the spread
+    uncentred = (x.bfloat16() @ m.W_enc.bfloat16()).float() + (m.b_enc - m.b_pre @ m.W_enc)
+    assert err < 0.01 < (uncentred - exact).norm() / exact.norm()
+
+
+def test_amp_training_runs_on_cpu_and_inference_stays_float32(planted):
+    """The trainer's bf16 branch (CUDA's) executed on the CPU: it trains to about the
+    fp32 quality, and encode/reconstruct ignore the flag (latents do not depend on it)."""
+    results = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        params = TrainParams(batch_size=128, epochs=15, lr=3e-3, resample=False)
+        m = build_sae("topk", D, {"expansion": 4, "k": 8})
+        m.amp = amp
+        variance = prepare_model(m, [planted.features[:1600]], params)
+        history = fit(m, ArrayRows(planted.features[:1600], 128), params, total_variance=variance)
+        assert all(np.isfinite(row["train_fvu"]) for row in history)
+        results[amp] = evaluate_arrays(m, planted.features[2000:])
+        x = torch.from_numpy(planted.features[2000:2100])
+        z_amp = m.encode(x)
+        m.amp = not m.amp
+        assert torch.equal(z_amp, m.encode(x))
+    assert results[True]["fvu"] == pytest.approx(results[False]["fvu"], abs=0.05)
+
+
+def test_out_of_memory_while_training_the_sae_is_a_clear_error(store, tmp_path):
+    """A forward that raises torch.OutOfMemoryError → one message naming sae.batch_size."""
+    from neurodissect.sae.base import register
+    from neurodissect.sae.topk import TopKSAE
+
+    @register("full_gpu_test")
+    class FullGpu(TopKSAE):
+        def select(self, pre):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    with pytest.raises(ConfigError, match=r"out of GPU memory training the SAE .* at "
+                       r"sae.batch_size=64 on cpu; lower sae.batch_size") as info:  # fmt: skip
+        train_sae(store, tmp_path / "sae.pt", tmp_path / "history.csv", None,
+                  {"variant": "full_gpu_test", "batch_size": 64, "epochs": 1, "k": 4})  # fmt: skip
+    assert info.value.__cause__ is None and not (tmp_path / "sae.pt").exists()
 
 
 def test_unknown_variant_is_a_config_error():

@@ -15,6 +15,7 @@ printed as one clear line (no traceback) and the job exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import NeurodissectError
+from .errors import ConfigError, NeurodissectError
 from .provenance import build_record, now, sidecar_path, write_provenance
 
 log = logging.getLogger("neurodissect")
@@ -41,16 +42,96 @@ def progress(iterable: Iterable | None = None, **kwargs: Any):
     return tqdm(iterable, **kwargs)
 
 
+def resolve_device(preference: str, cuda_available: bool, n_gpus: int) -> str:
+    """The device string ``preference`` means on a host with ``n_gpus`` visible GPUs.
+
+    ``auto`` → ``cuda`` when one is visible, else ``cpu``; ``cuda:N`` must name a visible
+    GPU (under SLURM / CUDA_VISIBLE_DEVICES the visible ones are renumbered from 0), so
+    a wrong ordinal is this one error instead of a raw "invalid device ordinal" later."""
+    pref = str(preference).strip().lower()
+    if pref == "auto":
+        return "cuda" if cuda_available and n_gpus > 0 else "cpu"
+    if pref == "cpu":
+        return "cpu"
+    kind, _, index = pref.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ConfigError(f"runtime.device: {preference!r} is not one of auto, cpu, cuda, cuda:N")
+    if not cuda_available or n_gpus == 0:
+        raise NeurodissectError(f"device '{preference}' requested but CUDA is not available")
+    if index and int(index) >= n_gpus:
+        raise ConfigError(
+            f"runtime.device: {preference!r} but this job sees {n_gpus} GPU(s) "
+            f"(cuda:0..cuda:{n_gpus - 1}; CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}); use cuda or auto"
+        )
+    return pref
+
+
 def pick_device(preference: str = "auto"):
-    """``auto`` → CUDA when available else CPU; ``cpu``/``cuda[:i]`` are honoured or a clear error."""
+    """``auto`` → CUDA when available else CPU; ``cpu``/``cuda[:i]`` are honoured or a clear
+    error (:func:`resolve_device`). A CUDA device also switches on deterministic algorithms
+    (:func:`enable_determinism`) so resumed and repeated GPU runs agree exactly."""
     import torch
 
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(preference)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NeurodissectError(f"device '{preference}' requested but CUDA is not available")
+    available = torch.cuda.is_available()
+    n_gpus = torch.cuda.device_count() if available else 0
+    dev = torch.device(resolve_device(preference, available, n_gpus))
+    if dev.type == "cuda":
+        enable_determinism()
     return dev
+
+
+def enable_determinism() -> None:
+    """Deterministic CUDA kernels: cuDNN without autotuning / non-deterministic algorithms,
+    deterministic index_add_/scatter/embedding backward, and a fixed cuBLAS workspace
+    (needed by cuBLAS for reproducible matmuls; must be set before cuBLAS starts)."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    # warn_only: an op without a deterministic CUDA kernel logs a warning naming it
+    # instead of killing a long cluster job
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+# device types that train in mixed precision: float16 autocast + a GradScaler on CUDA.
+# Tests add "cpu" (bfloat16 autocast there, same scaler logic) to execute the CUDA
+# branch on a machine without a GPU.
+AMP_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
+
+
+def amp_enabled(device, amp: bool) -> bool:
+    return bool(amp) and device.type in AMP_DEVICE_TYPES
+
+
+def autocast(device, amp: bool):
+    """The autocast region of a training/inference step (a no-op where amp is off)."""
+    import torch
+
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=amp_enabled(device, amp))
+
+
+def grad_scaler(device, amp: bool):
+    """A GradScaler for ``device``, enabled exactly when :func:`autocast` is."""
+    import torch
+
+    return torch.amp.GradScaler(device.type, enabled=amp_enabled(device, amp))
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(what: str, hint: str):
+    """Turn ``torch.OutOfMemoryError`` inside the block into one clear error: ``what`` ran
+    out of device memory, ``hint`` = which config value to lower. Nothing is retried."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise ConfigError(
+            f"out of GPU memory {what}; {hint} (nothing is retried automatically)"
+        ) from None
 
 
 def seed_everything(seed: int) -> None:

@@ -23,6 +23,7 @@ rule build_cbm:
         "../../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=60,
     script:

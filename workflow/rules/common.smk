@@ -341,7 +341,9 @@ def clip_load_inputs(wildcards):
 # -- cav / cbm ------------------------------------------------------------------------------
 # build_cbm's cbm.* keys (n_concepts / class_relevance feed select_concepts, explain_top_k
 # evaluate_cbm), so e.g. changing cbm.n_nonzero reruns neither train_cavs nor the selection
-CBM_BUILD_KEYS = ("n_nonzero", "features", "c_grid", "max_iter", "memory_mb")
+CBM_BUILD_KEYS = (
+    "n_nonzero", "features", "c_grid", "max_iter", "memory_mb", "gpu_memory_mb", "omp_min_pivot",
+)
 
 
 def cav_inputs(wildcards):

@@ -81,6 +81,7 @@ rule evaluate_sae:
         "../../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=30,
     script:

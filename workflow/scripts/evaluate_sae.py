@@ -1,6 +1,6 @@
 """evaluate_sae: adapter; the logic is neurodissect.sae.evaluate.evaluate_sae."""
 
-from neurodissect.runtime import RunContext
+from neurodissect.runtime import RunContext, pick_device
 from neurodissect.sae.evaluate import evaluate_sae
 
 with RunContext.from_snakemake(snakemake) as ctx:
@@ -20,3 +20,4 @@ with RunContext.from_snakemake(snakemake) as ctx:
         gt_synonyms=inp.gt_synonyms,
         device=ctx.params.device,
     )
+    ctx.record(device=str(pick_device(ctx.params.device)))

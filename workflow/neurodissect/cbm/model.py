@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import PathLike, atomic_path
-from .omp import DEFAULT_MEMORY_MB, batched_omp
+from .omp import DEFAULT_GPU_MEMORY_MB, DEFAULT_MEMORY_MB, batched_omp, omp_backend
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class CBMParams:
     c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     max_iter: int = 2000
     memory_mb: float = DEFAULT_MEMORY_MB
+    gpu_memory_mb: float = DEFAULT_GPU_MEMORY_MB
+    omp_min_pivot: float = 1e-6
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> CBMParams:
@@ -191,8 +193,9 @@ class ConceptModel:
     def scores(self, features: np.ndarray, memory_mb: float = DEFAULT_MEMORY_MB) -> np.ndarray:
         """Concept scores of raw features (N, C)."""
         x = np.asarray(features, np.float64) - self.arrays["feature_mean"]
+        min_pivot = float(self.arrays["omp_min_pivot"]) if "omp_min_pivot" in self.arrays else 0.0
         return batched_omp(x, self.arrays["dictionary"], int(self.arrays["n_nonzero"]),
-                           memory_mb=memory_mb)  # fmt: skip
+                           memory_mb=memory_mb, min_pivot=min_pivot)  # fmt: skip
 
     def predict_proba(self, scores: np.ndarray, head: str | None = None) -> np.ndarray:
         W, b = self.head(head)
@@ -283,7 +286,8 @@ def build_cbm(
             parts = []
             for _, _, block in progress(store.iter_chunks(split), desc=f"OMP scores ({split})"):
                 s = batched_omp(np.asarray(block, np.float64) - mean, D, n_nonzero,
-                                memory_mb=p.memory_mb, device=dev)  # fmt: skip
+                                memory_mb=p.memory_mb, device=dev,
+                                gpu_memory_mb=p.gpu_memory_mb, min_pivot=p.omp_min_pivot)  # fmt: skip
                 writer.append(split, s.astype(np.float32))
                 if split in ("train", "val"):
                     parts.append(s)
@@ -300,12 +304,13 @@ def build_cbm(
         "dictionary": D.astype(np.float32), "feature_mean": mean,
         "latents": selected["latent"].to_numpy(np.int64), "concepts": np.asarray(names, dtype=str),
         "classes": np.asarray(manifest.classes, dtype=str), "multilabel": manifest.multilabel,
-        "n_nonzero": n_nonzero, "features": p.features, "c_grid": np.asarray(p.c_grid),
+        "n_nonzero": n_nonzero, "omp_min_pivot": p.omp_min_pivot, "features": p.features, "c_grid": np.asarray(p.c_grid),
     }  # fmt: skip
     meta = read_parquet_metadata(selected_path)
     for key in ("n_concepts_requested", "n_concepts_used"):
         arrays[key] = int(meta.get(key, k))
-    summary: dict[str, Any] = {"n_concepts": k, "n_nonzero": n_nonzero}
+    summary: dict[str, Any] = {"n_concepts": k, "n_nonzero": n_nonzero, "device": dev,
+                               "omp_backend": omp_backend("auto", dev)}  # fmt: skip
     for head in HEADS:
 
         def inputs(split, head=head):

@@ -28,6 +28,11 @@ precompute=False)`` per image, including its early stops: an image stops (keepin
 its coefficients) when the best atom is already active, or its squared correlation
 with x (sic: with x, not with the residual — sklearn's test) is below machine
 epsilon, or the new atom is linearly dependent on the active ones (pivot² ≤ eps).
+sklearn's dependence test is absolute and tiny: two near-duplicate CAVs (cosine
+0.99999) pass it with pivot² ≈ 2e-5 and get coefficients of opposite sign ~1/pivot
+that cancel. ``min_pivot`` (pivot² threshold, on unit-norm atoms the squared sine of the
+new atom's angle to the active span) stops there instead; its default, machine
+epsilon, is sklearn's test.
 The compiled loop simply leaves a stopped image. In the batched torch path a stopped
 image takes a dummy atom (index K: an extra unit atom orthogonal to all, with zero
 correlation) on each later step, so all rows keep the same active-set length and the
@@ -41,6 +46,10 @@ import functools
 import numpy as np
 
 DEFAULT_MEMORY_MB = 16.0
+# the GPU path: one chunk's state is advanced by ~T small kernels per step, so chunks
+# must be large for the launches to pay (the CPU path wants cache-sized ones)
+DEFAULT_GPU_MEMORY_MB = 2048.0
+BACKENDS = ("auto", "numba", "torch")
 
 
 def rows_per_chunk(n_atoms: int, n_nonzero: int, memory_mb: float = DEFAULT_MEMORY_MB) -> int:
@@ -49,7 +58,9 @@ def rows_per_chunk(n_atoms: int, n_nonzero: int, memory_mb: float = DEFAULT_MEMO
     return max(1, int(memory_mb * 2**20 // per_row))
 
 
-def omp_from_gram(corr: np.ndarray, gram: np.ndarray, n_nonzero: int) -> np.ndarray:
+def omp_from_gram(
+    corr: np.ndarray, gram: np.ndarray, n_nonzero: int, min_pivot: float | None = None
+) -> np.ndarray:
     """OMP coefficients (n, K) for correlations ``corr`` (n, K) = X Dᵀ and ``gram`` (K, K)
     in float64 — the CPU path: one compiled loop per image (numba), images spread over
     the cores. An image's whole state (P: T x K) stays in its core's cache for all T
@@ -62,7 +73,8 @@ def omp_from_gram(corr: np.ndarray, gram: np.ndarray, n_nonzero: int) -> np.ndar
         raise ValueError(f"n_nonzero must be in [1, {k}] (the number of atoms), got {n_nonzero}")
     coef = np.zeros((n, k))
     gram = np.ascontiguousarray(gram, dtype=np.float64)
-    _omp_kernel()(corr, gram, t_max, float(np.finfo(np.float64).eps), coef)
+    eps = float(np.finfo(np.float64).eps)
+    _omp_kernel()(corr, gram, t_max, eps, max(eps, float(min_pivot or 0.0)), coef)
     return coef
 
 
@@ -72,7 +84,7 @@ def _omp_kernel():
     from numba import njit, prange
 
     @njit(parallel=True, cache=True, nogil=True)
-    def kernel(corr, gram, t_max, eps, coef):  # pragma: no cover - compiled
+    def kernel(corr, gram, t_max, eps, min_pivot, coef):  # pragma: no cover - compiled
         n, k = corr.shape
         for i in prange(n):
             c = corr[i]
@@ -97,7 +109,7 @@ def _omp_kernel():
                     chol[t, s] = w
                     pivot -= w * w
                     wz += w * z[s]
-                if stop or (t > 0 and pivot <= eps):
+                if stop or (t > 0 and pivot <= min_pivot):
                     break
                 d = np.sqrt(max(pivot, eps))
                 chol[t, t] = d
@@ -125,18 +137,21 @@ def _omp_kernel():
     return kernel
 
 
-def omp_from_gram_torch(corr, gram, n_nonzero: int):
-    """:func:`omp_from_gram` on torch tensors (any device; use float64 for exactness) —
-    the GPU path of :func:`batched_omp`."""
+def omp_from_gram_torch(corr, gram, n_nonzero: int, min_pivot: float | None = None):
+    """:func:`omp_from_gram` on torch tensors (any device) — the GPU path of
+    :func:`batched_omp`. Computed in float64 whatever the input dtype: in float32 the
+    atom choices of many images change (near-ties of |α| and the pivot test)."""
     import torch
     from torch.linalg import solve_triangular
 
+    corr, gram = corr.double(), gram.to(device=corr.device, dtype=torch.float64)
     n, k = corr.shape
     t_max = int(n_nonzero)
     if not 1 <= t_max <= k:
         raise ValueError(f"n_nonzero must be in [1, {k}] (the number of atoms), got {n_nonzero}")
     dtype, device = corr.dtype, corr.device
     eps = float(torch.finfo(dtype).eps)
+    min_pivot = max(eps, float(min_pivot or 0.0))
     gram_ext = torch.zeros((k + 1, k + 1), dtype=dtype, device=device)
     gram_ext[:k, :k] = gram
     gram_ext[k, k] = 1.0  # the dummy atom
@@ -157,12 +172,13 @@ def omp_from_gram_torch(corr, gram, n_nonzero: int):
         if t:
             w = P[rows, :t, lam]  # the new Cholesky row L⁻¹ G_S,λ
             pivot = diag[lam] - (w * w).sum(dim=1)
-            stop |= pivot <= eps
+            stop |= pivot <= min_pivot
         else:
             w = torch.zeros((n, 0), dtype=dtype, device=device)
             pivot = diag[lam]
         done |= stop
-        if bool(done.all()):
+        # a host sync: only every 16 steps (steps after all rows stopped add zeros)
+        if t % 16 == 15 and bool(done.all()):
             break
         lam = torch.where(done, k, lam)
         w = torch.where(done[:, None], 0.0, w)
@@ -184,6 +200,15 @@ def omp_from_gram_torch(corr, gram, n_nonzero: int):
     return coef[:, :k]
 
 
+def omp_backend(backend: str, device: str) -> str:
+    """``auto`` → torch on a CUDA device, numba (the compiled loop) on the CPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"OMP backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "torch" if str(device).startswith("cuda") else "numba"
+    return backend
+
+
 def batched_omp(
     X: np.ndarray,
     D: np.ndarray,
@@ -191,13 +216,17 @@ def batched_omp(
     *,
     memory_mb: float = DEFAULT_MEMORY_MB,
     device: str = "cpu",
+    backend: str = "auto",
+    gpu_memory_mb: float = DEFAULT_GPU_MEMORY_MB,
+    min_pivot: float | None = None,
 ) -> np.ndarray:
     """OMP coefficients (N, K) of the rows of ``X`` (N, C) over the atoms ``D`` (K, C).
 
     ``n_nonzero`` is clamped to min(K, C): past C atoms the residual is zero up to
     rounding and further picks are numerical noise (scikit-learn's result there is
-    arbitrary too). Computed in float64 in chunks of rows sized by ``memory_mb``
-    (bounding the GPU state): numba on the CPU, torch on ``device`` ``cuda[:i]``.
+    arbitrary too). Computed in float64 in chunks of rows: numba on the CPU (chunks of
+    ``memory_mb``), torch on ``device`` (chunks of ``gpu_memory_mb``); ``backend``
+    ``torch`` also runs the torch path on the CPU (tests; both paths agree to rounding).
     ``X ≈ coef @ D``.
     """
     X = np.asarray(X)
@@ -209,19 +238,20 @@ def batched_omp(
     if not len(X) or not k:
         return out
     t_max = min(int(n_nonzero), k, D.shape[1])
-    step = rows_per_chunk(k, t_max, memory_mb)
-    if str(device).startswith("cuda"):
+    if omp_backend(backend, device) == "torch":
         import torch
 
+        step = rows_per_chunk(k, t_max, gpu_memory_mb)
         d_t = torch.from_numpy(D).to(device)
         gram_t = d_t @ d_t.T
         for start in range(0, len(X), step):
             x = torch.from_numpy(np.asarray(X[start : start + step], np.float64)).to(device)
-            coef = omp_from_gram_torch(x @ d_t.T, gram_t, t_max)
+            coef = omp_from_gram_torch(x @ d_t.T, gram_t, t_max, min_pivot)
             out[start : start + len(x)] = coef.cpu().numpy()
         return out
+    step = rows_per_chunk(k, t_max, memory_mb)
     gram = D @ D.T
     for start in range(0, len(X), step):
         x = np.asarray(X[start : start + step], dtype=np.float64)
-        out[start : start + len(x)] = omp_from_gram(x @ D.T, gram, t_max)
+        out[start : start + len(x)] = omp_from_gram(x @ D.T, gram, t_max, min_pivot)
     return out

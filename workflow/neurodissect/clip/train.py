@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
+from .. import runtime
 from ..config import settings_from
 from ..data.manifest import Manifest, read_manifest
 from ..errors import ConfigError, InputError
@@ -175,8 +176,7 @@ def evaluate_alignment(model, preprocess, tokenizer, manifest: Manifest, split: 
 
 # -- training ----------------------------------------------------------------------------
 def _autocast(device, amp: bool):
-    enabled = amp and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
+    return runtime.autocast(device, amp)
 
 
 def _val_recall(model, tokenizer, val_images: np.ndarray, val_texts: list[str]) -> dict:
@@ -204,7 +204,7 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, warmup, steps)
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=params.amp and device.type == "cuda")
+    scaler = runtime.grad_scaler(device, params.amp)
     val_manifest, val_transform = val
     start, history = 0, []
 
@@ -217,7 +217,9 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
     for epoch in range(start, params.epochs):
         model.train()
         train_ds.set_epoch(epoch)
-        t0, seen, total = time.perf_counter(), 0, 0.0
+        # the loss sum stays on the device: one host sync per epoch, not per step
+        t0, seen = time.perf_counter(), 0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for images, texts in progress(
             loader, desc=f"epoch {epoch + 1}/{params.epochs}", leave=False
         ):
@@ -234,10 +236,11 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
             scheduler.step()
             with torch.no_grad():  # CLIP's clamp: the temperature may not fall below 1/100
                 model.logit_scale.clamp_(0, math.log(100))
-            total, seen = total + float(loss.detach()) * len(images), seen + len(images)
+            total += loss.detach().double() * len(images)
+            seen += len(images)
         val_images = embed_split_images(model, val_manifest, val_transform, params.batch_size,
                                         params.num_workers, "val")  # fmt: skip
-        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1),
+        row = {"epoch": epoch + 1, "train_loss": float(total) / max(seen, 1),
                **_val_recall(model, tokenizer, val_images, val_manifest.df["report"].astype(str).tolist()),
                "logit_scale": float(model.logit_scale.detach().exp()), "lr": optimizer.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0}  # fmt: skip
@@ -293,7 +296,8 @@ def train_clip(
     val = (with_reports(manifest.split("val")), eval_transform)
     resume_dir = Path(resume_dir or Path(model_out).parent / ".resume")
     job = fingerprint(params={k: v for k, v in asdict(params).items() if k not in ("device", "num_workers")},
-                      data=recorded_digest(manifest_path), kind="clip")  # fmt: skip
+                      data=recorded_digest(manifest_path), kind="clip", device=str(device),
+                      amp=runtime.amp_enabled(device, params.amp))  # fmt: skip
     try:
         result = fit_clip(model, tokenizer, train_ds, val, params=params, device=device,
                           resume_path=resume_dir / "last.pt", job_fingerprint=job)  # fmt: skip

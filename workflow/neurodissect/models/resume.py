@@ -62,7 +62,36 @@ def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> No
     random.setstate((version, tuple(internal), gauss))
     generator.set_state(states["sampler"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        restore_cuda_rng(states["cuda"], torch.cuda.device_count(), torch.cuda.set_rng_state)
+
+
+def restore_cuda_rng(saved: list[torch.Tensor], n_visible: int, set_state) -> int:
+    """Give the first min(saved, visible) GPUs their saved generator state; returns how many.
+
+    ``torch.cuda.set_rng_state_all`` fails when the checkpoint was written where more GPUs
+    were visible than now (a retry on another node); the job only draws on the GPUs it
+    sees, which are the first ones of the saved list (both are numbered from 0)."""
+    n = min(len(saved), n_visible)
+    if n < len(saved):
+        log.warning("resume checkpoint holds %d GPU RNG states, %d GPU(s) visible: "
+                    "restoring the first %d", len(saved), n_visible, n)  # fmt: skip
+    for index in range(n):
+        set_state(saved[index], index)
+    return n
+
+
+def load_scaler_state(scaler, saved: dict[str, Any]) -> None:
+    """Restore a GradScaler unless the saved state is from a scaler of the other kind.
+
+    A disabled scaler (CPU, or amp off) saves ``{}``; loading that into an enabled one
+    raises, and an enabled scaler's state means nothing to a disabled one. Either way
+    the scaler keeps its fresh state (the scale is re-learnt within a few steps)."""
+    if bool(saved) != scaler.is_enabled():
+        log.warning("resume checkpoint's grad scaler was %s, this run's is %s: starting "
+                    "the scaler afresh", "enabled" if saved else "disabled",
+                    "enabled" if scaler.is_enabled() else "disabled")  # fmt: skip
+        return
+    scaler.load_state_dict(saved)
 
 
 def training_state(
@@ -80,7 +109,10 @@ def restore_training(
 ) -> tuple[int, list]:
     """Load a :func:`training_state` back into the same objects; (epochs done, history)."""
     for name, obj in stateful.items():
-        obj.load_state_dict(saved[name])
+        if isinstance(obj, torch.amp.GradScaler):
+            load_scaler_state(obj, saved[name])
+        else:
+            obj.load_state_dict(saved[name])
     restore_rng_states(saved["rng"], generator)
     return int(saved["epoch"]), list(saved["history"])
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
+from .. import runtime
 from ..config import settings_from
 from ..data.manifest import SPLITS, Manifest, read_manifest
 from ..errors import ConfigError, InputError
@@ -96,13 +97,7 @@ def _loss_fn(multilabel: bool) -> nn.Module:
 
 
 def _autocast(device, amp: bool):
-    return torch.autocast(
-        device_type=device.type, dtype=torch.float16, enabled=_use_amp(device, amp)
-    )
-
-
-def _use_amp(device, amp: bool) -> bool:
-    return amp and device.type == "cuda"
+    return runtime.autocast(device, amp)
 
 
 @torch.inference_mode()
@@ -159,7 +154,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, params.epochs * len(train_loader))
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=_use_amp(device, params.amp))
+    scaler = runtime.grad_scaler(device, params.amp)
     loss_fn, key = _loss_fn(multilabel), primary_metric(multilabel)
     start, history, best_state, best_epoch, best_rank = 0, [], None, 0, None
 
@@ -173,7 +168,9 @@ def fit(
 
     for epoch in range(start, params.epochs):
         model.train()
-        t0, seen, total = time.perf_counter(), 0, 0.0
+        # the loss sum stays on the device: one host sync per epoch, not per step
+        t0, seen = time.perf_counter(), 0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for x, y in progress(train_loader, desc=f"epoch {epoch + 1}/{params.epochs}", leave=False):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -183,10 +180,11 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            total, seen = total + float(loss.detach()) * len(x), seen + len(x)
+            total += loss.detach().double() * len(x)
+            seen += len(x)
         scores, val_loss = predict(model, val_loader, device, multilabel, params.amp, "val")
         val = classification_metrics(val_ds.labels.numpy(), scores, multilabel)
-        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+        row = {"epoch": epoch + 1, "train_loss": float(total) / max(seen, 1), "val_loss": val_loss,
                **{f"val_{k}": v for k, v in val.items()},
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(row)
@@ -287,8 +285,10 @@ def train_opaque(
     history: list[dict] = []
     try:
         if params.train:
+            # the resolved device too: a CPU-written checkpoint is not a CUDA run's past
             job = fingerprint(arch=arch, seed=seed, n_classes=len(manifest.classes),
-                              params=asdict(params), data=recorded_digest(manifest_path))  # fmt: skip
+                              params=asdict(params), data=recorded_digest(manifest_path),
+                              device=str(device), amp=runtime.amp_enabled(device, params.amp))  # fmt: skip
             result = fit(model, data["train_augmented"], data["val"], params=params, seed=seed,
                          device=device, multilabel=manifest.multilabel,
                          resume_path=resume_dir / "last.pt", job_fingerprint=job)  # fmt: skip

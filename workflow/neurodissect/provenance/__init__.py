@@ -108,12 +108,15 @@ def library_versions() -> dict[str, str]:
 
 
 def current_device() -> str:
-    """'cuda:<name>' if torch is loaded and sees a GPU, else 'cpu'."""
+    """The device this process computed on, for jobs that do not record theirs:
+    'cuda:<i> (<name>)' once CUDA has been used (initialised), else 'cpu' — a CPU job
+    on a GPU host is 'cpu', and a job that sees one GPU names that one, not GPU 0's."""
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name(0)}"
+    if torch is not None and torch.cuda.is_initialized():
+        index = torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return "cpu"
 
 

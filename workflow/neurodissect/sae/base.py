@@ -101,7 +101,10 @@ class SparseAutoencoder(nn.Module):
         # input normalisation: x' = x / input_scale; input_mean initialises b_pre
         self.register_buffer("input_scale", torch.ones(()))
         self.register_buffer("input_mean", torch.zeros(d_in))
-        self.amp = False  # bfloat16 encoder matmul (set by the trainer on CUDA)
+        # bfloat16 encoder matmul in training steps (set by the trainer); inference
+        # (encode / reconstruct / metrics) is always float32, so a checkpoint's latents
+        # do not depend on how it was trained
+        self.amp = False
         self._pre_buffer: torch.Tensor | None = None
         self.reset_parameters()
 
@@ -142,12 +145,15 @@ class SparseAutoencoder(nn.Module):
         raise NotImplementedError
 
     # -- forward -------------------------------------------------------------------
-    def preactivations(self, x: torch.Tensor) -> torch.Tensor:
-        """(x - b_pre) W_enc + b_enc without grad, into a reused buffer (large, short-lived)."""
+    def preactivations(self, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
+        """(x - b_pre) W_enc + b_enc without grad, into a reused buffer (large, short-lived).
+        ``amp``: the product in bfloat16, of the *centred* input (rounding x before
+        subtracting b_pre would cost ~1 % relative error on post-ReLU features)."""
         with torch.no_grad():
+            if amp:
+                centred = (x - self.b_pre).bfloat16()
+                return (centred @ self.W_enc.bfloat16()).float().add_(self.b_enc)
             bias = self.b_enc - self.b_pre @ self.W_enc
-            if self.amp:
-                return (x.bfloat16() @ self.W_enc.bfloat16()).float().add_(bias)
             buf = self._pre_buffer
             if (
                 buf is None
@@ -162,7 +168,7 @@ class SparseAutoencoder(nn.Module):
         """The selected entries of ``pre`` as a code whose values carry the encoder gradient."""
         if not torch.is_grad_enabled():
             return SparseCode(crow, cols, gather_rows(pre, crow, cols), self.n_latents)
-        rows = row_ids(crow)
+        rows = row_ids(crow, len(cols))
         values = pre[rows, cols]
         transposed = Transposed.of(rows, cols, self.n_latents)
         values = sparse_preactivations(
@@ -174,8 +180,9 @@ class SparseAutoencoder(nn.Module):
         return decode(code, self.W_dec) + self.b_pre
 
     def training_loss(self, x: torch.Tensor, dead: torch.Tensor | None = None):
-        """Loss on a normalised batch → (loss, stats, code); stats are floats for the log."""
-        pre = self.preactivations(x)
+        """Loss on a normalised batch → (loss, stats, code); stats are detached scalar
+        tensors (summed on the device: no host sync per step)."""
+        pre = self.preactivations(x, amp=self.amp)
         code = self.code_from(x, pre, *self.select(pre))
         x_hat = self.decode_code(code)
         mse = (x_hat - x).pow(2).mean()
@@ -183,8 +190,8 @@ class SparseAutoencoder(nn.Module):
         loss = mse + sum(terms.values())
         with torch.no_grad():
             sq_err = (x_hat - x).pow(2).sum()
-        stats = {"loss": loss.item(), "mse": mse.item(), "sq_err": sq_err.item(),
-                 **{k: v.item() for k, v in terms.items()}}  # fmt: skip
+        stats = {"loss": loss.detach(), "mse": mse.detach(), "sq_err": sq_err,
+                 **{k: torch.as_tensor(v).detach() for k, v in terms.items()}}  # fmt: skip
         return loss, stats, code
 
     @torch.no_grad()

@@ -45,4 +45,4 @@ def encode_latents(
                 w.append(split, z.cpu().numpy())
             counts[split] = store.n_rows(split)
     log.info("encoded %s rows into %d latents", counts, model.n_latents)
-    return {"rows": counts, "n_latents": model.n_latents}
+    return {"rows": counts, "n_latents": model.n_latents, "device": str(dev)}

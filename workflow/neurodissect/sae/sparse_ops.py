@@ -27,6 +27,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# under a CUDA autocast region these Functions run in float32 (their sparse products have
+# no half kernels everywhere) and the backward under the forward's autocast state
+_custom_fwd = torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+_custom_bwd = torch.amp.custom_bwd(device_type="cuda")
+
 # code density above which dense products beat gather/scatter (B=4096, d=512, n=4096, 2 CPU cores)
 DENSE_ABOVE = 0.2
 
@@ -50,7 +55,7 @@ class SparseCode:
         return len(self.cols) / max(1, self.n_rows * self.n_latents)
 
     def rows(self) -> torch.Tensor:
-        return row_ids(self.crow)
+        return row_ids(self.crow, len(self.cols))
 
     def to_dense(self) -> torch.Tensor:
         z = torch.zeros(self.n_rows, self.n_latents, device=self.values.device,
@@ -102,14 +107,16 @@ def positive_entries(pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return crow_from_counts(counts), cols
 
 
-def row_ids(crow: torch.Tensor) -> torch.Tensor:
-    """The row id of every entry of a CSR pattern."""
-    return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
-                                   crow[1:] - crow[:-1])  # fmt: skip
+def row_ids(crow: torch.Tensor, nnz: int | None = None) -> torch.Tensor:
+    """The row id of every entry of a CSR pattern; ``nnz`` (= len(cols), known on the
+    host) spares the device→host sync repeat_interleave needs to size its output."""
+    counts = crow[1:] - crow[:-1]
+    rows = torch.arange(len(crow) - 1, device=crow.device)
+    return torch.repeat_interleave(rows, counts, output_size=nnz)
 
 
 def gather_rows(pre: torch.Tensor, crow: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    return pre[row_ids(crow), cols]
+    return pre[row_ids(crow, len(cols)), cols]
 
 
 class _GatheredAffine(torch.autograd.Function):
@@ -122,12 +129,14 @@ class _GatheredAffine(torch.autograd.Function):
     """
 
     @staticmethod
+    @_custom_fwd
     def forward(ctx, values, x, W_enc, b_enc, b_pre, crow, cols, transposed):
         ctx.save_for_backward(x, W_enc, b_pre, crow, cols)
         ctx.transposed = transposed
         return values.clone()
 
     @staticmethod
+    @_custom_bwd
     def backward(ctx, grad_values):
         x, W_enc, b_pre, crow, cols = ctx.saved_tensors
         n = W_enc.shape[1]
@@ -161,12 +170,14 @@ class _SparseDecode(torch.autograd.Function):
     sampled product (grad_out W_decᵀ) at Z's entries and Zᵀ grad_out."""
 
     @staticmethod
+    @_custom_fwd
     def forward(ctx, values, W_dec, crow, cols, transposed):
         ctx.save_for_backward(values, W_dec, crow, cols)
         ctx.transposed = transposed
         return F.embedding_bag(cols, W_dec, crow[:-1], mode="sum", per_sample_weights=values)
 
     @staticmethod
+    @_custom_bwd
     def backward(ctx, grad_out):
         values, W_dec, crow, cols = ctx.saved_tensors
         grad_out = grad_out.contiguous()
@@ -180,6 +191,7 @@ class _DenseDecode(torch.autograd.Function):
     """x̂ = Z W_dec for a CSR code Z that is too dense for gather/scatter."""
 
     @staticmethod
+    @_custom_fwd
     def forward(ctx, values, W_dec, crow, cols):
         n = W_dec.shape[0]
         z = _csr(crow, cols, values.detach(), (len(crow) - 1, n))
@@ -188,6 +200,7 @@ class _DenseDecode(torch.autograd.Function):
         return z @ W_dec
 
     @staticmethod
+    @_custom_bwd
     def backward(ctx, grad_out):
         z, W_dec, crow, cols = ctx.saved_tensors
         grad_W = z.t() @ grad_out

@@ -31,7 +31,7 @@ import torch
 from ..activations.store import ActivationStore
 from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path, load_state_dict, remove_path, save_state_dict
-from ..runtime import pick_device, progress
+from ..runtime import out_of_memory_as_error, pick_device, progress
 from .base import SparseAutoencoder, build_sae
 from .metrics import evaluate_arrays
 from .stream import StoreRows, epoch_rng, feature_moments
@@ -201,8 +201,11 @@ class ResumeState:
         remove_path(self.path.parent)
 
 
-def fingerprint(params: TrainParams, settings: dict[str, Any], store: ActivationStore) -> str:
-    """What a resumed run must share with the interrupted one."""
+def fingerprint(
+    params: TrainParams, settings: dict[str, Any], store: ActivationStore, device: str = "cpu"
+) -> str:
+    """What a resumed run must share with the interrupted one (the device type too: a
+    CPU-written state continued on a GPU would give neither run's weights)."""
     loop = {k: v for k, v in asdict(params).items() if k not in ("checkpoint_seconds",)}
     acts = store.acts_array("train")
     ident = {
@@ -211,6 +214,7 @@ def fingerprint(params: TrainParams, settings: dict[str, Any], store: Activation
         "store": str(Path(store.path).resolve()),
         "shape": list(acts.shape),
         "attrs": store.attrs,
+        "device": torch.device(device).type,
     }
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -219,16 +223,14 @@ def fingerprint(params: TrainParams, settings: dict[str, Any], store: Activation
 # -- the loop ------------------------------------------------------------------
 def _train_epoch(model, optimizer, batches, since_fired, dead_after) -> dict[str, float]:
     """One pass of optimisation steps; returns sums over rows of the loss terms, the
-    squared error, the active-latent count and the number of rows."""
-    sums = {"rows": 0.0, "nnz": 0.0}
+    squared error, the active-latent count and the number of rows.
+
+    The sums stay on the device until the epoch ends (one host sync per epoch, not
+    several per step); a diverged loss is therefore reported at the end of its epoch."""
+    sums: dict[str, Any] = {"rows": 0.0, "nnz": 0.0}
     for batch in batches:
         x = model.normalize_input(torch.from_numpy(batch).to(since_fired.device, non_blocking=True))
         loss, stats, code = model.training_loss(x, since_fired >= dead_after)
-        if not math.isfinite(stats["loss"]):
-            raise InputError(
-                f"SAE training diverged (loss {stats['loss']}); lower sae.lr or check the "
-                "features for extreme values"
-            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         model.remove_parallel_gradient_()
@@ -237,9 +239,16 @@ def _train_epoch(model, optimizer, batches, since_fired, dead_after) -> dict[str
         since_fired += len(x)
         since_fired[code.cols] = 0
         for key, value in stats.items():
+            value = value.double()
             sums[key] = sums.get(key, 0.0) + (value if key == "sq_err" else value * len(x))
         sums["rows"] += len(x)
         sums["nnz"] += len(code.cols)
+    sums = {k: float(v) for k, v in sums.items()}
+    if not math.isfinite(sums.get("loss", 0.0)):
+        raise InputError(
+            f"SAE training diverged (loss {sums['loss']}); lower sae.lr or check the "
+            "features for extreme values"
+        )
     return sums
 
 
@@ -349,14 +358,21 @@ def train_sae(
     if p.monitor_split in store.splits and store.n_rows(p.monitor_split):
         monitor = store.acts_array(p.monitor_split)[: p.monitor_rows]
     settings = asdict(model.config)
-    resume = ResumeState(resume_dir, fingerprint(p, settings, store)) if resume_dir else None
+    resume = (
+        ResumeState(resume_dir, fingerprint(p, settings, store, str(dev))) if resume_dir else None
+    )
     log.info(
         "SAE %s: %d features -> %d latents, %d train rows (%s), normalisation scale %.4g",
         p.variant, store.n_units, model.n_latents, source.n_rows,
         "streamed" if source.streamed else "in memory", float(model.input_scale),
     )  # fmt: skip
 
-    history = fit(model, source, p, total_variance=total_variance, monitor=monitor, resume=resume)
+    with out_of_memory_as_error(
+        f"training the SAE ({model.n_latents} latents) at sae.batch_size={p.batch_size} on {dev}",
+        "lower sae.batch_size or sae.expansion",
+    ):
+        history = fit(model, source, p, total_variance=total_variance, monitor=monitor,
+                      resume=resume)  # fmt: skip
 
     ckpt = model.to_checkpoint()
     ckpt["training"] = {k: v for k, v in asdict(p).items()}
