@@ -273,7 +273,8 @@ def test_augmented_views_are_n_train_times_v_rows_of_seeded_views(derm, resnet_p
     np.testing.assert_allclose(aug[[0, 1, 2, 7]], seen[0].numpy(), rtol=1e-5, atol=1e-5)
     # the views differ from the plain image and from each other
     plain = pen.read("train")
-    assert not np.allclose(aug[0], plain[0], atol=1e-3) and not np.allclose(aug[0], aug[1], atol=1e-3)
+    assert not np.allclose(aug[0], plain[0], atol=1e-3)
+    assert not np.allclose(aug[0], aug[1], atol=1e-3)
     # same settings → same bytes; another augment_seed → other views
     again = extract(derm, resnet_pt, tmp_path / "b", ["penultimate"], augment_views=views)
     assert np.array_equal(again["penultimate"].read("train_aug"), aug)
