@@ -27,6 +27,7 @@ from neurodissect.annotate.matching import (
     MatchParams,
     SoftWPMIParams,
     SoftWPMIScorer,
+    concept_table,
     mammi_scorer,
     match_concepts,
 )
@@ -492,7 +493,43 @@ def test_tiny_run_annotates_every_layer_and_the_sae_latents(tiny_run):
         for key in ("hit_rate", "top1_accuracy", "precision", "recall", "f1", "mean_cosine",
                     "mean_cosine_alt", "n_units_scored", "split"):  # fmt: skip
             assert key in metrics
+        flags = concepts.groupby("unit")["uninterpretable"].first()
+        assert metrics["n_significant"] == (~flags).sum() and metrics["n_units_named"] == len(flags)
+        assert (concepts["q_value"] >= concepts.groupby("unit")["p_value"].transform("first")).all()
         figures = run / "figures" / f"annotate_{layer}"
         assert {"exemplars.png", "concepts.png"} <= {p.name for p in figures.iterdir()}
     fc = json.loads((run / "annotate" / "fc" / "metrics.json").read_text())
     assert fc["n_class_units"] == fc["n_units_scored"] == 7  # the seven HAM10000 classes
+
+
+# -- false discovery control across units ------------------------------------------------------
+
+
+def test_benjamini_hochberg_matches_a_hand_computed_example():
+    # m = 5; sorted p 0.005, 0.01, 0.03, 0.04, 0.2 → m·p/rank 0.025, 0.025, 0.05, 0.05, 0.2
+    # (already non-decreasing, so these are the q-values), back in input order:
+    q = conf.benjamini_hochberg([0.01, 0.04, 0.03, 0.005, 0.20])
+    np.testing.assert_allclose(q, [0.025, 0.05, 0.05, 0.025, 0.2])
+    # step-up: m·p/rank = 0.08, 0.042, 0.0293, 0.5 → running minimum from the right
+    q = conf.benjamini_hochberg([0.02, 0.021, 0.022, 0.5])
+    np.testing.assert_allclose(q, [0.022 * 4 / 3] * 3 + [0.5])
+    # capped at 1; NaN is no test (m = 2 here)
+    np.testing.assert_allclose(conf.benjamini_hochberg([1.0, np.nan, 0.6]), [1.0, np.nan, 1.0])
+    assert conf.benjamini_hochberg([]).shape == (0,)
+
+
+def test_concept_table_flags_units_beyond_the_fdr():
+    # 4 units, top-concept p 0.001, 0.02, 0.03, 0.04 → m·p/rank 0.004, 0.04, 0.04, 0.04
+    p_values = [np.array([0.001, 0.3]), np.array([0.02]), np.array([0.03]), np.array([0.04])]
+    args = ([0, 1, 2, 3], np.array(["a", "b", "c"]), [np.array([0, 1]), *[np.array([2])] * 3],
+            [np.array([1.0, 0.9]), *[np.array([1.0])] * 3], p_values,
+            [np.array([1.0, 1.0]), *[np.array([1.0])] * 3], 0.05)  # fmt: skip
+    off = concept_table(*args, fdr=None)
+    assert not off["uninterpretable"].any()
+    # the unit's q on each of its rows (unit 0 has two)
+    np.testing.assert_allclose(off["q_value"], [0.004, 0.004, 0.04, 0.04, 0.04])
+    assert concept_table(*args, fdr=0.05)["uninterpretable"].sum() == 0
+    strict = concept_table(*args, fdr=0.03)
+    assert strict.groupby("unit")["uninterpretable"].first().tolist() == [False, True, True, True]
+    # p alone passes 0.03 for units 0-2: the FDR, not the significance, flags units 1 and 2
+    assert concept_table(*args[:-1], 0.03, fdr=None)["uninterpretable"].sum() == 1

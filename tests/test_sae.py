@@ -650,6 +650,9 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
                 "planted_recovered_fraction", "named_correct_fraction"):  # fmt: skip
         assert key in metrics, key
     assert metrics["fvu"] >= 0 and 0 <= metrics["dead_fraction"] <= 1
+    named = pd.read_parquet(run / "sae" / "concepts.parquet")
+    assert metrics["n_named"] == len(named) and 0 <= metrics["n_significant"] <= len(named)
+    assert metrics["n_interpretable"] == (~named["uninterpretable"]).sum()
     # the checkpoint alone reproduces the held-out numbers
     acts = ActivationStore(run / "activations" / "penultimate.zarr")
     again = evaluate_arrays(load_sae(run / "sae" / "sae.pt"), acts.read("test"))
@@ -664,3 +667,6 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
     assert len(pd.read_csv(run / "sae" / "history.csv")) == 5  # TINY_CONFIG: 5 epochs
     prov = json.loads((run / "sae" / "sae.pt.prov.json").read_text())
     assert prov["rule"] == "train_sae"
+    # TINY_CONFIG: the train images and 2 augmented views of each
+    assert acts.n_rows("train_aug") == 2 * acts.n_rows("train")
+    assert json.dumps(prov).count(f'"train_rows": {3 * acts.n_rows("train")}') == 1
