@@ -102,6 +102,15 @@ def test_naming_method_reruns_naming_and_after_only(run):
                                    "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
 
 
+def test_fdr_levels_rerun_their_own_test_and_after_only(run):
+    jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": None}}))
+    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation"}, jobs
+    jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": 0.05},
+                                                 "naming": {"fdr": 0.2}}))  # fmt: skip
+    assert jobs - ALWAYS_AFTER == {"name_concepts", "evaluate_sae", "train_cavs",
+                                   "select_concepts", "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
+
+
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):
     after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
                     "build_cbm", "evaluate_cbm"}  # fmt: skip
