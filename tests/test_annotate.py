@@ -267,13 +267,14 @@ def test_match_concepts_names_planted_units_and_flags_the_rest(planted_stores, t
     run_match(planted_stores, out, scorer=scorer, n_permutations=200, n_bootstrap=40)
     df = pd.read_parquet(out)
     assert list(df.columns) == ["unit", "rank", "concept", "score", "p_value", "stability",
-                                "uninterpretable"]  # fmt: skip
+                                "uninterpretable", "q_value"]  # fmt: skip
     top = df[df["rank"] == 0].set_index("unit")
     assert sorted(top.index) == list(range(11))  # dead unit 11 has no row...
     assert read_parquet_metadata(out)["dead_units"] == [11]  # ...and is listed as dead
     for u in range(10):
         assert top.loc[u, "concept"] == f"concept {u}"
         assert top.loc[u, "p_value"] == pytest.approx(1 / 201)
+        assert top.loc[u, "q_value"] == pytest.approx(11 / 10 / 201)  # BH over the 11 live units
         assert top.loc[u, "stability"] >= 0.9 and not top.loc[u, "uninterpretable"]
     assert top.loc[10, "uninterpretable"]  # a random unit is not given a confident name
     ranked = df.groupby("unit")["score"].apply(lambda s: s.is_monotonic_decreasing)
