@@ -33,11 +33,11 @@ TINY_CONFIG: dict = {
     "models": ["resnet18-s0"],
     "layers": ["layer4", "fc"],
     "opaque": {"image_size": 32, "epochs": 2, "batch_size": 32},
-    "activations": {"batch_size": 64},
+    "activations": {"batch_size": 64, "augment_views": 2},
     "clip": {"image_size": 32, "epochs": 2, "batch_size": 64, "embed_dim": 64},
     "vocab": {"min_df": 2},
     "annotate": {"n_permutations": 100, "n_bootstrap": 20, "max_exemplars": 20},
-    "sae": {"expansion": 2, "epochs": 5, "batch_size": 64},
+    "sae": {"expansion": 2, "epochs": 5, "batch_size": 64, "train_splits": ["train", "train_aug"]},
     "naming": {"n_permutations": 100, "n_bootstrap": 20},
     # 240 images: no name passes the naming confidence test, use the flagged ones
     "cav": {"include_uninterpretable": True},

@@ -244,3 +244,59 @@ def test_missing_weights_file_is_named_before_anything_runs(tiny_extract):
                          configfile=cfg, check=False)  # fmt: skip
     assert proc.returncode != 0
     assert "checkpoints/absent.pth" in proc.stdout + proc.stderr
+
+
+# -- augmented views of the train images ------------------------------------------------------
+
+
+def test_augmented_views_are_n_train_times_v_rows_of_seeded_views(derm, resnet_pt, tmp_path):
+    from neurodissect.activations.views import AugmentedViews
+
+    views = 3
+    stores = extract(derm, resnet_pt, tmp_path / "a", ["layer4", "penultimate"],
+                     spatial_maps=["layer4"], augment_views=views)  # fmt: skip
+    pen, l4 = stores["penultimate"], stores["layer4"]
+    train_ids = list(read_manifest(derm).split("train").df["image_id"])
+    # image splits as before; the views are a split of their own, listed apart
+    assert pen.splits == list(SPLITS) and pen.augmented_splits == ["train_aug"]
+    assert pen.n_rows("train_aug") == len(train_ids) * views
+    assert list(pen.image_ids("train_aug")) == [i for i in train_ids for _ in range(views)]
+    assert l4.has_maps("train") and not l4.has_maps("train_aug")
+    aug = pen.read("train_aug")
+    # known answer: row 3i+v is the model's head input on view v of train image i
+    model = load_opaque(resnet_pt, "resnet18", len(read_manifest(derm).classes))
+    seen = []
+    model.fc.register_forward_pre_hook(lambda _m, a: seen.append(a[0]))
+    data = AugmentedViews(read_manifest(derm).split("train"), SIZE, views)
+    with torch.no_grad():
+        model(torch.stack([data[i][0] for i in (0, 1, 2, 7)]))
+    np.testing.assert_allclose(aug[[0, 1, 2, 7]], seen[0].numpy(), rtol=1e-5, atol=1e-5)
+    # the views differ from the plain image and from each other
+    plain = pen.read("train")
+    assert not np.allclose(aug[0], plain[0], atol=1e-3)
+    assert not np.allclose(aug[0], aug[1], atol=1e-3)
+    # same settings → same bytes; another augment_seed → other views
+    again = extract(derm, resnet_pt, tmp_path / "b", ["penultimate"], augment_views=views)
+    assert np.array_equal(again["penultimate"].read("train_aug"), aug)
+    other = extract(derm, resnet_pt, tmp_path / "c", ["penultimate"], augment_views=views,
+                    augment_seed=1)  # fmt: skip
+    assert not np.allclose(other["penultimate"].read("train_aug"), aug, atol=1e-3)
+    np.testing.assert_array_equal(other["penultimate"].read("train"), plain)
+
+
+def test_a_view_depends_on_its_image_and_index_only(derm):
+    from neurodissect.activations.views import AugmentedViews
+
+    train = read_manifest(derm).split("train")
+    four = AugmentedViews(train, SIZE, 4)
+    two = AugmentedViews(train, SIZE, 2)
+    torch.manual_seed(123)  # the global generator plays no part
+    assert torch.equal(four[4 * 5 + 1][0], two[2 * 5 + 1][0])
+    assert four[4 * 5 + 1][1] == train.df["image_id"].iloc[5]
+
+
+def test_no_views_no_augmented_split(derm, resnet_pt, tmp_path):
+    store = extract(derm, resnet_pt, tmp_path, ["penultimate"])["penultimate"]
+    assert store.augmented_splits == [] and "augmented_splits" not in store.attrs
+    with pytest.raises(InputError, match="augment_views"):
+        store.acts_array("train_aug")

@@ -27,6 +27,7 @@ from neurodissect.annotate.matching import (
     MatchParams,
     SoftWPMIParams,
     SoftWPMIScorer,
+    concept_table,
     mammi_scorer,
     match_concepts,
 )
@@ -266,13 +267,14 @@ def test_match_concepts_names_planted_units_and_flags_the_rest(planted_stores, t
     run_match(planted_stores, out, scorer=scorer, n_permutations=200, n_bootstrap=40)
     df = pd.read_parquet(out)
     assert list(df.columns) == ["unit", "rank", "concept", "score", "p_value", "stability",
-                                "uninterpretable"]  # fmt: skip
+                                "uninterpretable", "q_value"]  # fmt: skip
     top = df[df["rank"] == 0].set_index("unit")
     assert sorted(top.index) == list(range(11))  # dead unit 11 has no row...
     assert read_parquet_metadata(out)["dead_units"] == [11]  # ...and is listed as dead
     for u in range(10):
         assert top.loc[u, "concept"] == f"concept {u}"
         assert top.loc[u, "p_value"] == pytest.approx(1 / 201)
+        assert top.loc[u, "q_value"] == pytest.approx(11 / 10 / 201)  # BH over the 11 live units
         assert top.loc[u, "stability"] >= 0.9 and not top.loc[u, "uninterpretable"]
     assert top.loc[10, "uninterpretable"]  # a random unit is not given a confident name
     ranked = df.groupby("unit")["score"].apply(lambda s: s.is_monotonic_decreasing)
@@ -492,7 +494,43 @@ def test_tiny_run_annotates_every_layer_and_the_sae_latents(tiny_run):
         for key in ("hit_rate", "top1_accuracy", "precision", "recall", "f1", "mean_cosine",
                     "mean_cosine_alt", "n_units_scored", "split"):  # fmt: skip
             assert key in metrics
+        flags = concepts.groupby("unit")["uninterpretable"].first()
+        assert metrics["n_significant"] == (~flags).sum() and metrics["n_units_named"] == len(flags)
+        assert (concepts["q_value"] >= concepts.groupby("unit")["p_value"].transform("first")).all()
         figures = run / "figures" / f"annotate_{layer}"
         assert {"exemplars.png", "concepts.png"} <= {p.name for p in figures.iterdir()}
     fc = json.loads((run / "annotate" / "fc" / "metrics.json").read_text())
     assert fc["n_class_units"] == fc["n_units_scored"] == 7  # the seven HAM10000 classes
+
+
+# -- false discovery control across units ------------------------------------------------------
+
+
+def test_benjamini_hochberg_matches_a_hand_computed_example():
+    # m = 5; sorted p 0.005, 0.01, 0.03, 0.04, 0.2 → m·p/rank 0.025, 0.025, 0.05, 0.05, 0.2
+    # (already non-decreasing, so these are the q-values), back in input order:
+    q = conf.benjamini_hochberg([0.01, 0.04, 0.03, 0.005, 0.20])
+    np.testing.assert_allclose(q, [0.025, 0.05, 0.05, 0.025, 0.2])
+    # step-up: m·p/rank = 0.08, 0.042, 0.0293, 0.5 → running minimum from the right
+    q = conf.benjamini_hochberg([0.02, 0.021, 0.022, 0.5])
+    np.testing.assert_allclose(q, [0.022 * 4 / 3] * 3 + [0.5])
+    # capped at 1; NaN is no test (m = 2 here)
+    np.testing.assert_allclose(conf.benjamini_hochberg([1.0, np.nan, 0.6]), [1.0, np.nan, 1.0])
+    assert conf.benjamini_hochberg([]).shape == (0,)
+
+
+def test_concept_table_flags_units_beyond_the_fdr():
+    # 4 units, top-concept p 0.001, 0.02, 0.03, 0.04 → m·p/rank 0.004, 0.04, 0.04, 0.04
+    p_values = [np.array([0.001, 0.3]), np.array([0.02]), np.array([0.03]), np.array([0.04])]
+    args = ([0, 1, 2, 3], np.array(["a", "b", "c"]), [np.array([0, 1]), *[np.array([2])] * 3],
+            [np.array([1.0, 0.9]), *[np.array([1.0])] * 3], p_values,
+            [np.array([1.0, 1.0]), *[np.array([1.0])] * 3], 0.05)  # fmt: skip
+    off = concept_table(*args, fdr=None)
+    assert not off["uninterpretable"].any()
+    # the unit's q on each of its rows (unit 0 has two)
+    np.testing.assert_allclose(off["q_value"], [0.004, 0.004, 0.04, 0.04, 0.04])
+    assert concept_table(*args, fdr=0.05)["uninterpretable"].sum() == 0
+    strict = concept_table(*args, fdr=0.03)
+    assert strict.groupby("unit")["uninterpretable"].first().tolist() == [False, True, True, True]
+    # p alone passes 0.03 for units 0-2: the FDR, not the significance, flags units 1 and 2
+    assert concept_table(*args[:-1], 0.03, fdr=None)["uninterpretable"].sum() == 1

@@ -58,6 +58,17 @@ def test_synthcxr_example_is_valid_and_synthetic():
     assert ds["format"] == "synthcxr" and "root" not in ds
 
 
+def test_validity_example_is_the_demo_with_three_model_seeds():
+    demo = load_yaml(REPO / "config" / "config.yaml")
+    overlay = load_yaml(REPO / "config" / "examples" / "validity.yaml")
+    # snakemake merges --configfile config/config.yaml config/examples/validity.yaml like this
+    merged = validate(deep_update(demo, overlay), SCHEMA)
+    assert merged["models"] == ["resnet18-s0", "resnet18-s1", "resnet18-s2"]
+    assert {k: v for k, v in merged.items() if k != "models"} == {
+        k: v for k, v in validate(demo, SCHEMA).items() if k != "models"
+    }
+
+
 def test_schema_synth_defaults_match_the_generator():
     from neurodissect.data.synth import DEFAULTS
 

@@ -71,6 +71,25 @@ def test_sae_l1_coefficient_reruns_the_sae_chain_only(run):
     assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
 
 
+def test_sae_train_splits_reruns_the_sae_chain_only(run):
+    jobs = planned_jobs(run, change_config(run, {"sae": {"train_splits": ["train"]}}))
+    assert "train_sae" in jobs
+    assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+
+
+def test_augment_views_reruns_extraction_and_after_not_training(run):
+    jobs = planned_jobs(run, change_config(run, {"activations": {"augment_views": 3}}))
+    assert {"extract_activations", "train_sae", "match_concepts"} <= jobs
+    assert not jobs & {"prepare_data", "train_opaque", "build_vocabulary", "train_clip",
+                       "embed_images", "embed_texts"}  # fmt: skip
+
+
+def test_training_on_views_that_are_not_extracted_is_rejected(run):
+    cfg = change_config(run, {"activations": {"augment_views": 0}})
+    proc = run_snakemake(run, "-n", configfile=cfg, check=False)
+    assert proc.returncode != 0 and "augment_views" in proc.stderr + proc.stdout
+
+
 def test_annotate_alpha_reruns_matching_and_after_only(run):
     jobs = planned_jobs(run, change_config(run, {"annotate": {"alpha": 80}}))
     assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation"}, jobs
@@ -81,6 +100,15 @@ def test_naming_method_reruns_naming_and_after_only(run):
     assert "name_concepts" in jobs
     assert jobs - ALWAYS_AFTER <= {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
                                    "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
+
+
+def test_fdr_levels_rerun_their_own_test_and_after_only(run):
+    jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": None}}))
+    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation"}, jobs
+    jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": 0.05},
+                                                 "naming": {"fdr": 0.2}}))  # fmt: skip
+    assert jobs - ALWAYS_AFTER == {"name_concepts", "evaluate_sae", "train_cavs",
+                                   "select_concepts", "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
 
 
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):

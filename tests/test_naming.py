@@ -171,6 +171,24 @@ def test_reports_namer_names_streaks_and_flags_random_latents(inputs, tmp_path):
                                           "support"]  # fmt: skip
 
 
+def test_names_are_flagged_beyond_the_false_discovery_rate(inputs, tmp_path):
+    from neurodissect.annotate.confidence import benjamini_hochberg
+    from neurodissect.io import read_parquet_metadata
+
+    _, paths = inputs
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    concepts, _, summary = _run(paths, tmp_path / "a")  # naming.fdr 0.05
+    np.testing.assert_allclose(concepts["q_value"], benjamini_hochberg(concepts["p_value"]))
+    assert not concepts.set_index("latent").loc[STREAK, "uninterpretable"]
+    assert summary["n_significant"] == (concepts["q_value"] <= 0.05).sum() >= 1
+    meta = read_parquet_metadata(tmp_path / "a" / "concepts.parquet")
+    assert (meta["fdr"], meta["n_significant"]) == (0.05, summary["n_significant"])
+    # below the smallest q a 300-permutation test can reach (1/301): nothing survives
+    strict, _, summary = _run(paths, tmp_path / "b", fdr=0.002)
+    assert strict["uninterpretable"].all() and summary["n_significant"] == 0
+    np.testing.assert_array_equal(strict["p_value"], concepts["p_value"])
+
+
 def test_a_generic_top_phrase_is_refined_to_a_specific_one_that_scores_nearly_as_well():
     from neurodissect.naming.reports import refine
 
@@ -504,7 +522,7 @@ def test_name_concepts_rule_writes_the_contract(tiny_run):
     n_latents = ActivationStore(sae / "latents.zarr").n_units
     assert list(concepts.columns) == [
         "latent", "name", "description", "method", "score", "support", "p_value",
-        "stability", "uninterpretable",
+        "stability", "uninterpretable", "q_value",
     ]  # fmt: skip
     assert (concepts["method"] == "reports").all()  # the default namer
     # every latent is either named or listed with a reason, never both

@@ -279,6 +279,52 @@ def test_store_rows_visit_every_row_once_per_epoch_in_a_seeded_order(store, buff
     assert len({r.tobytes() for r in sample} - {r.tobytes() for r in rows}) == 0
 
 
+@pytest.fixture(scope="module")
+def store_with_views(tmp_path_factory, planted) -> Path:
+    """The store plus a train_aug split: 2 noisy copies of each train row (chunks of 96)."""
+    path = tmp_path_factory.mktemp("sae_views") / "penultimate.zarr"
+    rng = np.random.default_rng(5)
+    train = planted.features[:1600]
+    views = np.repeat(train, 2, axis=0) + rng.normal(0, 0.01, (3200, D)).astype(np.float32)
+    with StoreWriter(path, n_units=D, attrs={"kind": "activations"}, chunk_rows=96) as w:
+        for split, (lo, hi) in SPLITS.items():
+            w.begin_split(split, split_ids(split))
+            w.append(split, planted.features[lo:hi])
+        w.begin_split("train_aug", np.repeat(split_ids("train"), 2), augmented=True)
+        w.append("train_aug", views)
+    return path
+
+
+@pytest.mark.parametrize("buffer_mb", [0.02, 64], ids=["streamed", "in-memory"])
+def test_store_rows_pool_several_splits(store_with_views, buffer_mb):
+    st = ActivationStore(store_with_views)
+    assert st.splits == ["train", "val", "test"] and st.augmented_splits == ["train_aug"]
+    src = StoreRows(st, ["train", "train_aug"], batch_size=100, seed=1, buffer_mb=buffer_mb)
+    assert src.streamed == (buffer_mb < 1) and src.n_rows == 1600 + 3200
+    rows = np.concatenate([st.read("train"), st.read("train_aug")])
+    seen = np.concatenate(list(src.epoch(0)))
+    np.testing.assert_array_equal(seen[np.lexsort(seen.T[::-1])], rows[np.lexsort(rows.T[::-1])])
+    np.testing.assert_array_equal(np.concatenate(list(src.epoch(0))), seen)  # reproducible
+    assert len({r.tobytes() for r in src.sample(500, np.random.default_rng(0))}
+               - {r.tobytes() for r in rows}) == 0  # fmt: skip
+
+
+def test_train_splits_choose_the_training_rows(tmp_path, store_with_views):
+    settings = {"variant": "relu_l1", **FAST, "epochs": 2, **VARIANTS["relu_l1"]}
+    one = train_sae(store_with_views, tmp_path / "a.pt", tmp_path / "a.csv", None, settings)
+    both = train_sae(store_with_views, tmp_path / "b.pt", tmp_path / "b.csv", None,
+                     {**settings, "train_splits": ["train", "train_aug"]})  # fmt: skip
+    assert (one["train_rows"], both["train_rows"]) == (1600, 4800)
+    assert both["train_splits"] == ["train", "train_aug"]
+    assert load_state_dict(tmp_path / "b.pt")["training"]["train_splits"] == ("train", "train_aug")
+
+
+def test_train_splits_naming_absent_views_is_one_clear_error(tmp_path, store):
+    with pytest.raises(InputError, match="no split 'train_aug'.*augment_views"):
+        train_sae(store, tmp_path / "sae.pt", tmp_path / "h.csv", None,
+                  {**FAST, "train_splits": ["train", "train_aug"]})  # fmt: skip
+
+
 def test_streamed_training_matches_in_memory_quality(store, planted):
     """The same SAE trained from a streamed store and from RAM reaches the same FVU / L0."""
     results = []
@@ -648,6 +694,9 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
                 "planted_recovered_fraction", "named_correct_fraction"):  # fmt: skip
         assert key in metrics, key
     assert metrics["fvu"] >= 0 and 0 <= metrics["dead_fraction"] <= 1
+    named = pd.read_parquet(run / "sae" / "concepts.parquet")
+    assert metrics["n_named"] == len(named) and 0 <= metrics["n_significant"] <= len(named)
+    assert metrics["n_interpretable"] == (~named["uninterpretable"]).sum()
     # the checkpoint alone reproduces the held-out numbers
     acts = ActivationStore(run / "activations" / "penultimate.zarr")
     again = evaluate_arrays(load_sae(run / "sae" / "sae.pt"), acts.read("test"))
@@ -662,3 +711,6 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
     assert len(pd.read_csv(run / "sae" / "history.csv")) == 5  # TINY_CONFIG: 5 epochs
     prov = json.loads((run / "sae" / "sae.pt.prov.json").read_text())
     assert prov["rule"] == "train_sae"
+    # TINY_CONFIG: the train images and 2 augmented views of each
+    assert acts.n_rows("train_aug") == 2 * acts.n_rows("train")
+    assert json.dumps(prov).count(f'"train_rows": {3 * acts.n_rows("train")}') == 1

@@ -32,6 +32,13 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+# the SAE can only train on augmented views that extraction writes
+if "train_aug" in config["sae"]["train_splits"] and not config["activations"]["augment_views"]:
+    raise WorkflowError(
+        "sae.train_splits lists train_aug but activations.augment_views is 0: "
+        "set augment_views > 0 or drop train_aug from sae.train_splits"
+    )
+
 # Resources the rules and profiles may name; anything else is a typo that
 # Snakemake would silently ignore (e.g. `gpus=1` never reaching the scheduler).
 KNOWN_RESOURCES = {

@@ -13,6 +13,10 @@ larger than a batch is held:
 - vectors (B, C) (a Linear's output, a head's input) as they are.
 
 A NaN/Inf activation stops extraction with an error naming the images.
+
+With ``activations.augment_views`` V > 0, V augmented views of every train
+image (:mod:`.views`) pass through the model too and become the store's
+``train_aug`` split: extra rows for the SAE (``sae.train_splits``), no maps.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ..models.archs import get_module
 from ..models.data import ManifestImages, eval_transform, preprocess_record
 from ..runtime import pick_device, progress
 from .store import StoreWriter
+from .views import AugmentedViews
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,8 @@ class ExtractParams:
     spatial_maps: list[str] = field(default_factory=list)
     batch_size: int = 128
     chunk_rows: int = 1024
+    augment_views: int = 0
+    augment_seed: int = 0
     image_size: int = 64
     device: str = "auto"
     num_workers: int = 0
@@ -230,12 +237,12 @@ def _check_finite(acts: np.ndarray, maps: np.ndarray | None, ids: Sequence[str],
 
 def write_split(
     taps: LayerTaps, writers: dict[str, StoreWriter], split: str, image_ids: Sequence[str],
-    inputs: Iterable[torch.Tensor], device,
+    inputs: Iterable[torch.Tensor], device, *, augmented: bool = False,
 ) -> None:  # fmt: skip
     """Run every input batch of ``split`` (in ``image_ids`` order) through ``taps`` once and
     append each layer's rows to its writer."""
     for writer in writers.values():
-        writer.begin_split(split, image_ids)
+        writer.begin_split(split, image_ids, augmented=augmented)
     start = 0
     with torch.inference_mode():
         for x in inputs:
@@ -319,9 +326,12 @@ def extract_activations(
                     spatial_shape=shape.grid if spec.name in taps.spatial else None,
                 ))  # fmt: skip
             _extract_splits(taps, writers, manifest, params, device)
+            if params.augment_views > 0 and len(manifest.split("train")):
+                _extract_views(taps, writers, manifest, params, device)
     log.info("extracted %s", {s.name: shapes[s.name].layer_shape for s in specs})
     return {"layers": {s.name: s.module for s in specs}, "device": str(device),
-            "spatial_maps": sorted(taps.spatial), "preprocess": common["preprocess"]}  # fmt: skip
+            "spatial_maps": sorted(taps.spatial), "preprocess": common["preprocess"],
+            "augment_views": params.augment_views}  # fmt: skip
 
 
 def _extract_splits(taps, writers, manifest, params: ExtractParams, device) -> None:
@@ -331,13 +341,29 @@ def _extract_splits(taps, writers, manifest, params: ExtractParams, device) -> N
         if not len(rows):
             continue
         dataset = ManifestImages(rows, transform)
-        loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=False,
-                            num_workers=params.num_workers, pin_memory=device.type == "cuda")  # fmt: skip
-        inputs = (x for x, _ in progress(loader, desc=f"extract {split}"))
-        try:
-            write_split(taps, writers, split, dataset.ids, inputs, device)
-        except torch.OutOfMemoryError:
-            raise ConfigError(
-                f"out of GPU memory extracting activations at activations.batch_size="
-                f"{params.batch_size} on {device}; lower it (nothing is retried automatically)"
-            ) from None
+        _write_dataset(taps, writers, split, dataset, params, device)
+
+
+def _extract_views(taps, writers, manifest, params: ExtractParams, device) -> None:
+    """The ``train_aug`` split: augment_views views per train image, pooled features only."""
+    dataset = AugmentedViews(manifest.split("train"), params.image_size, params.augment_views,
+                             params.augment_seed)  # fmt: skip
+    spatial, taps.spatial = taps.spatial, set()
+    try:
+        _write_dataset(taps, writers, "train_aug", dataset, params, device, augmented=True)
+    finally:
+        taps.spatial = spatial
+
+
+def _write_dataset(taps, writers, split, dataset, params: ExtractParams, device, *,
+                   augmented: bool = False) -> None:  # fmt: skip
+    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=False,
+                        num_workers=params.num_workers, pin_memory=device.type == "cuda")  # fmt: skip
+    inputs = (x for x, _ in progress(loader, desc=f"extract {split}"))
+    try:
+        write_split(taps, writers, split, dataset.ids, inputs, device, augmented=augmented)
+    except torch.OutOfMemoryError:
+        raise ConfigError(
+            f"out of GPU memory extracting activations at activations.batch_size="
+            f"{params.batch_size} on {device}; lower it (nothing is retried automatically)"
+        ) from None

@@ -8,6 +8,13 @@ Layout::
         image_id  (N,)          strings
         acts      (N, C)        float32, chunked over rows
         maps      (N, C, h, w)  float16, optional spatial maps for localization
+      train_aug/                augmented views of the train images (optional, no maps):
+        image_id  (N*V,)        each train image id V times, image-major (V = attrs views)
+        acts      (N*V, C)
+
+Augmented splits are extra training rows for the SAE, not images of the manifest:
+``splits`` lists only the image splits every stage iterates over;
+``augmented_splits`` lists the others, read only when asked for by name.
 
 Writers append row blocks in any size; rows are buffered and written in whole
 chunks, so memory stays bounded by one chunk and no chunk is rewritten.
@@ -26,6 +33,7 @@ from ..errors import InputError
 from ..io import PathLike, atomic_path
 
 SPLIT_ORDER = ("train", "val", "test")
+AUGMENTED_SUFFIX = "_aug"  # train_aug: augmented views of the train split
 
 
 class _RowBuffer:
@@ -121,6 +129,7 @@ class StoreWriter:
         self.spatial_shape = tuple(spatial_shape) if spatial_shape is not None else None
         self.compressors = compressors
         self._splits: dict[str, _SplitBuffer] = {}
+        self._augmented: list[str] = []
         self._ctx = None
         self._group = None
 
@@ -132,17 +141,21 @@ class StoreWriter:
         self._group = zarr.open_group(tmp, mode="w", zarr_format=3)
         return self
 
-    def begin_split(self, split: str, image_ids: Sequence[str]) -> None:
+    def begin_split(self, split: str, image_ids: Sequence[str], *, augmented: bool = False) -> None:
+        """Start a split; an ``augmented`` one holds extra rows (no maps), listed apart."""
         if split in self._splits:
             raise ValueError(f"split {split!r} already started")
+        if augmented:
+            self._augmented.append(split)
         g = self._group.create_group(split)
         ids = np.asarray([str(i) for i in image_ids])
         id_arr = g.create_array("image_id", shape=(len(ids),), dtype=str,
                                 chunks=(max(len(ids), 1),))  # fmt: skip
         if len(ids):
             id_arr[:] = ids
+        spatial = None if augmented else self.spatial_shape
         self._splits[split] = _SplitBuffer(
-            g, len(ids), self.n_units, self.chunk_rows, self.spatial_shape, self.compressors
+            g, len(ids), self.n_units, self.chunk_rows, spatial, self.compressors
         )
 
     def append(self, split: str, acts: np.ndarray, maps: np.ndarray | None = None) -> None:
@@ -160,9 +173,11 @@ class StoreWriter:
                 for name, buf in self._splits.items():
                     buf.close(f"{self.path}/{name}")
                 splits = [s for s in SPLIT_ORDER if s in self._splits]
-                splits += [s for s in self._splits if s not in splits]
+                splits += [s for s in self._splits if s not in splits and s not in self._augmented]
+                extra = {"augmented_splits": list(self._augmented)} if self._augmented else {}
                 self._group.attrs.update({
                     **self.attrs,
+                    **extra,
                     "n_units": self.n_units,
                     "splits": splits,
                     "spatial_shape": list(self.spatial_shape) if self.spatial_shape else None,
@@ -193,6 +208,11 @@ class ActivationStore:
         return list(self.attrs["splits"])
 
     @property
+    def augmented_splits(self) -> list[str]:
+        """Splits of extra (augmented-view) rows; not in ``splits``, read only by name."""
+        return list(self.attrs.get("augmented_splits") or [])
+
+    @property
     def n_units(self) -> int:
         return int(self.attrs["n_units"])
 
@@ -202,8 +222,12 @@ class ActivationStore:
         return tuple(s) if s else None
 
     def _split_group(self, split: str):
-        if split not in self.splits:
-            raise InputError(f"{self.path}: no split {split!r} (has {self.splits})")
+        if split not in self.splits and split not in self.augmented_splits:
+            have = self.splits + self.augmented_splits
+            hint = ""
+            if split.endswith(AUGMENTED_SUFFIX):
+                hint = "; augmented views are extracted when activations.augment_views > 0"
+            raise InputError(f"{self.path}: no split {split!r} (has {have}){hint}")
         return self.group[split]
 
     def resolve_splits(self, split: str | Sequence[str]) -> list[str]:

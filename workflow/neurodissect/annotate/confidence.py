@@ -15,6 +15,9 @@ comparable across setups:
   from looking significant; it controls the family-wise error over the vocabulary.
   ``null="marginal"`` compares with the same concept's null only (for a concept fixed
   in advance). p = (1 + #{null ≥ observed}) / (1 + n_permutations).
+* **q-value** — the p-values of all units (one test per unit: its name) adjusted by
+  Benjamini–Hochberg (:func:`benjamini_hochberg`), so flagging the units with q > level
+  controls the false discovery rate over the units at that level.
 * **stability** — the fraction of bootstrap resamples of the unit's exemplars (with
   replacement, rank order kept) in which the concept is still assigned by the rule.
 
@@ -369,6 +372,27 @@ def _resample(row: np.ndarray, n_bootstrap: int, seed: int, key: int) -> np.ndar
     out = np.full((n_bootstrap, len(row)), -1, dtype=np.int64)
     out[:, : len(filled)] = filled[picks]  # sorted slot indices keep the rank order
     return out
+
+
+# -- across units --------------------------------------------------------------------------
+def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values), aligned with ``p_values``.
+
+    With m tests and p sorted ascending, q_(i) = min over j >= i of m·p_(j)/j, capped at 1;
+    rejecting every test with q <= level keeps the expected share of false discoveries
+    among the rejected at most ``level`` (independent or positively dependent tests).
+    NaN p-values are not tests: they get NaN and do not count in m.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    if not len(tested):
+        return q
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return q
 
 
 # -- both ----------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ from .exemplars import read_exemplars
 log = logging.getLogger(__name__)
 
 SCORERS = ("mammi", "soft_wpmi")
-CONCEPT_COLUMNS = ("unit", "rank", "concept", "score", "p_value", "stability", "uninterpretable")
+CONCEPT_COLUMNS = ("unit", "rank", "concept", "score", "p_value", "stability", "uninterpretable",
+                   "q_value")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class MatchParams:
     n_permutations: int = 1000
     n_bootstrap: int = 200
     significance: float = 0.05
+    fdr: float | None = 0.05
     null: str = "max"
     seed: int = 0
     memory_mb: float = 1024.0
@@ -265,12 +267,18 @@ def exemplar_members(df: pd.DataFrame, pool_ids: np.ndarray, exemplars_path) -> 
 
 
 # -- entry point -----------------------------------------------------------------------------
-def concept_table(units, concepts, assigned, scores, p_values, stability, significance):
+def concept_table(units, concepts, assigned, scores, p_values, stability, significance,
+                  fdr=None):  # fmt: skip
+    """One row per (unit, assigned concept). A unit is tested once, by its top concept's
+    p-value; q_value is that p adjusted by Benjamini–Hochberg across the units (on every row
+    of the unit). Flagged uninterpretable: p > significance, or q > fdr when fdr is set."""
+    q_units = conf.benjamini_hochberg([float(p[0]) for p in p_values])
     rows = []
-    for u, a, s, p, st in zip(units, assigned, scores, p_values, stability, strict=True):
-        flag = bool(p[0] > significance)
-        rows += [(int(u), r, str(concepts[c]), float(s[r]), float(p[r]), float(st[r]), flag)
-                 for r, c in enumerate(a)]  # fmt: skip
+    for u, a, s, p, st, q in zip(units, assigned, scores, p_values, stability, q_units,
+                                 strict=True):  # fmt: skip
+        flag = bool(p[0] > significance or (fdr is not None and not q <= fdr))
+        rows += [(int(u), r, str(concepts[c]), float(s[r]), float(p[r]), float(st[r]), flag,
+                  float(q)) for r, c in enumerate(a)]  # fmt: skip
     df = pd.DataFrame(rows, columns=list(CONCEPT_COLUMNS))
     return df.astype({"unit": np.int64, "rank": np.int64, "uninterpretable": bool})
 
@@ -313,7 +321,7 @@ def match_concepts(
         observed=scores, budget_mb=params.memory_mb / 4,
     )  # fmt: skip
     table = concept_table(units, text.concepts, assigned, scores, confidence.p_values,
-                          confidence.stability, params.significance)  # fmt: skip
+                          confidence.stability, params.significance, params.fdr)  # fmt: skip
     write_parquet(table, out_path, metadata={
         "n_units": meta["n_units"], "dead_units": meta["dead_units"], "scorer": params.scorer,
         "alpha": params.alpha, "null": params.null, "n_concepts": int(len(text.concepts)),

@@ -370,6 +370,10 @@ def evaluate_annotation(
         if params.alt_text_space == "minilm":
             units.loc[live, "cosine_alt"] = best_cosines(tops, live_truths, minilm_space())
     metrics = annotation_metrics(units)
+    # names that survive the confidence test (and its FDR control) among all matched units
+    flags = concepts.groupby("unit")["uninterpretable"].first()
+    metrics["n_units_named"] = int(len(flags))
+    metrics["n_significant"] = int((~flags.astype(bool)).sum())
     if params.alt_text_space == "none":
         metrics.pop("mean_cosine_alt")
     localization = run_localization(inputs, truths, store, manifest, splits, params, arch)

@@ -29,6 +29,7 @@ class NamingParams:
     n_permutations: int = 1000
     n_bootstrap: int = 200
     significance: float = 0.05
+    fdr: float | None = 0.05
     min_support_fraction: float = 0.5
     exclude_class_names: bool = True
     refine_margin: float = 0.2
@@ -189,14 +190,19 @@ def name_concepts(
             image_emb, text_emb, vocabulary, latents, found, params, allowed
         )
     skipped.update(more_skipped)
-    concepts = table.concepts_frame(rows)
-    write_parquet(concepts, concepts_out, metadata={"method": params.method,
-                                                    "n_latents": found.n_latents})  # fmt: skip
+    concepts = table.control_fdr(table.concepts_frame(rows), params.fdr)
+    significant = (concepts["q_value"] <= params.fdr) if params.fdr is not None else (
+        concepts["p_value"] <= params.significance)  # fmt: skip
+    write_parquet(concepts, concepts_out, metadata={
+        "method": params.method, "n_latents": found.n_latents, "fdr": params.fdr,
+        "n_significant": int(significant.sum()),
+    })  # fmt: skip
     write_parquet(table.skipped_frame(skipped), skipped_out)
     summary = {
         "n_latents": int(found.n_latents),
         "n_named": int(len(concepts)),
         "n_interpretable": int((~concepts["uninterpretable"]).sum()),
+        "n_significant": int(significant.sum()),
         "n_skipped": int(len(skipped)),
         **{f"n_{r}": sum(v == r for v in skipped.values()) for r in table.SKIP_REASONS},
         **extra,

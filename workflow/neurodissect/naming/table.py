@@ -2,7 +2,8 @@
 
 ``concepts.parquet``: one row per named latent — latent, name, description,
 method, score, support (exemplar documents / images backing the name),
-p_value, stability, uninterpretable. ``skipped_latents.parquet``: latent,
+p_value, stability, uninterpretable, and q_value (the p-value adjusted by
+Benjamini–Hochberg across the named latents). ``skipped_latents.parquet``: latent,
 reason — every latent that got no name, so none disappears silently.
 """
 
@@ -42,6 +43,18 @@ _DTYPES = {
     "score": "float64", "support": "int64", "p_value": "float64",
     "stability": "float64", "uninterpretable": "bool",
 }  # fmt: skip
+
+
+def control_fdr(df: pd.DataFrame, fdr: float | None) -> pd.DataFrame:
+    """Add ``q_value`` (Benjamini–Hochberg across the table's names: one test per latent) and,
+    with an ``fdr`` level, flag the names with q > fdr uninterpretable as well."""
+    from ..annotate.confidence import benjamini_hochberg
+
+    out = df.copy()
+    out["q_value"] = benjamini_hochberg(out["p_value"].to_numpy(np.float64))
+    if fdr is not None:
+        out["uninterpretable"] = out["uninterpretable"] | ~(out["q_value"] <= fdr)
+    return out
 
 
 def concepts_frame(rows: Iterable[Mapping]) -> pd.DataFrame:

@@ -147,6 +147,19 @@ def _checked_split(store_path: PathLike, manifest: Manifest, split: str) -> Acti
     return store
 
 
+def naming_counts(concepts_path: PathLike) -> dict[str, int | None]:
+    """n_named latents; n_significant names passing the naming test (q <= naming.fdr, or
+    p <= significance with FDR control off); n_interpretable not flagged (also support)."""
+    from ..io import read_parquet_metadata
+    from ..naming.table import read_concepts
+
+    named = read_concepts(concepts_path)
+    n_significant = read_parquet_metadata(concepts_path).get("n_significant")
+    return {"n_named": int(len(named)),
+            "n_significant": None if n_significant is None else int(n_significant),
+            "n_interpretable": int((~named["uninterpretable"].astype(bool)).sum())}  # fmt: skip
+
+
 def evaluate_sae(
     model_path: PathLike,
     acts_path: PathLike,
@@ -203,6 +216,8 @@ def evaluate_sae(
             latents_path, split, truth, names, p.recovery_auroc
         )
     metrics.update(gt_metrics)
+    if concepts_path is not None:
+        metrics.update(naming_counts(concepts_path))
     write_json(metrics, metrics_out)
     write_parquet(table, groundtruth_out)
     log.info("SAE on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})

@@ -5,7 +5,7 @@ row once per epoch, an order that depends only on (seed, epoch) — so a
 resumed run sees exactly the batches an uninterrupted one would — and
 ``sample`` for random rows (dead-latent resampling).
 
-:class:`StoreRows` streams one split of an activation store in bounded
+:class:`StoreRows` streams one or more splits of an activation store in bounded
 memory: each epoch visits the store's row chunks in a seeded random order,
 reads them a window at a time (one window in use while a background thread
 decompresses the next) and shuffles rows within the window. A split that
@@ -15,7 +15,7 @@ fits in the buffer is read once and kept.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -55,43 +55,51 @@ class ArrayRows:
 
 
 class StoreRows:
-    """Shuffled batches of one split of an activation store, in bounded memory."""
+    """Shuffled batches of the rows of one or more splits of an activation store (e.g.
+    ``["train", "train_aug"]``: the rows of all of them form one pool), in bounded memory."""
 
     def __init__(
         self,
         store: ActivationStore,
-        split: str,
+        split: str | Sequence[str],
         batch_size: int,
         seed: int = 0,
         buffer_mb: float = 256,
     ) -> None:
-        self.acts = store.acts_array(split)
+        splits = [split] if isinstance(split, str) else list(split)
+        self.arrays = [store.acts_array(s) for s in splits]
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.chunk_rows = int(self.acts.chunks[0])
+        # chunk c of the pool: (array, first row, last row); splits may differ in chunk size
+        self._chunks = [(a, start, min(start + int(a.chunks[0]), a.shape[0]))
+                        for a in self.arrays for start in range(0, a.shape[0], int(a.chunks[0]))]  # fmt: skip
+        self.chunk_rows = max((int(a.chunks[0]) for a in self.arrays), default=1)
         row_bytes = self.n_features * BYTES_PER_VALUE
         buffer_bytes = float(buffer_mb) * 2**20
         self._in_memory: ArrayRows | None = None
         if self.n_rows * row_bytes <= buffer_bytes:
-            self._in_memory = ArrayRows(self.acts[:], batch_size, seed)
+            self._in_memory = ArrayRows(self._read_chunks(np.arange(len(self._chunks))),
+                                        batch_size, seed)  # fmt: skip
         # two windows are alive at once: the one being consumed and the one being read
         self.window_chunks = max(1, int(buffer_bytes // (2 * self.chunk_rows * row_bytes)))
 
     @property
     def n_rows(self) -> int:
-        return int(self.acts.shape[0])
+        return sum(int(a.shape[0]) for a in self.arrays)
 
     @property
     def n_features(self) -> int:
-        return int(self.acts.shape[1])
+        return int(self.arrays[0].shape[1])
 
     @property
     def streamed(self) -> bool:
         return self._in_memory is None
 
     def _read_chunks(self, chunk_ids: np.ndarray) -> np.ndarray:
-        parts = [self.acts[c * self.chunk_rows : (c + 1) * self.chunk_rows]
+        parts = [self._chunks[c][0][self._chunks[c][1] : self._chunks[c][2]]
                  for c in np.sort(chunk_ids)]  # fmt: skip
+        if not parts:
+            return np.zeros((0, self.n_features), np.float32)
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
@@ -99,7 +107,7 @@ class StoreRows:
             yield from self._in_memory.epoch(epoch)
             return
         rng = epoch_rng(self.seed, epoch)
-        n_chunks = -(-self.n_rows // self.chunk_rows)
+        n_chunks = len(self._chunks)
         order = rng.permutation(n_chunks)
         windows = [
             order[i : i + self.window_chunks] for i in range(0, n_chunks, self.window_chunks)
@@ -122,7 +130,7 @@ class StoreRows:
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self._in_memory is not None:
             return self._in_memory.sample(n, rng)
-        n_chunks = -(-self.n_rows // self.chunk_rows)
+        n_chunks = len(self._chunks)
         need = min(n_chunks, -(-n // self.chunk_rows) + 1)
         rows = self._read_chunks(rng.choice(n_chunks, size=need, replace=False))
         take = rng.choice(len(rows), size=min(n, len(rows)), replace=False)

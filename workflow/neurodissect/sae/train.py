@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class TrainParams:
     """Loop settings; the variant's own settings (λ, k, ...) live in its config class."""
 
     variant: str = "relu_l1"
+    train_splits: tuple[str, ...] = ("train",)  # e.g. ("train", "train_aug"): one pool of rows
     lr: float = 5e-4
     batch_size: int = 4096
     epochs: int = 200
@@ -68,6 +69,9 @@ class TrainParams:
     def from_config(cls, cfg: dict[str, Any]) -> TrainParams:
         names = {f.name for f in fields(cls)}
         params = cls(**{k: v for k, v in cfg.items() if k in names})
+        params = replace(params, train_splits=tuple(params.train_splits))
+        if not params.train_splits:
+            raise ConfigError("sae.train_splits: empty; list the store splits to train on")
         if params.pre_bias_init not in PRE_BIAS_INITS:
             raise ConfigError(
                 f"sae.pre_bias_init: {params.pre_bias_init!r} is not one of {PRE_BIAS_INITS}"
@@ -216,6 +220,8 @@ def fingerprint(
         "attrs": store.attrs,
         "device": torch.device(device).type,
     }
+    if params.train_splits != ("train",):  # (a train-only run keeps its former fingerprint)
+        ident["rows"] = [store.n_rows(s) for s in params.train_splits]
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -339,7 +345,7 @@ def train_sae(
     resume_dir: PathLike | None = None,
     dpi: int = 120,
 ) -> dict[str, Any]:
-    """Train an SAE on the train split of ``acts_path``; write sae.pt, history CSV, curve."""
+    """Train an SAE on ``sae.train_splits`` of ``acts_path``; write sae.pt, history CSV, curve."""
     import pandas as pd
 
     p = TrainParams.from_config(params)
@@ -348,10 +354,11 @@ def train_sae(
         raise InputError(f"{store.path}: no train rows to fit the SAE on (splits {store.splits})")
     dev = pick_device(device)
     torch.manual_seed(p.seed)
-    source = StoreRows(store, "train", p.batch_size, seed=p.seed, buffer_mb=p.buffer_mb)
+    splits = list(p.train_splits)
+    source = StoreRows(store, splits, p.batch_size, seed=p.seed, buffer_mb=p.buffer_mb)
     model = build_sae(p.variant, store.n_units, params)
-    blocks = (b for _, _, b in store.iter_chunks("train"))
-    total_variance = prepare_model(model, blocks, p, source, f"{store.path} (train)")
+    blocks = (b for _, _, b in store.iter_chunks(splits))
+    total_variance = prepare_model(model, blocks, p, source, f"{store.path} ({'+'.join(splits)})")
     model.to(dev).train()
     model.amp = p.amp and dev.type == "cuda"
     monitor = None
@@ -390,6 +397,7 @@ def train_sae(
     return {
         "n_latents": model.n_latents,
         "train_rows": source.n_rows,
+        "train_splits": splits,
         "streamed": source.streamed,
         "n_resampled_total": int(sum(r["n_resampled"] for r in history)),
         "final_train_fvu": final["train_fvu"],
