@@ -78,6 +78,27 @@ def test_layer_index_reads_optional_q_values_truth_and_verification(tmp_path):
     assert "q_value" not in [c.key for c in render.index_columns(bare.index.assign(q_value=np.nan))]
 
 
+def test_sae_index_lists_named_skipped_and_truth(tmp_path):
+    ex = _write(pd.DataFrame({"unit": [3, 3], "rank": [0, 1], "image_id": ["a", "b"],
+                              "activation": [2.0, 1.0]}), tmp_path / "ex.parquet")  # fmt: skip
+    named = _write(pd.DataFrame({
+        "latent": [3], "name": ["blue-white veil"], "description": ["d"], "method": ["reports"],
+        "score": [2.5], "support": [2], "p_value": [0.001], "stability": [0.7],
+        "uninterpretable": [False],
+    }), tmp_path / "named.parquet")  # fmt: skip
+    skipped = _write(pd.DataFrame({"latent": [0, 5], "reason": ["dead", "no_phrase"]}),
+                     tmp_path / "skipped.parquet")  # fmt: skip
+    gt = _write(pd.DataFrame({"concept": ["veil", "hair"], "best_latent": [3, 5],
+                              "name_correct": [True, False]}), tmp_path / "gt.parquet")  # fmt: skip
+    g = sae_group(GroupInputs("sae", ex, named, groundtruth=gt, skipped=skipped))
+    idx = g.index.set_index("unit")
+    assert list(idx.index) == [0, 3, 5]
+    assert idx.loc[3, "name"] == "blue-white veil" and not idx.loc[3, "uninterpretable"]
+    assert idx.loc[0, "note"] == "dead" and idx.loc[5, "note"] == "no_phrase"
+    assert idx.loc[3, "truth"] == "veil" and idx.loc[3, "hit"] == 1.0 and idx.loc[5, "hit"] == 0.0
+    assert list(idx["n_exemplars"]) == [0, 2, 0]
+
+
 def test_index_page_escapes_names_and_marks_significant_rows():
     idx = pd.DataFrame({
         "group": ["sae", "sae"], "unit": [0, 1], "name": ["<b>x</b>", "vessels"],
@@ -99,7 +120,10 @@ def _expected_units(run: Path) -> pd.DataFrame:
     parts = []
     for layer in LAYERS:
         d = run / RUN / "annotate" / layer
-        ex, con = pd.read_parquet(d / "exemplars.parquet"), pd.read_parquet(d / "neuron_concepts.parquet")
+        ex, con = (
+            pd.read_parquet(d / "exemplars.parquet"),
+            pd.read_parquet(d / "neuron_concepts.parquet"),
+        )
         units = np.union1d(ex["unit"].unique(), con["unit"].unique())
         top = con.sort_values(["unit", "rank"]).groupby("unit")["concept"].first()
         parts.append(pd.DataFrame({"group": layer, "unit": units,
@@ -114,11 +138,18 @@ def _expected_units(run: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _triples(df: pd.DataFrame) -> list[tuple[str, int, str]]:
+    return [
+        (str(g), int(u), str(n))
+        for g, u, n in df[["group", "unit", "name"]].itertuples(index=False)
+    ]
+
+
 def test_tiny_run_atlas_has_a_page_per_unit_and_shared_thumbnails(tiny_run):
     atlas = tiny_run / RUN / "atlas"
     expected = _expected_units(tiny_run)
     pages = sorted(p.name for p in (atlas / "site" / "units").glob("*.html"))
-    assert pages == sorted(render.unit_file(g, u) for g, u in zip(expected.group, expected.unit))
+    assert pages == sorted(render.unit_file(g, u) for g, u, _ in _triples(expected))
     # one thumbnail per distinct shown image, however many pages show it
     shown = set()
     for layer in (*LAYERS, "sae"):
@@ -133,8 +164,9 @@ def test_tiny_run_atlas_has_a_page_per_unit_and_shared_thumbnails(tiny_run):
         assert json.loads(prov.read_text())["rule"] == "atlas"
 
 
-def test_tiny_run_atlas_is_reproducible_from_the_package(tiny_run, tmp_path):
+def test_tiny_run_atlas_is_reproducible_from_the_package(tiny_run, tmp_path, monkeypatch):
     """build_atlas on the same artifacts writes the same bytes as the rule did."""
+    monkeypatch.chdir(tiny_run)  # the manifest's root is relative to the run's folder
     inputs = _tiny_inputs(tiny_run)
     build_atlas(inputs, tmp_path / "index.html", tmp_path / "site", AtlasParams(),
                 title="tiny / resnet18-s0")  # fmt: skip
@@ -142,7 +174,9 @@ def test_tiny_run_atlas_is_reproducible_from_the_package(tiny_run, tmp_path):
     assert (tmp_path / "index.html").read_bytes() == (atlas / "index.html").read_bytes()
     for f in sorted((atlas / "site").rglob("*")):
         if f.is_file() and f.name != ".snakemake_timestamp":
-            assert (tmp_path / "site" / f.relative_to(atlas / "site")).read_bytes() == f.read_bytes()
+            assert (
+                tmp_path / "site" / f.relative_to(atlas / "site")
+            ).read_bytes() == f.read_bytes()
 
 
 def _tiny_inputs(run: Path, store_override: dict[str, Path] | None = None) -> AtlasInputs:
@@ -157,9 +191,9 @@ def _tiny_inputs(run: Path, store_override: dict[str, Path] | None = None) -> At
     metrics = {"opaque": r / "opaque/metrics.json", "sae": r / "sae/metrics.json",
                "cbm": r / "cbm/metrics.json"}  # fmt: skip
     metrics.update({f"annotate/{layer}": r / f"annotate/{layer}/metrics.json" for layer in LAYERS})
-    # the same paths the rule passes: relative to the run's working directory
-    rel = os.path.relpath
-    artifacts = [Path(rel(p, run)) for p in (data / "manifest.parquet", data / "boxes.parquet")]
+    # the paths the rule passed (its provenance lists them), relative to the run's folder
+    prov = json.loads((r / "atlas/site.prov.json").read_text())
+    artifacts = [Path(p) for p in prov["inputs"]]
     return AtlasInputs(manifest=data / "manifest.parquet", groups=groups,
                        boxes=data / "boxes.parquet", explanations=r / "cbm/explanations.parquet",
                        cbm_model=r / "cbm/model.npz", metrics=metrics, artifacts=artifacts)  # fmt: skip
@@ -182,7 +216,9 @@ def _install_chromium() -> str | None:
 
 @pytest.fixture(scope="session")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (dev extra)")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium not installed (dev extra)"
+    )
     reason = _install_chromium()
     if reason:
         pytest.skip(f"browser tests need Chromium: {reason}")
@@ -224,7 +260,7 @@ def test_index_lists_every_unit_and_filters_by_name(tiny_run, browser):
     expected = _expected_units(tiny_run)
     _open(browser, tiny_run / RUN / "atlas/index.html")
     rows = _visible_rows(browser)
-    assert sorted(rows) == sorted(zip(expected.group, expected.unit.astype(int), expected.name))
+    assert sorted(rows) == sorted(_triples(expected))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "atlas_index.png"))
     # filter by the most common name's first word: exactly the rows whose name contains it
@@ -233,7 +269,7 @@ def test_index_lists_every_unit_and_filters_by_name(tiny_run, browser):
     box.send_keys(word)
     want = expected[expected.name.str.lower().str.contains(word.lower(), regex=False)]
     got = _visible_rows(browser)
-    assert sorted(got) == sorted(zip(want.group, want.unit.astype(int), want.name))
+    assert sorted(got) == sorted(_triples(want))
     assert 0 < len(got) < len(expected)
     assert browser.find_element(By.ID, "count").text == f"{len(got)} of {len(expected)} units"
     # a group filter on top, then sorting by unit keeps the same rows in order
@@ -253,7 +289,8 @@ def test_unit_page_shows_exemplars_with_alt_text(tiny_run, browser):
     imgs = browser.find_elements(By.CSS_SELECTOR, "ul.grid img")
     assert len(imgs) == n
     loaded = browser.execute_script(
-        "return Array.from(document.querySelectorAll('ul.grid img')).map(i => i.naturalWidth);")
+        "return Array.from(document.querySelectorAll('ul.grid img')).map(i => i.naturalWidth);"
+    )
     assert all(w > 0 for w in loaded)  # every thumbnail file exists and decodes
     first = ex[ex.unit == unit].sort_values("rank").iloc[0]
     assert imgs[0].get_attribute("alt").startswith(f"layer4 unit {unit}, exemplar 1 of ")
@@ -262,10 +299,12 @@ def test_unit_page_shows_exemplars_with_alt_text(tiny_run, browser):
     assert _console_errors(browser) == []
 
 
-def test_heat_map_peaks_where_the_unit_fires(tiny_run, browser, tmp_path):
+def test_heat_map_peaks_where_the_unit_fires(tiny_run, browser, tmp_path, monkeypatch):
     """layer4 of the 32-px tiny run has no spatial grid: give it a store whose maps fire
     in each image's top-left cell only, and read the drawn overlay's pixels back."""
     from neurodissect.activations.store import ActivationStore, StoreWriter
+
+    monkeypatch.chdir(tiny_run)
 
     src = ActivationStore(tiny_run / RUN / "activations/layer4.zarr")
     store = tmp_path / "layer4.zarr"
@@ -285,7 +324,8 @@ def test_heat_map_peaks_where_the_unit_fires(tiny_run, browser, tmp_path):
     alpha = browser.execute_script(
         "var c = document.querySelector('canvas.heat'); var x = c.getContext('2d');"
         "function a(px, py){ return x.getImageData(px, py, 1, 1).data[3]; }"
-        "return [document.querySelectorAll('canvas.heat').length, a(4, 4), a(120, 120)];")
+        "return [document.querySelectorAll('canvas.heat').length, a(4, 4), a(120, 120)];"
+    )
     assert alpha[0] == min(int((ex.unit == unit).sum()), AtlasParams().max_exemplars)
     assert alpha[1] > alpha[2] + 60  # hot top-left, cool bottom-right
     browser.save_screenshot(str(ARTIFACTS / "atlas_unit_heatmap.png"))
@@ -317,6 +357,41 @@ def test_index_time_to_interactive_with_2560_rows(browser, tmp_path):
     ready_ms = float(np.median([t[0] for t in times]))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "atlas_index_timing.json").write_text(
-        json.dumps({"rows": n, "ready_ms_median": ready_ms, "runs": times}, indent=2))
+        json.dumps({"rows": n, "ready_ms_median": ready_ms, "runs": times}, indent=2)
+    )
     print(f"atlas index with {n} rows: script ready after {ready_ms:.0f} ms (median of 3)")
+    assert _console_errors(browser) == []
+
+
+def test_class_and_metrics_pages_and_dark_theme(tiny_run, browser):
+    from selenium.webdriver.common.by import By
+
+    site = tiny_run / RUN / "atlas/site"
+    expl = pd.read_parquet(tiny_run / RUN / "cbm/explanations.parquet")
+    _open(browser, site / "classes.html")
+    links = browser.find_elements(By.CSS_SELECTOR, "main li a")
+    links[0].click()
+    browser.execute_async_script(
+        "var done = arguments[0];"
+        "(function wait(){ if (window.atlasReady !== undefined) done(); else setTimeout(wait, 20); })();"
+    )
+    cards = browser.find_elements(By.CSS_SELECTOR, ".card img")
+    assert 0 < len(cards) <= AtlasParams().class_images
+    shown = [c.get_attribute("alt").split()[2].rstrip(",") for c in cards]
+    assert set(shown) <= set(expl["image_id"])  # explained test images only
+    browser.save_screenshot(str(ARTIFACTS / "atlas_class.png"))
+    assert browser.find_elements(By.CSS_SELECTOR, "main table")[0].find_elements(By.TAG_NAME, "tr")
+    assert _console_errors(browser) == []
+    _open(browser, site / "metrics.html")
+    sidecars = [a.get_attribute("href") for a in browser.find_elements(By.LINK_TEXT, "provenance")]
+    assert sidecars and all(Path(h.removeprefix("file://")).exists() for h in sidecars)
+    # keyboard: "/" focuses the search; the theme button switches to dark
+    _open(browser, tiny_run / RUN / "atlas/index.html")
+    browser.find_element(By.TAG_NAME, "body").send_keys("/")
+    assert browser.switch_to.active_element.get_attribute("id") == "q"
+    browser.find_element(By.ID, "theme").click()
+    bg = browser.execute_script("return getComputedStyle(document.body).backgroundColor;")
+    assert bg == "rgb(22, 23, 26)"
+    browser.save_screenshot(str(ARTIFACTS / "atlas_index_dark.png"))
+    browser.find_element(By.ID, "theme").click()  # back to light for the other tests
     assert _console_errors(browser) == []

@@ -95,7 +95,7 @@ def _cell(col: Column, row: pd.Series, root: str) -> str:
             return '<td data-v=""></td>'
         return f'<td data-v="{int(v)}">{"yes" if v else "no"}</td>'
     if col.kind == "num":
-        raw = "" if pd.isna(v) else repr(float(v))
+        raw = "" if pd.isna(v) else f"{float(v):.6g}"  # the sort key
         shown = str(int(v)) if col.key in ("unit", "n_exemplars") else num(v)
         return f'<td class="n" data-v="{raw}">{shown}</td>'
     return f"<td>{esc(v)}</td>"
