@@ -63,27 +63,32 @@ def _shown(group: Group, params: AtlasParams) -> pd.DataFrame:
     return group.exemplars[group.exemplars["rank"] < params.max_exemplars]
 
 
-def _snippets(manifest: Manifest, ids: list[str], phrase: str, n: int) -> list[tuple[str, str]]:
+def _snippets(
+    reports: dict[str, str], ids: list[str], phrase: str, n: int
+) -> list[tuple[str, str]]:
     """Reports of the exemplars (rank order) that contain the name's phrase, trimmed."""
     if not phrase:
         return []
-    reports = manifest.df.set_index("image_id")["report"]
     out = []
     for image_id in ids:
-        text = str(reports.get(image_id, "") or "")
+        text = reports.get(image_id, "")
         pos = text.lower().find(phrase.lower())
         if pos < 0:
             continue
         start = max(0, pos - SNIPPET_CHARS // 2)
         cut = text[start : start + SNIPPET_CHARS]
-        out.append(
-            (
-                image_id,
-                ("…" if start else "") + cut + ("…" if start + SNIPPET_CHARS < len(text) else ""),
-            )
-        )
+        more = "…" if start + SNIPPET_CHARS < len(text) else ""
+        out.append((image_id, ("…" if start else "") + cut + more))
         if len(out) >= n:
             break
+    return out
+
+
+def _by_unit(df: pd.DataFrame) -> dict[int, list[dict]]:
+    """unit → its rows as plain dicts (rank order kept): pandas per unit is far too slow."""
+    out: dict[int, list[dict]] = {}
+    for rec in df.to_dict("records"):
+        out.setdefault(int(rec["unit"]), []).append(rec)
     return out
 
 
@@ -181,32 +186,33 @@ def build_atlas(
 def _write_unit_pages(out: Path, groups, index, manifest, thumbs, boxes, params) -> int:
     out.mkdir(parents=True, exist_ok=True)
     files = [render.unit_file(g, u) for g, u in zip(index["group"], index["unit"], strict=True)]
+    reports = dict(zip(manifest.df["image_id"].astype(str),
+                       manifest.df["report"].fillna("").astype(str), strict=True))  # fmt: skip
     pos = 0
     for group in groups:
         shown = _shown(group, params)
         maps = exemplar_maps(group.store, shown) if group.store else {}
-        by_unit = dict(tuple(shown.groupby("unit", sort=True)))
-        concepts = dict(tuple(group.concepts.groupby("unit", sort=True)))
+        by_unit = _by_unit(shown)
+        concepts = _by_unit(group.concepts)
+        descriptions = group.extra.get("descriptions", {})
         for row in group.index.to_dict("records"):
             unit = int(row["unit"])
-            ex = by_unit.get(unit, shown.iloc[:0])
-            unit_maps = [maps.get((unit, i)) for i in ex["image_id"]]
+            ex = by_unit.get(unit, [])
+            ids = [str(e["image_id"]) for e in ex]
+            unit_maps = [maps.get((unit, i)) for i in ids]
             heat = iter(quantise([m for m in unit_maps if m is not None]))
             exemplars = [
-                render.Exemplar(int(r), str(i), float(a), thumbs[str(i)][0], thumbs[str(i)][1:],
-                                next(heat) if m is not None else None, boxes.get(str(i), ()))
-                for r, i, a, m in zip(ex["rank"], ex["image_id"], ex["activation"], unit_maps,
-                                      strict=True)
+                render.Exemplar(int(e["rank"]), i, float(e["activation"]), thumbs[i][0],
+                                thumbs[i][1:], next(heat) if m is not None else None,
+                                boxes.get(i, ()))
+                for e, i, m in zip(ex, ids, unit_maps, strict=True)
             ]  # fmt: skip
-            con = concepts.get(unit, group.concepts.iloc[:0]).head(params.top_concepts)
             snippets = []
             if group.is_sae and row["method"] in ("reports", "llm"):
-                snippets = _snippets(
-                    manifest, list(ex["image_id"]), row["name"], params.max_snippets
-                )
+                snippets = _snippets(reports, ids, row["name"], params.max_snippets)
             view = render.UnitView(
-                group.name, unit, row, con, exemplars,
-                description=group.extra.get("descriptions", {}).get(unit, ""),
+                group.name, unit, row, concepts.get(unit, [])[: params.top_concepts], exemplars,
+                description=descriptions.get(unit, ""),
                 snippets=snippets,
                 prev_file=files[pos - 1] if pos > 0 else None,
                 next_file=files[pos + 1] if pos + 1 < len(files) else None,

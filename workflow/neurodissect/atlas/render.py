@@ -81,7 +81,7 @@ def index_columns(index: pd.DataFrame) -> list[Column]:
     return cols
 
 
-def _cell(col: Column, row: pd.Series, root: str) -> str:
+def _cell(col: Column, row: dict, root: str) -> str:
     v = row[col.key]
     if col.key == "name":
         label = esc(v) if v else '<span class="muted">(unnamed)</span>'
@@ -110,7 +110,7 @@ def index_page(index: pd.DataFrame, significance: float, title: str) -> str:
         for c in cols
     )
     rows = []
-    for (_, row), s in zip(index.iterrows(), sig, strict=True):
+    for row, s in zip(index.to_dict("records"), sig, strict=True):
         cells = "".join(_cell(c, row, "") for c in cols)
         rows.append(
             f'<tr data-group="{esc(row["group"])}" data-sig="{int(bool(s))}" '
@@ -167,11 +167,12 @@ def exemplar_figure(label: str, ex: Exemplar, n: int, root: str) -> str:
             f"<figcaption>{esc(cap)}<br>{esc(ex.image_id)}</figcaption></figure></li>")  # fmt: skip
 
 
-def concepts_table(concepts: pd.DataFrame, top: int) -> str:
-    if concepts.empty:
+def concepts_table(concepts: Sequence[dict]) -> str:
+    """The unit's concepts (dicts with concept, score and optionally p_value, stability)."""
+    if not concepts:
         return '<p class="muted">No concepts assigned.</p>'
     rows = []
-    for _, r in concepts.head(top).iterrows():
+    for r in concepts:
         rows.append(f"<tr><td>{esc(r['concept'])}</td><td class='n'>{num(r.get('score'))}</td>"
                     f"<td class='n'>{num(r.get('p_value'))}</td>"
                     f"<td class='n'>{num(r.get('stability'))}</td></tr>")  # fmt: skip
@@ -201,7 +202,7 @@ class UnitView:
     group: str
     unit: int
     row: dict  # the unit's index row
-    concepts: pd.DataFrame
+    concepts: Sequence[dict]  # concept, score, p_value, stability: the top ones
     exemplars: list[Exemplar]
     description: str = ""
     snippets: Sequence[tuple[str, str]] = ()
@@ -230,7 +231,7 @@ def unit_page(v: UnitView) -> str:
     body = [f"<h1>{esc(label)} — {esc(name)}</h1>", pager, f'<dl class="stats">{dl}</dl>']
     if v.description:
         body.append(f"<p>{esc(v.description)}</p>")
-    body.append("<h2>Top concepts</h2>" + concepts_table(v.concepts, len(v.concepts)))
+    body.append("<h2>Top concepts</h2>" + concepts_table(v.concepts))
     if v.snippets:
         body.append("<h2>Report snippets behind the name</h2>" + snippets_html(v.snippets, name))
     n = int(row["n_exemplars"])
