@@ -342,6 +342,8 @@ def metrics_page(metrics: dict[str, tuple[dict, str, str | None]],
 
 
 def _metric(v: object) -> str:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)):
+    if isinstance(v, (bool, int, np.integer)) or not isinstance(v, (float, np.floating)):
         return str(v)
+    if float(v).is_integer():
+        return str(int(v))
     return num(v, 4)
