@@ -156,7 +156,7 @@ JS = """\
     var r = Math.round(255 * Math.min(1, 2 * t));
     var g = Math.round(255 * Math.max(0, 2 * t - 1));
     var b = Math.round(160 * Math.max(0, 1 - 2 * t));
-    return [r, g, b, Math.round(170 * t)];
+    return [r, g, b, Math.round(140 * t)];
   }
 
   function drawHeat(canvas) {
