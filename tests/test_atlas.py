@@ -396,3 +396,16 @@ def test_class_and_metrics_pages_and_dark_theme(tiny_run, browser):
     browser.save_screenshot(str(ARTIFACTS / "atlas_index_dark.png"))
     browser.find_element(By.ID, "theme").click()  # back to light for the other tests
     assert _console_errors(browser) == []
+
+
+def test_schema_defaults_are_the_settings_defaults():
+    from dataclasses import asdict
+
+    import yaml
+
+    from neurodissect.config import validate
+
+    cfg = validate(yaml.safe_load((REPO / "config/config.yaml").read_text()),
+                   REPO / "config/schema.yaml")  # fmt: skip
+    assert cfg["atlas"] == asdict(AtlasParams())
+    assert AtlasParams.from_config({**cfg["atlas"], "thumb_px": 48}).thumb_px == 48
