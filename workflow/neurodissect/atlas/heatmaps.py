@@ -14,6 +14,8 @@ import pandas as pd
 
 from ..activations.store import ActivationStore
 
+ROW_BLOCK = 256  # images whose maps are read at once
+
 
 def exemplar_maps(store_path: Path, exemplars: pd.DataFrame) -> dict[tuple[int, str], np.ndarray]:
     """(unit, image_id) → the unit's float32 (h, w) map over that image, for every exemplar
@@ -30,12 +32,19 @@ def exemplar_maps(store_path: Path, exemplars: pd.DataFrame) -> dict[tuple[int, 
         rows = {i: r for r, i in enumerate(ids) if i in wanted}
         if not rows:
             continue
-        order = sorted(rows.values())
-        maps = np.asarray(store.maps_array(split).oindex[order], dtype=np.float32)
-        pos = {r: k for k, r in enumerate(order)}
         sel = exemplars[exemplars["image_id"].isin(list(rows))]
+        wanted_by_row: dict[int, list[int]] = {}
         for unit, image_id in zip(sel["unit"], sel["image_id"], strict=True):
-            out[(int(unit), str(image_id))] = maps[pos[rows[image_id]], int(unit)]
+            wanted_by_row.setdefault(rows[image_id], []).append(int(unit))
+        order = sorted(wanted_by_row)
+        arr = store.maps_array(split)
+        # blocks of rows keep memory bounded on real data (7x7 maps of 2,048 channels)
+        for start in range(0, len(order), ROW_BLOCK):
+            block = order[start : start + ROW_BLOCK]
+            maps = np.asarray(arr.oindex[block], dtype=np.float32)
+            for k, r in enumerate(block):
+                for unit in wanted_by_row[r]:
+                    out[(unit, str(ids[r]))] = maps[k, unit].copy()  # not a view of the block
     return out
 
 
