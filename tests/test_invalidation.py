@@ -19,7 +19,7 @@ from conftest import REPO, clone_run, deep_update, run_snakemake
 ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation"}
 SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concepts", "evaluate_sae",
              "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm"}  # fmt: skip
-ALWAYS_AFTER = {"figures", "compare", "audit", "all"}  # summaries of everything
+ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
 def planned_jobs(workdir: Path, config: Path, snakefile: Path | None = None) -> set[str]:
@@ -151,6 +151,11 @@ def test_editing_a_package_module_reruns_its_rules_only(run, tmp_path):
     jobs = planned_jobs(run, run / "config.yaml", repo / "Snakefile")
     assert "train_sae" in jobs
     assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+
+
+def test_an_atlas_setting_reruns_the_atlas_only(run):
+    jobs = planned_jobs(run, change_config(run, {"atlas": {"thumb_px": 48}}))
+    assert jobs - {"compare", "audit", "all"} == {"atlas"}, jobs
 
 
 def test_rejected_config_touches_nothing(run):
