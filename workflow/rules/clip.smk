@@ -25,7 +25,7 @@ if config["clip"]["source"] == "train":
             corpus=config["clip"]["corpus"],
             synth=clip_corpus_synth,
         conda:
-            "../../envs/core.yaml"
+            "../../envs/torch.yaml"  # the package's clip stage imports torch
         threads: 2
         resources:
             mem_mb=2000,
