@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_snakemake, write_config
+from conftest import deep_update, run_snakemake, write_config
 from neurodissect.activations.store import ActivationStore
 from neurodissect.clip import encode_texts, load_clip
 from neurodissect.clip.data import sample_sentences, split_sentences
@@ -438,3 +438,87 @@ def test_clip_rules_on_synthetic_data(tmp_path):
     cfg2 = write_config(tmp_path / "config2.yaml", {"annotate": {"template": "a photo of {}"}})
     dry = run_snakemake(tmp_path, *targets, "-n", configfile=cfg2).stdout
     assert "embed_texts" in dry and "train_clip" not in dry and "embed_images" not in dry
+
+
+# -- clip.corpus: the CLIP's own generated corpus --------------------------------------------
+def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
+    from neurodissect.clip.corpus import CorpusSettings, build_corpus, corpus_training_split
+
+    settings = CorpusSettings(n=40, seed=7)
+    manifest = build_corpus("synthderm", tmp_path / "raw", tmp_path / "data", corpus=settings,
+                            size=32, noise=0.1, difficulty=0.5)  # fmt: skip
+    corpus = read_manifest(manifest)
+    assert len(corpus) == 40 and corpus.classes == read_manifest(
+        synth_data("synthderm") / "manifest.parquet").classes  # fmt: skip
+    # other images than the dataset's (seed 0), the same generator and report language
+    dataset = read_manifest(synth_data("synthderm") / "manifest.parquet")
+    assert not set(corpus.df["sha256"]) & set(dataset.df["sha256"])
+    assert (
+        corpus.df["report"].str.len().min() > 0 and corpus.class_synonyms == dataset.class_synonyms
+    )
+    # val monitors training; every other row is a training pair
+    train = corpus_training_split(corpus)
+    assert set(train.df["split"]) == {"train", "test"} and (corpus.df["split"] == "val").sum() > 0
+    assert len(train) + (corpus.df["split"] == "val").sum() == 40
+    again = build_corpus("synthderm", tmp_path / "raw2", tmp_path / "data2", corpus=settings,
+                         size=32, noise=0.1, difficulty=0.5)  # fmt: skip
+    assert read_manifest(again).df.equals(corpus.df)
+
+
+def test_corpus_seed_of_the_dataset_is_a_config_error():
+    from neurodissect.clip.corpus import CorpusSettings, build_corpus, check_corpus_seed
+
+    check_corpus_seed(CorpusSettings(n=10, seed=1), 0, "d")
+    check_corpus_seed(CorpusSettings(n=0, seed=0), 0, "d")  # no corpus, nothing to clash
+    with pytest.raises(ConfigError, match="clip.corpus.seed=3 equals datasets.d.synth.seed"):
+        check_corpus_seed(CorpusSettings(n=10, seed=3), 3, "d")
+    with pytest.raises(ConfigError, match="clip.corpus.n is 0"):
+        build_corpus("synthderm", "r", "d", corpus=CorpusSettings(), size=32, noise=0, difficulty=0)
+
+
+def test_training_on_a_corpus_never_reads_the_dataset_pairs(discs, tmp_path):
+    """The CLIP learns from the corpus only; metrics.json scores the dataset's test split."""
+    corpus = write_discs(tmp_path / "corpus", n=60, seed=5)
+    summary = train_clip(discs, **outputs(tmp_path / "out"), params=tiny_params(epochs=1),
+                         corpus_path=corpus)  # fmt: skip
+    metrics = read_json(tmp_path / "out/metrics.json")
+    corpus_val = (read_manifest(corpus).df["split"] == "val").sum()
+    assert summary["n_train_pairs"] == metrics["n_train_pairs"] == 60 - corpus_val
+    assert metrics["n_test"] == (read_manifest(discs).df["split"] == "test").sum()
+    history = pd.read_csv(tmp_path / "out/history.csv")
+    assert len(history) == 1  # monitored on the corpus' val split
+    info = json.loads((tmp_path / "out/model/open_clip_config.json").read_text())["neurodissect"]
+    assert info["corpus"] is True
+
+
+def test_clip_corpus_rule_and_what_its_keys_rerun(tmp_path):
+    corpus_cfg = {"clip": {"corpus": {"n": 60, "seed": 5}, "epochs": 1}}
+    cfg = write_config(tmp_path / "config.yaml", corpus_cfg)
+    run_snakemake(tmp_path, "results/tiny/clip/metrics.json", configfile=cfg)
+    corpus = read_manifest(tmp_path / "results/tiny/clip/corpus/data/manifest.parquet")
+    dataset = read_manifest(tmp_path / "results/tiny/data/manifest.parquet")
+    assert len(corpus) == 60 and not set(corpus.df["sha256"]) & set(dataset.df["sha256"])
+    prov = read_json(tmp_path / "results/tiny/clip/corpus/data/manifest.parquet.prov.json")
+    assert prov["rule"] == "clip_corpus"
+    metrics = read_json(tmp_path / "results/tiny/clip/metrics.json")
+    assert metrics["n_train_pairs"] == (corpus.df["split"] != "val").sum()
+
+    def dry(changes) -> set[str]:
+        """Rules of the jobs a dry run with ``changes`` plans (its job table)."""
+        c = write_config(tmp_path / "c.yaml", deep_update(corpus_cfg, changes))
+        proc = run_snakemake(tmp_path, "results/tiny/clip/metrics.json", "-n", configfile=c)
+        out = proc.stdout + proc.stderr
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        return {r[0] for r in rows if len(r) == 2 and r[0].isidentifier() and r[1].isdigit()} - {
+            "total"
+        }
+
+    assert dry({}) == set()
+    assert dry({"clip": {"epochs": 2}}) == {"train_clip"}  # training keys leave the corpus be
+    assert dry({"clip": {"corpus": {"n": 70}}}) == {"clip_corpus", "train_clip"}
+    bad = write_config(
+        tmp_path / "bad.yaml", deep_update(corpus_cfg, {"clip": {"corpus": {"seed": 0}}})
+    )
+    proc = run_snakemake(tmp_path, "results/tiny/clip/metrics.json", "-n", configfile=bad,
+                         check=False)  # fmt: skip
+    assert proc.returncode != 0 and "clip.corpus.seed=0 equals" in proc.stdout + proc.stderr

@@ -2,13 +2,40 @@
 # results/{dataset}/clip/model/ (an open_clip local-dir): train_clip (a small CLIP
 # trained on the train-split image-report pairs; its per-epoch resume checkpoint
 # clip/.resume/ is deliberately not an output) or load_clip (a pretrained or local
-# model). Input functions: clip_* in common.smk.
+# model). With clip.corpus.n > 0 (synthetic datasets), clip_corpus first generates the
+# CLIP's own image-report corpus (same generator, another seed) under clip/corpus/ and
+# train_clip trains on it only. Input functions: clip_* in common.smk.
 
 if config["clip"]["source"] == "train":
 
+    rule clip_corpus:
+        output:
+            raw=directory("results/{dataset}/clip/corpus/raw"),
+            manifest="results/{dataset}/clip/corpus/data/manifest.parquet",
+        log:
+            "results/{dataset}/logs/clip_corpus.log",
+        benchmark:
+            "results/{dataset}/benchmarks/clip_corpus.tsv"
+        params:
+            code=code_version(
+                "clip.corpus", *SYNTH_MODULES, "data.prepare", "data.manifest",
+                "data.images", "data.adapters",
+            ),  # fmt: skip
+            kind=lambda wc: dataset_cfg(wc)["format"],
+            corpus=config["clip"]["corpus"],
+            synth=clip_corpus_synth,
+        conda:
+            "../../envs/torch.yaml"  # the package's clip stage imports torch
+        threads: 2
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        script:
+            "../scripts/clip_corpus.py"
+
     rule train_clip:
         input:
-            manifest="results/{dataset}/data/manifest.parquet",
+            unpack(clip_train_inputs),
         output:
             model=directory("results/{dataset}/clip/model"),
             metrics="results/{dataset}/clip/metrics.json",

@@ -329,6 +329,40 @@ def clip_train_config():
     return {k: v for k, v in config["clip"].items() if k not in skip}
 
 
+def clip_corpus_on():
+    """clip.corpus.n > 0: train_clip reads the generated corpus, not the dataset's images."""
+    return config["clip"]["source"] == "train" and config["clip"]["corpus"]["n"] > 0
+
+
+def clip_corpus_synth(wildcards):
+    """The dataset's generator options the corpus shares (its n and seed are the corpus')."""
+    from neurodissect.clip.corpus import CorpusSettings, check_corpus_seed
+
+    ds = dataset_cfg(wildcards)
+    if ds["format"] not in SYNTH_FORMATS or ds.get("root"):
+        raise WorkflowError(
+            f"clip.corpus.n > 0 needs a synthetic dataset without a `root` (the corpus comes "
+            f"from its generator); dataset '{wildcards.dataset}' is {ds['format']}: "
+            "set clip.corpus.n: 0 or clip.source: open_clip / local"
+        )
+    try:
+        check_corpus_seed(
+            CorpusSettings.from_config(config["clip"]["corpus"]), ds["synth"]["seed"],
+            wildcards.dataset,
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
+    return {k: ds["synth"][k] for k in ("size", "noise", "difficulty")}
+
+
+def clip_train_inputs(wildcards):
+    """train_clip inputs: the dataset's manifest (evaluation), plus the corpus' if any."""
+    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
+    if clip_corpus_on():
+        inputs["corpus"] = f"results/{wildcards.dataset}/clip/corpus/data/manifest.parquet"
+    return inputs
+
+
 def clip_load_config():
     """clip.* of load_clip: the source and its own keys (plus the evaluation batch size)."""
     source = config["clip"]["source"]

@@ -15,5 +15,6 @@ with RunContext.from_snakemake(snakemake, seed=snakemake.params.cfg["seed"]) as 
         threads=ctx.threads,
         dpi=ctx.params.dpi,
         title=ctx.wildcards["dataset"],
+        corpus_path=ctx.input.get("corpus"),
     )
     ctx.record(**summary)

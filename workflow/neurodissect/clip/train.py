@@ -42,6 +42,7 @@ from ..models.resume import (
 )  # fmt: skip
 from ..provenance import recorded_digest
 from ..runtime import pick_device, progress, seed_everything
+from .corpus import corpus_training_split
 from .data import ImageTextPairs, ManifestImageFiles
 from .encode import encode_image_batches, encode_text_trimmed, encode_texts, trim_padding
 from .metrics import (
@@ -151,9 +152,11 @@ def with_reports(manifest: Manifest) -> Manifest:
 
 
 def evaluate_alignment(model, preprocess, tokenizer, manifest: Manifest, split: str = "test",
-                       batch_size: int = 128, num_workers: int = 0) -> dict[str, Any]:  # fmt: skip
+                       batch_size: int = 128, num_workers: int = 0,
+                       train_reports: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Image→report recall@1/5 on ``split`` (images with a report) and zero-shot
-    classification of all its images with class-name prompts."""
+    classification of all its images with class-name prompts (the synonyms that
+    ``train_reports``, by default the train split's, use)."""
     part = manifest.split(split)
     out: dict[str, Any] = {"split": split}
     if not len(part):
@@ -166,7 +169,8 @@ def evaluate_alignment(model, preprocess, tokenizer, manifest: Manifest, split: 
     out["n_test"] = len(rows)
     if len(rows):
         out.update(recall_at_k(image_emb[rows], encode_texts(model, tokenizer, texts, batch_size)))
-    train_reports = manifest.split("train").df["report"].fillna("").tolist()
+    if train_reports is None:
+        train_reports = manifest.split("train").df["report"].fillna("").tolist()
     synonyms = prompt_synonyms(manifest.class_synonyms, train_reports)
     per_class = [encode_texts(model, tokenizer, [ZEROSHOT_TEMPLATE.format(s) for s in synonyms[c]])
                  for c in manifest.classes]  # fmt: skip
@@ -255,8 +259,8 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
     return {"history": history, "resumed_from_epoch": start}
 
 
-def _check_pairs(manifest: Manifest, path: PathLike) -> Manifest:
-    train = with_reports(manifest.split("train"))
+def _check_pairs(manifest: Manifest, path: PathLike, corpus: bool = False) -> Manifest:
+    train = with_reports(corpus_training_split(manifest) if corpus else manifest.split("train"))
     if len(train) < 2:
         raise InputError(
             f"{path}: clip.source: train needs train-split images with reports (found "
@@ -269,16 +273,23 @@ def train_clip(
     manifest_path: PathLike, model_out: PathLike, metrics_out: PathLike, history_out: PathLike,
     curve_out: PathLike | None, *, params: ClipParams, resume_dir: PathLike | None = None,
     threads: int | None = None, dpi: int = 120, title: str = "",
+    corpus_path: PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Rule entry point: train, then write the local-dir, metrics.json, history.csv and the
-    training curve. Returns what goes into the outputs' provenance."""
+    training curve. Returns what goes into the outputs' provenance.
+
+    With ``corpus_path`` (a clip.corpus manifest, :mod:`.corpus`) the CLIP trains on that
+    corpus (val split: monitoring) and never sees the dataset's images; metrics.json
+    still scores the dataset's test split.
+    """
     import open_clip
     from open_clip.transform import image_transform
 
     if threads:
         torch.set_num_threads(int(threads))
     manifest = read_manifest(manifest_path)
-    train_pairs = _check_pairs(manifest, manifest_path)
+    source = read_manifest(corpus_path) if corpus_path is not None else manifest
+    train_pairs = _check_pairs(source, corpus_path or manifest_path, corpus_path is not None)
     device = pick_device(params.device)
     seed_everything(params.seed)
     model_cfg = model_config(params.architecture)
@@ -293,25 +304,31 @@ def train_clip(
                                       aug_cfg={"scale": (0.8, 1.0)}, **transform_kwargs)  # fmt: skip
     train_ds = ImageTextPairs(train_pairs, train_transform, seed=params.seed,
                               sentence_keep=params.sentence_keep)  # fmt: skip
-    val = (with_reports(manifest.split("val")), eval_transform)
+    val = (with_reports(source.split("val")), eval_transform)
     resume_dir = Path(resume_dir or Path(model_out).parent / ".resume")
     job = fingerprint(params={k: v for k, v in asdict(params).items() if k not in ("device", "num_workers")},
-                      data=recorded_digest(manifest_path), kind="clip", device=str(device),
+                      data=[recorded_digest(p) for p in (manifest_path, corpus_path) if p],
+                      kind="clip", device=str(device),
                       amp=runtime.amp_enabled(device, params.amp))  # fmt: skip
     try:
         result = fit_clip(model, tokenizer, train_ds, val, params=params, device=device,
                           resume_path=resume_dir / "last.pt", job_fingerprint=job)  # fmt: skip
         metrics = evaluate_alignment(model, eval_transform, tokenizer, manifest, "test",
-                                     params.batch_size, params.num_workers)  # fmt: skip
+                                     params.batch_size, params.num_workers,
+                                     train_pairs.df["report"].fillna("").tolist())  # fmt: skip
     except torch.OutOfMemoryError:
         raise ConfigError(
             f"out of GPU memory training the CLIP at clip.batch_size={params.batch_size} on "
             f"{device}; lower clip.batch_size or clip.image_size"
         ) from None
     history = pd.DataFrame(result["history"], columns=list(HISTORY_COLUMNS))
-    metrics.update(train_loss=float(history["train_loss"].iloc[-1]), epochs=params.epochs)
+    metrics.update(
+        train_loss=float(history["train_loss"].iloc[-1]),
+        epochs=params.epochs,
+        n_train_pairs=len(train_pairs),
+    )
     info = {"source": "train", "epochs": params.epochs, "seed": params.seed,
-            "n_train_pairs": len(train_pairs)}  # fmt: skip
+            "n_train_pairs": len(train_pairs), "corpus": corpus_path is not None}  # fmt: skip
     save_local_dir(model, model_cfg, preprocess_cfg, model_out, info)
     write_json(metrics, metrics_out)
     with atomic_path(history_out) as tmp:
