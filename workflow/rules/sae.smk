@@ -90,8 +90,8 @@ rule evaluate_sae:
 rule sae_baselines:
     input:
         acts=sae_features,
-        latents="results/{dataset}/{model}/sae/latents.zarr",
-        sae_metrics=rules.evaluate_sae.output.metrics,
+        model=rules.train_sae.output.model,
+        latents=rules.encode_latents.output.latents,
         gt_table="results/{dataset}/data/concepts_gt.parquet",
     output:
         table="results/{dataset}/{model}/sae/baselines.parquet",
@@ -106,8 +106,7 @@ rule sae_baselines:
     benchmark:
         "results/{dataset}/benchmarks/{model}/sae_baselines.tsv"
     params:
-        code=code_version("sae.baselines", "sae.metrics", "activations.store", "evaluate",
-                          "viz.sae"),
+        code=code_version("sae", "activations.store", "evaluate", "viz.sae"),
         cfg=section("sae", *SAE_BASELINE_KEYS),
         dpi=config["figures"]["dpi"],
     conda:

@@ -6,8 +6,8 @@ from neurodissect.sae.baselines import sae_baselines
 with RunContext.from_snakemake(snakemake, seed=snakemake.params.cfg["seed"]) as ctx:
     sae_baselines(
         ctx.input.acts,
+        ctx.input.model,
         ctx.input.latents,
-        ctx.input.sae_metrics,
         ctx.output.table,
         ctx.params.cfg,
         gt_table=ctx.input.gt_table,

@@ -13,8 +13,9 @@ the concept) and mcc (Hungarian matching on |Pearson correlation|).
 
 A PCA or ICA component's sign is arbitrary, so a concept counts as recovered
 by the component or by its negation; NMF codes and identity are used as they
-are (their sign means something). The SAE's own row is read from its
-metrics.json, so the table compares like with like.
+are (their sign means something). The SAE's own row is computed here by the
+same code from its checkpoint and latents (equal to its metrics.json), so the
+table compares like with like, and renaming latents does not refit the baselines.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from ..evaluate.groundtruth import (
     matched_correlation,
     read_planted_concepts,
 )
-from ..io import PathLike, read_json, write_parquet
-from .metrics import fvu
+from ..io import PathLike, write_parquet
+from .metrics import evaluate_arrays, fvu
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def baseline_rows(train, test, present, n_components: int, p: BaselineParams) ->
     rows = []
     d = train.shape[1]
     for method in p.baselines:
-        n = d if method == "identity" else max(1, min(n_components, d, len(train)))
+        # centring leaves rank ≤ rows − 1: more components would be degenerate directions
+        n = d if method == "identity" else max(1, min(n_components, d, len(train) - 1))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             codes, recon, signed = fit_codes(method, train, test, n, p.seed, p.baseline_max_iter)
@@ -122,10 +124,19 @@ def baseline_rows(train, test, present, n_components: int, p: BaselineParams) ->
     return rows
 
 
+def sae_row(model, latents: np.ndarray, test: np.ndarray, present, p: BaselineParams) -> dict:
+    """The SAE scored exactly like a baseline; its live latents set the baselines' size."""
+    live = int((latents > 0).any(0).sum())
+    row = {"method": "sae", "n_components": live,
+           **{k: evaluate_arrays(model, test)[k] for k in ("fvu", "l0")}}  # fmt: skip
+    row.update(dictionary_scores(latents, present, False, p.recovery_auroc))
+    return row
+
+
 def sae_baselines(
     acts_path: PathLike,
+    model_path: PathLike,
     latents_path: PathLike,
-    sae_metrics_path: PathLike,
     table_out: PathLike,
     params: dict[str, Any],
     *,
@@ -139,18 +150,20 @@ def sae_baselines(
     for split in (TRAIN_SPLIT, p.eval_split):
         if split not in acts.splits or acts.n_rows(split) == 0:
             raise InputError(f"{acts_path}: no {split} rows (splits {acts.splits})")
-    sae = read_json(sae_metrics_path)
-    n_latents = ActivationStore(latents_path).n_units
-    n_live = max(1, round((1.0 - float(sae["dead_fraction"])) * n_latents))
+    from .base import load_sae
+
+    latents = ActivationStore(latents_path)
+    ids = acts.image_ids(p.eval_split)
+    if list(latents.image_ids(p.eval_split)) != list(ids):
+        raise InputError(f"{latents_path} and {acts_path} list other images in {p.eval_split}")
     test = acts.acts_array(p.eval_split)[:]
     present = None
     truth = read_planted_concepts(gt_table) if gt_table is not None else None
     if truth is not None and truth.concepts:
-        present = truth.aligned(acts.image_ids(p.eval_split), f"{acts_path} ({p.eval_split})")
-    rows = baseline_rows(acts.acts_array(TRAIN_SPLIT)[:], test, present, n_live, p)
-    rows.insert(0, {"method": "sae", "n_components": n_live, "fvu": sae["fvu"], "l0": sae["l0"],
-                    "planted_recovered_fraction": sae.get("planted_recovered_fraction"),
-                    "mcc": sae.get("mcc")})  # fmt: skip
+        present = truth.aligned(ids, f"{acts_path} ({p.eval_split})")
+    sae = sae_row(load_sae(model_path), latents.acts_array(p.eval_split)[:], test, present, p)
+    rows = [sae, *baseline_rows(acts.acts_array(TRAIN_SPLIT)[:], test, present,
+                                max(1, sae["n_components"]), p)]  # fmt: skip
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in COLUMNS[2:]:
         table[col] = table[col].astype("float64")
