@@ -49,7 +49,7 @@ TRAIN_SPLIT = "train"
 @dataclass(frozen=True)
 class BaselineParams:
     baselines: tuple[str, ...] = METHODS
-    baseline_max_iter: int = 300
+    baseline_max_iter: int = 200
     eval_split: str = "test"
     recovery_auroc: float = 0.9
     seed: int = 0
@@ -65,7 +65,7 @@ class BaselineParams:
 
 
 def fit_codes(method: str, train: np.ndarray, test: np.ndarray, n_components: int,
-              seed: int = 0, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray, bool]:  # fmt: skip
+              seed: int = 0, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray, bool]:  # fmt: skip
     """(codes of ``test``, their reconstruction, whether code signs are arbitrary)."""
     train = np.asarray(train, np.float64)
     test = np.asarray(test, np.float64)
