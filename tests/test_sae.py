@@ -796,7 +796,7 @@ def test_correlation_matching_and_f1_on_a_hand_built_case():
     )
 
     y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 0], [1, 1]], dtype=bool)
-    units = np.stack([y[:, 0] * 2.0, -y[:, 1] * 1.0, np.ones(6)], axis=1)  # copy, negation, const
+    units = np.stack([y[:, 0] * 2.0, -1.0 * y[:, 1], np.ones(6)], axis=1)  # copy, negation, const
     corr = correlation_matrix(units, y)
     np.testing.assert_allclose(corr[0, 0], 1.0)
     np.testing.assert_allclose(corr[1, 1], 1.0)  # |r|: a negated copy matches too

@@ -28,7 +28,7 @@ from .topk import TopKConfig, TopKSAE
 
 @dataclass(frozen=True)
 class BatchTopKConfig(TopKConfig):
-    threshold_momentum: float = 0.01
+    threshold_momentum: float = 0.1
 
 
 def batch_topk_positive(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
