@@ -18,7 +18,7 @@ from conftest import REPO, clone_run, deep_update, run_snakemake
 # Everything downstream of the annotation branch / the SAE branch, by rule.
 ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation"}
 SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concepts", "evaluate_sae",
-             "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm"}  # fmt: skip
+             "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm", "sae_baselines"}  # fmt: skip
 ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
@@ -88,6 +88,20 @@ def test_training_on_views_that_are_not_extracted_is_rejected(run):
     cfg = change_config(run, {"activations": {"augment_views": 0}})
     proc = run_snakemake(run, "-n", configfile=cfg, check=False)
     assert proc.returncode != 0 and "augment_views" in proc.stderr + proc.stdout
+
+
+def test_sae_evaluation_keys_rerun_their_rule_only(run):
+    jobs = planned_jobs(run, change_config(run, {"sae": {"probe_c": 0.5}}))
+    assert jobs - ALWAYS_AFTER == {"evaluate_sae"}, jobs
+    jobs = planned_jobs(run, change_config(run, {"sae": {"probe_c": 1.0,
+                                                         "baselines": ["pca"]}}))  # fmt: skip
+    assert jobs - ALWAYS_AFTER == {"sae_baselines"}, jobs
+
+
+def test_sae_variant_reruns_the_sae_chain_only(run):
+    jobs = planned_jobs(run, change_config(run, {"sae": {"variant": "batchtopk"}}))
+    assert "train_sae" in jobs and "sae_baselines" in jobs
+    assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
 
 
 def test_annotate_alpha_reruns_matching_and_after_only(run):

@@ -714,3 +714,269 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
     # TINY_CONFIG: the train images and 2 augmented views of each
     assert acts.n_rows("train_aug") == 2 * acts.n_rows("train")
     assert json.dumps(prov).count(f'"train_rows": {3 * acts.n_rows("train")}') == 1
+    for key in ("encoded_fraction", "planted_recovered_of_encoded", "mcc"):
+        assert key in metrics, key
+    baselines = pd.read_parquet(run / "sae" / "baselines.parquet").set_index("method")
+    assert list(baselines.index) == ["sae", "identity", "pca", "ica", "nmf"]
+    assert baselines.loc["sae", "fvu"] == pytest.approx(metrics["fvu"], rel=1e-5)
+    assert (run / "figures" / "sae_baselines.png").exists()
+
+
+# -- batchtopk and matryoshka ------------------------------------------------
+NEW_VARIANTS = {"batchtopk": {"k": 4}, "matryoshka": {"k": 4}}
+NEW_FAST = {**FAST, "epochs": 40}
+
+
+@pytest.fixture(scope="module")
+def trained_new(tmp_path_factory, store) -> dict[str, Path]:
+    """batchtopk / matryoshka → folder with sae.pt, history.csv (trained once)."""
+    out = {}
+    for variant, extra in NEW_VARIANTS.items():
+        folder = tmp_path_factory.mktemp(f"new-{variant}")
+        train_sae(store, folder / "sae.pt", folder / "history.csv", None,
+                  {"variant": variant, **NEW_FAST, **extra})  # fmt: skip
+        out[variant] = folder
+    return out
+
+
+def _dense_batchtopk(pre: torch.Tensor, k: int) -> torch.Tensor:
+    """Reference: keep the k·B largest entries of the whole batch (and > 0)."""
+    flat = pre.flatten()
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[flat.topk(k * len(pre)).indices] = True
+    return torch.where(keep.view_as(pre) & (pre > 0), pre, 0.0)
+
+
+def test_batchtopk_keeps_k_per_row_on_average_over_the_batch_not_per_row():
+    torch.manual_seed(0)
+    m = build_sae("batchtopk", 16, {"expansion": 4, "k": 5}).train()
+    pre = torch.randn(32, 64) + torch.linspace(-1, 2, 32)[:, None]  # rows differ in level
+    crow, cols = m.select(pre)
+    counts = (crow[1:] - crow[:-1]).float()
+    assert counts.mean() == 5.0 and counts.min() < 5 < counts.max()
+    code = sparse_ops.SparseCode(crow, cols, sparse_ops.gather_rows(pre, crow, cols), 64)
+    torch.testing.assert_close(code.to_dense(), _dense_batchtopk(pre, 5))
+    with torch.no_grad():  # outside training: the (still zero) threshold = ReLU
+        crow, _ = m.select(pre)
+    assert crow[-1] == (pre > 0).sum()
+
+
+def test_batchtopk_loss_and_gradients_match_dense_reference():
+    torch.manual_seed(0)
+    m = build_sae("batchtopk", 16, {"expansion": 4, "k": 5}).double().train()
+    with torch.no_grad():
+        m.b_enc.normal_(-0.3, 0.3)
+        m.W_enc.add_(0.1 * torch.randn_like(m.W_enc))
+    x = torch.randn(32, 16, dtype=torch.float64)
+    loss, _, code = m.training_loss(x, None)
+    loss.backward()
+    ours = [p.grad.clone() for p in (m.b_pre, m.W_enc, m.b_enc, m.W_dec)]
+    m.zero_grad()
+    z = _dense_batchtopk((x - m.b_pre) @ m.W_enc + m.b_enc, 5)
+    ref = ((z @ m.W_dec + m.b_pre - x) ** 2).mean()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    for got, want in zip(ours, (m.b_pre.grad, m.W_enc.grad, m.b_enc.grad, m.W_dec.grad),
+                         strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # the first batch sets the threshold to its smallest kept pre-activation
+    assert float(m.threshold) == pytest.approx(float(code.values.detach().min()))
+
+
+def test_matryoshka_loss_adds_each_prefix_reconstruction():
+    torch.manual_seed(0)
+    m = build_sae("matryoshka", 8, {"expansion": 4, "k": 6, "prefix_fractions": [0.25, 0.5]})
+    m = m.double().train()
+    assert m.prefix_sizes() == [8, 16, 32]
+    x = torch.randn(16, 8, dtype=torch.float64)
+    loss, stats, _ = m.training_loss(x, None)
+    z = _dense_batchtopk((x - m.b_pre) @ m.W_enc + m.b_enc, 6).detach()
+    want = sum(((z[:, :s] @ m.W_dec[:s] + m.b_pre - x) ** 2).mean() for s in (8, 16, 32))
+    assert loss.item() == pytest.approx(want.item(), rel=1e-10)
+    assert stats["prefix_mse"] > 0
+    with pytest.raises(ConfigError, match="prefix_fractions"):
+        build_sae("matryoshka", 8, {"prefix_fractions": [0.5, 0.25]})
+
+
+def test_batchtopk_trains_at_k_and_its_threshold_gives_about_k_on_held_out_rows(
+    trained_new, planted
+):
+    hist = pd.read_csv(trained_new["batchtopk"] / "history.csv")
+    assert (hist["train_l0"] == NEW_VARIANTS["batchtopk"]["k"]).all()  # k·B per batch, exactly
+    m = load_sae(trained_new["batchtopk"] / "sae.pt")
+    threshold = float(m.threshold)
+    assert threshold > 0
+    held_out = evaluate_arrays(m, planted.features[2000:])
+    assert held_out["l0"] == pytest.approx(NEW_VARIANTS["batchtopk"]["k"], rel=0.25)
+    # inference is a plain threshold: recompute from the checkpoint's weights with numpy
+    st = {k: v.double().numpy() for k, v in torch.load(trained_new["batchtopk"] / "sae.pt",
+                                                       weights_only=True)["state"].items()}  # fmt: skip
+    xn = planted.features[2000:].astype(np.float64) / st["input_scale"]
+    pre = (xn - st["b_pre"]) @ st["W_enc"] + st["b_enc"]
+    z = np.where(pre > threshold, pre, 0.0)
+    np.testing.assert_allclose(m.encode(torch.from_numpy(planted.features[2000:])).numpy(), z,
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    assert st["threshold"] == pytest.approx(threshold)
+
+
+@pytest.mark.parametrize("variant", list(NEW_VARIANTS))
+def test_new_variants_recover_planted_atoms_and_reload(trained_new, planted, variant, tmp_path):
+    m = load_sae(trained_new[variant] / "sae.pt")
+    assert m.variant == variant
+    z = m.encode(torch.from_numpy(planted.features[2000:])).numpy()
+    _, best = best_units(auroc_matrix(z, planted.present[2000:]))
+    # independent atoms have no hierarchy for nesting to exploit: matryoshka's small
+    # prefixes learn mixtures of them instead (3 of 8 recovered at these settings)
+    assert np.mean(best >= 0.9) >= (0.8 if variant == "batchtopk" else 0.25)
+    got = evaluate_arrays(m, planted.features[2000:])
+    assert got["fvu"] < 0.35 and got["dead_fraction"] < 0.5
+    save_state_dict(m.to_checkpoint(), tmp_path / "again.pt")  # round trip
+    assert evaluate_arrays(load_sae(tmp_path / "again.pt"), planted.features[2000:]) == got
+
+
+def test_matryoshka_first_prefix_reconstructs_on_its_own(trained_new, trained, planted):
+    """The first 1/16 of the dictionary explains much of the data alone; the same
+    prefix of a TopK or BatchTopK SAE (no nesting) explains almost nothing."""
+    from neurodissect.sae.matryoshka import reconstruct_with_prefix
+
+    x = planted.features[2000:]
+    first = load_sae(trained_new["matryoshka"] / "sae.pt").prefix_sizes()[0]
+    folders = {**trained_new, "topk": trained["topk"]}
+    prefix_fvu = {
+        v: fvu(x, reconstruct_with_prefix(load_sae(folders[v] / "sae.pt"),
+                                          torch.from_numpy(x), first).numpy())
+        for v in ("matryoshka", "batchtopk", "topk")
+    }  # fmt: skip
+    assert prefix_fvu["matryoshka"] < 0.85
+    assert prefix_fvu["matryoshka"] < prefix_fvu["batchtopk"] - 0.1
+    assert prefix_fvu["matryoshka"] < prefix_fvu["topk"] - 0.1
+
+
+@pytest.mark.parametrize("variant", list(NEW_VARIANTS))
+def test_new_variants_resume_from_the_store_to_the_uninterrupted_result(
+    tmp_path, store, variant, monkeypatch
+):
+    from neurodissect.sae import train as train_module
+
+    # streamed from the Zarr store in small windows, as a large train split would be
+    params = {"variant": variant, **NEW_FAST, "epochs": 6, "resample_every": 2, "k": 4,
+              "buffer_mb": 0.05}  # fmt: skip
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train_sae(store, full / "sae.pt", full / "h.csv", None, params)
+
+    real_epoch = train_module.StoreRows.epoch
+
+    def dies_at_epoch_4(self, epoch):
+        if epoch == 4:
+            raise KeyboardInterrupt("killed")
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(train_module.StoreRows, "epoch", dies_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(store, cut / "sae.pt", cut / "h.csv", None, params, resume_dir=cut / ".r")
+    assert load_state_dict(cut / ".r" / "state.pt")["epoch"] == 4
+    monkeypatch.setattr(train_module.StoreRows, "epoch", real_epoch)
+    train_sae(store, cut / "sae.pt", cut / "h.csv", None, params, resume_dir=cut / ".r")
+    a, b = load_state_dict(cut / "sae.pt")["state"], load_state_dict(full / "sae.pt")["state"]
+    assert "threshold" in a
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+# -- ground-truth metrics and dictionary baselines -----------------------------
+def test_correlation_matching_and_f1_on_a_hand_built_case():
+    from neurodissect.evaluate.groundtruth import (
+        correlation_matrix,
+        firing_f1,
+        matched_correlation,
+    )
+
+    y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 0], [1, 1]], dtype=bool)
+    units = np.stack([y[:, 0] * 2.0, -1.0 * y[:, 1], np.ones(6)], axis=1)  # copy, negation, const
+    corr = correlation_matrix(units, y)
+    np.testing.assert_allclose(corr[0, 0], 1.0)
+    np.testing.assert_allclose(corr[1, 1], 1.0)  # |r|: a negated copy matches too
+    np.testing.assert_allclose(corr[:, 2], 0.0)  # a constant unit correlates with nothing
+    # greedy would give concept 0 its best unit (0.9) and leave 0.1 for concept 1;
+    # the one-to-one optimum is 0.8 + 0.85
+    mcc, unit = matched_correlation(np.array([[0.9, 0.8], [0.85, 0.1]]))
+    assert mcc == pytest.approx(0.825) and unit.tolist() == [1, 0]
+    mcc, unit = matched_correlation(np.array([[0.5], [0.7]]))  # one unit, two concepts
+    assert mcc == pytest.approx(0.35) and unit.tolist() == [-1, 0]
+    active = np.array([1, 1, 0, 0, 1], dtype=bool)
+    present = np.array([1, 0, 0, 1, 1], dtype=bool)
+    assert firing_f1(active, present)[0] == pytest.approx(2 * 2 / (3 + 3))
+    assert np.isnan(firing_f1(np.zeros(3, bool), np.zeros(3, bool))[0])
+
+
+def test_probe_auroc_finds_linearly_encoded_concepts_only(planted):
+    from neurodissect.evaluate.groundtruth import probe_auroc
+
+    rng = np.random.default_rng(0)
+    labels = np.column_stack([planted.present[:, :2], rng.random(2400) < 0.3])  # last: noise
+    auc = probe_auroc(planted.features[:1600], labels[:1600], planted.features[2000:],
+                      labels[2000:])  # fmt: skip
+    assert (auc[:2] > 0.95).all() and abs(auc[2] - 0.5) < 0.1
+
+
+def test_evaluate_sae_reports_encoding_mcc_and_f1(tmp_path, eval_inputs, trained, store):
+    folder = trained["topk"]
+    metrics = evaluate_sae(
+        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
+        {"eval_split": "test", "recovery_auroc": 0.9},
+        gt_table=eval_inputs / "concepts_gt.parquet", gt_synonyms=eval_inputs / "concepts_gt.json",
+    )  # fmt: skip
+    table = pd.read_parquet(tmp_path / "gt.parquet")
+    assert metrics["encoded_fraction"] == 1.0  # planted atoms are linear in the features
+    assert table["encoded"].all() and (table["probe_auroc"] > 0.9).all()
+    assert metrics["planted_recovered_of_encoded"] == pytest.approx(table["recovered"].mean())
+    assert metrics["mcc"] == pytest.approx(table["mcc_correlation"].mean())
+    assert 0.5 < metrics["mcc"] <= 1 and table["mcc_latent"].is_unique
+    assert metrics["mean_best_latent_f1"] == pytest.approx(table["f1"].mean())
+    assert (table["f1"] > 0.5).mean() >= 0.75
+
+
+def test_baselines_table_scores_every_method_like_the_sae(tmp_path, eval_inputs, trained,
+                                                          store, planted):  # fmt: skip
+    from neurodissect.sae.baselines import sae_baselines
+
+    folder = trained["topk"]
+    evaluate_sae(
+        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
+        {"eval_split": "test"}, gt_table=eval_inputs / "concepts_gt.parquet",
+    )  # fmt: skip
+    args = (store, folder / "sae.pt", folder / "latents.zarr")
+    cfg = {"eval_split": "test", "seed": 0, "baseline_max_iter": 200}
+    table = sae_baselines(*args, tmp_path / "b.parquet", cfg,
+                          gt_table=eval_inputs / "concepts_gt.parquet",
+                          figure_out=tmp_path / "b.png")  # fmt: skip
+    again = sae_baselines(*args, tmp_path / "b2.parquet", cfg,
+                          gt_table=eval_inputs / "concepts_gt.parquet")  # fmt: skip
+    assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "b2.parquet").read_bytes()
+    pd.testing.assert_frame_equal(table, again)
+    rows = table.set_index("method")
+    assert list(rows.index) == ["sae", "identity", "pca", "ica", "nmf"]
+    sae = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("mcc", "fvu", "l0", "planted_recovered_fraction"):  # scored alike
+        assert rows.loc["sae", key] == pytest.approx(sae[key], rel=1e-6), key
+    assert rows.loc["sae", "n_components"] == round((1 - sae["dead_fraction"]) * 4 * D)
+    assert rows.loc["identity", "fvu"] == 0 and rows.loc["identity", "l0"] == D
+    # as many components as the SAE's live latents, capped at the 32 features
+    assert (rows.loc[["pca", "ica", "nmf"], "n_components"] == D).all()
+    assert rows.loc["pca", "fvu"] < 1e-6  # 32 components span 32 features
+    assert rows[["planted_recovered_fraction", "mcc"]].notna().all().all()
+    # 48 atoms superposed in 32 dimensions: the sparse dictionary isolates them, PCA cannot
+    assert rows.loc["sae", "mcc"] > rows.loc["pca", "mcc"]
+    assert (tmp_path / "b.png").stat().st_size > 5_000
+
+
+def test_signed_baselines_count_a_negated_component_as_recovering():
+    from neurodissect.sae.baselines import dictionary_scores
+
+    present = np.array([[1], [1], [0], [0], [0]], dtype=bool)
+    codes = -present.astype(float) + 0.01 * np.arange(5)[:, None]
+    assert dictionary_scores(codes, present, signed=True)["planted_recovered_fraction"] == 1.0
+    assert dictionary_scores(codes, present, signed=False)["planted_recovered_fraction"] == 0.0
+    assert dictionary_scores(codes, None, signed=True)["mcc"] is None

@@ -183,7 +183,9 @@ def raw_metadata_files(ds):
 
 
 # -- sae ----------------------------------------------------------------------------
-SAE_EVAL_KEYS = ("eval_split", "recovery_auroc")
+SAE_EVAL_KEYS = ("eval_split", "recovery_auroc", "probe_c", "baselines", "baseline_max_iter")
+# sae.* the dictionary baselines read (seed: their random starts)
+SAE_BASELINE_KEYS = ("eval_split", "recovery_auroc", "baselines", "baseline_max_iter", "seed")
 
 
 def sae_features(wildcards):

@@ -74,7 +74,7 @@ rule evaluate_sae:
         code=code_version(
             "sae", "activations.store", "data.manifest", "models", "evaluate", "naming.table"
         ),
-        cfg=section("sae", "eval_split", "recovery_auroc"),
+        cfg=section("sae", "eval_split", "recovery_auroc", "probe_c"),
         arch=model_arch,
         device=config["runtime"]["device"],
     conda:
@@ -88,8 +88,41 @@ rule evaluate_sae:
         "../scripts/evaluate_sae.py"
 
 
+rule sae_baselines:
+    input:
+        acts=sae_features,
+        model=rules.train_sae.output.model,
+        latents=rules.encode_latents.output.latents,
+        gt_table="results/{dataset}/data/concepts_gt.parquet",
+    output:
+        table="results/{dataset}/{model}/sae/baselines.parquet",
+        figure=report(
+            "results/{dataset}/{model}/figures/sae_baselines.png",
+            caption="../report/sae_baselines.rst",
+            category="SAE",
+            subcategory="{dataset} {model}",
+        ),
+    log:
+        "results/{dataset}/logs/{model}/sae_baselines.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/sae_baselines.tsv"
+    params:
+        code=code_version("sae", "activations.store", "evaluate", "viz.sae"),
+        cfg=section("sae", *SAE_BASELINE_KEYS),
+        dpi=config["figures"]["dpi"],
+    conda:
+        "../../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/sae_baselines.py"
+
+
 ALL_TARGETS += expand(
-    [rules.evaluate_sae.output.metrics, rules.train_sae.output.curve],
+    [rules.evaluate_sae.output.metrics, rules.train_sae.output.curve,
+     rules.sae_baselines.output.table],
     dataset=DATASETS,
     model=MODELS,
 )

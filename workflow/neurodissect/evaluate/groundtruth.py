@@ -166,3 +166,82 @@ def concept_recovery(
         "recovered": np.nan_to_num(value, nan=0.0) >= threshold,
         "evaluable": ~np.isnan(value),
     })  # fmt: skip
+
+
+# -- dictionary quality against planted concepts ------------------------------
+def correlation_matrix(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(K, U) |Pearson correlation| of every unit with every concept's presence;
+    0 where a unit or a concept is constant (nothing to correlate)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64).reshape(len(s), -1)
+    s = s - s.mean(0)
+    y = y - y.mean(0)
+    norm = np.outer(np.linalg.norm(y, axis=0), np.linalg.norm(s, axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.abs(y.T @ s) / norm
+    return np.nan_to_num(corr, nan=0.0, posinf=0.0)
+
+
+def store_correlation(store_path: PathLike, split: str, labels: np.ndarray,
+                      block_mb: float = BLOCK_MB) -> np.ndarray:  # fmt: skip
+    """:func:`correlation_matrix` for every unit of a store's split, in blocks of units."""
+    from ..activations.store import ActivationStore
+
+    acts = ActivationStore(store_path).acts_array(split)
+    n, n_units = acts.shape
+    block = max(1, int(block_mb * 2**20 // (max(1, n) * 8 * 3)))
+    parts = [correlation_matrix(acts[:, s : s + block], labels) for s in range(0, n_units, block)]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((labels.shape[1], 0))
+
+
+def matched_correlation(corr: np.ndarray) -> tuple[float, np.ndarray]:
+    """MCC: one-to-one matching of concepts (rows) to units (columns) maximising the
+    summed |correlation| (Hungarian algorithm); (mean over concepts, unit per concept).
+    A concept left without a unit (fewer units than concepts) scores 0, unit -1."""
+    from scipy.optimize import linear_sum_assignment
+
+    k = corr.shape[0]
+    unit = np.full(k, -1, dtype=np.int64)
+    if k == 0:
+        return float("nan"), unit
+    rows, cols = linear_sum_assignment(np.nan_to_num(corr), maximize=True)
+    unit[rows] = cols
+    score = np.zeros(k)
+    score[rows] = corr[rows, cols]
+    return float(score.mean()), unit
+
+
+def firing_f1(active: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """F1 of "the unit fires" (boolean (N,) or (N, K)) against concept presence, per column."""
+    a = np.asarray(active, dtype=bool).reshape(len(active), -1)
+    y = np.asarray(present, dtype=bool).reshape(len(present), -1)
+    tp = (a & y).sum(0)
+    denom = a.sum(0) + y.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * tp / denom, np.nan)
+
+
+def probe_auroc(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    c: float = 1.0,
+    max_iter: int = 1000,
+) -> np.ndarray:
+    """(K,) held-out AUROC of one logistic-regression probe per concept on standardised
+    features: is the concept linearly *encoded* in the features at all? NaN for a concept
+    without both classes in the train or the test rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_x)
+    xs_train, xs_test = scaler.transform(train_x), scaler.transform(test_x)
+    out = np.full(train_y.shape[1], np.nan)
+    for j in range(train_y.shape[1]):
+        y_tr, y_te = train_y[:, j].astype(bool), test_y[:, j].astype(bool)
+        if y_tr.all() or not y_tr.any() or y_te.all() or not y_te.any():
+            continue
+        probe = LogisticRegression(C=c, max_iter=max_iter).fit(xs_train, y_tr)
+        out[j] = auroc_matrix(probe.decision_function(xs_test)[:, None], y_te)[0, 0]
+    return out

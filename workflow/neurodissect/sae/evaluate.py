@@ -9,7 +9,13 @@ On ``eval_split`` (default test; the SAE never saw it):
 - synthetic data only: planted_recovered_fraction = planted concepts for which
   some latent reaches AUROC ≥ recovery_auroc, named_correct_fraction = recovered
   concepts whose best latent's top name is a synonym of the concept. Both are
-  null for data without planted concepts.
+  null for data without planted concepts;
+- synthetic data only: encoded_fraction = planted concepts a logistic probe on the
+  *features* (trained on the train split) detects at held-out AUROC ≥ recovery_auroc
+  (what any dictionary could hope to find), planted_recovered_of_encoded = recovered
+  among those, mcc = mean |Pearson correlation| of a one-to-one (Hungarian) matching
+  of latents to planted concepts, mean_best_latent_f1 = mean F1 of "the best latent
+  fires" (> 0) against the concept's presence.
 groundtruth.parquet lists the per-concept details (empty without truth).
 """
 
@@ -26,7 +32,15 @@ from ..activations.store import ActivationStore
 from ..data.manifest import Manifest, check_same_ids, read_manifest
 from ..errors import InputError
 from ..evaluate.classification import MULTILABEL_THRESHOLD, classification_metrics
-from ..evaluate.groundtruth import PlantedConcepts, concept_recovery, store_auroc
+from ..evaluate.groundtruth import (
+    PlantedConcepts,
+    concept_recovery,
+    firing_f1,
+    matched_correlation,
+    probe_auroc,
+    store_auroc,
+    store_correlation,
+)
 from ..evaluate.text import matches
 from ..io import PathLike, load_state_dict, write_json, write_parquet
 from ..runtime import pick_device, progress
@@ -36,13 +50,19 @@ from .metrics import SAEMetrics, reconstruct_blocks
 log = logging.getLogger(__name__)
 
 GROUNDTRUTH_COLUMNS = ("concept", "best_latent", "auroc", "recovered", "name", "name_correct",
-                       "name_correct_strict", "latent_detects")  # fmt: skip
+                       "name_correct_strict", "latent_detects", "f1", "mcc_latent",
+                       "mcc_correlation", "probe_auroc", "encoded")  # fmt: skip
+GROUNDTRUTH_KEYS = ("planted_recovered_fraction", "named_correct_fraction",
+                    "named_correct_strict_fraction", "encoded_fraction",
+                    "planted_recovered_of_encoded", "mcc", "mean_best_latent_f1")  # fmt: skip
+PROBE_SPLIT = "train"  # the probe learns where the SAE learned
 
 
 @dataclass(frozen=True)
 class EvalParams:
     eval_split: str = "test"
     recovery_auroc: float = 0.9
+    probe_c: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> EvalParams:
@@ -127,13 +147,55 @@ def planted_concept_metrics(
             "planted concepts without positives or negatives in %s are not scored: %s",
             split, table.loc[~table["evaluable"], "concept"].tolist(),
         )  # fmt: skip
+    corr = store_correlation(latents_path, split, present)
+    mcc, matched = matched_correlation(corr)
+    table["mcc_latent"] = matched
+    table["mcc_correlation"] = [corr[i, u] if u >= 0 else 0.0 for i, u in enumerate(matched)]
+    table["f1"] = best_latent_f1(store, split, table["best_latent"].to_numpy(), present)
     metrics = {
+        "mcc": mcc,
+        "mean_best_latent_f1": _mean_or_none(table["f1"].dropna()),
         "planted_recovered_fraction": _mean_or_none(evaluable["recovered"]),
         "named_correct_fraction": _mean_or_none(recovered["name_correct"]),
         "named_correct_strict_fraction": _mean_or_none(recovered["name_correct_strict"]),
         "n_planted_concepts": int(len(evaluable)),
     }
-    return metrics, table[list(GROUNDTRUTH_COLUMNS)]
+    return metrics, table
+
+
+def best_latent_f1(store: ActivationStore, split: str, best: np.ndarray, present: np.ndarray):
+    """Per concept: F1 of its best latent firing (> 0) against presence (NaN: no latent)."""
+    acts = store.acts_array(split)
+    out = np.full(len(best), np.nan)
+    for i, unit in enumerate(best):
+        if unit >= 0:
+            out[i] = firing_f1(np.asarray(acts[:, int(unit)]) > 0, present[:, i])[0]
+    return out
+
+
+def encoding_metrics(
+    acts: ActivationStore, split: str, truth: PlantedConcepts, p: EvalParams, recovered
+) -> tuple[dict[str, float | None], np.ndarray]:
+    """(encoded_fraction, planted_recovered_of_encoded) and each concept's probe AUROC."""
+    if PROBE_SPLIT not in acts.splits or acts.n_rows(PROBE_SPLIT) == 0:
+        raise InputError(f"{acts.path}: no {PROBE_SPLIT} rows to fit the concept probes on")
+    where = f"{acts.path} ({{}})"
+    auc = probe_auroc(
+        acts.acts_array(PROBE_SPLIT)[:],
+        truth.aligned(acts.image_ids(PROBE_SPLIT), where.format(PROBE_SPLIT)),
+        acts.acts_array(split)[:],
+        truth.aligned(acts.image_ids(split), where.format(split)),
+        c=p.probe_c,
+    )
+    valid = ~np.isnan(auc)
+    encoded = valid & (np.nan_to_num(auc) >= p.recovery_auroc)
+    metrics = {
+        "encoded_fraction": float(encoded[valid].mean()) if valid.any() else None,
+        "planted_recovered_of_encoded": (
+            float(np.asarray(recovered, bool)[encoded].mean()) if encoded.any() else None
+        ),
+    }
+    return metrics, auc
 
 
 def _mean_or_none(flags: pd.Series) -> float | None:
@@ -206,8 +268,7 @@ def evaluate_sae(
     metrics: dict[str, Any] = {"split": split}
     metrics.update(reconstruction_metrics(model, blocks, head, labels, manifest.multilabel))
 
-    gt_metrics = dict.fromkeys(("planted_recovered_fraction", "named_correct_fraction",
-                                "named_correct_strict_fraction"))  # fmt: skip
+    gt_metrics = dict.fromkeys(GROUNDTRUTH_KEYS)
     table = pd.DataFrame({c: [] for c in GROUNDTRUTH_COLUMNS})
     truth = read_planted_concepts(gt_table, gt_synonyms) if gt_table is not None else None
     if truth is not None and truth.concepts:  # real datasets have an empty table
@@ -215,6 +276,12 @@ def evaluate_sae(
         gt_metrics, table = planted_concept_metrics(
             latents_path, split, truth, names, p.recovery_auroc
         )
+        enc_metrics, table["probe_auroc"] = encoding_metrics(
+            acts, split, truth, p, table["recovered"]
+        )
+        table["encoded"] = np.nan_to_num(table["probe_auroc"]) >= p.recovery_auroc
+        gt_metrics.update(enc_metrics)
+        table = table[list(GROUNDTRUTH_COLUMNS)]
     metrics.update(gt_metrics)
     if concepts_path is not None:
         metrics.update(naming_counts(concepts_path))
