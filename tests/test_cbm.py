@@ -503,4 +503,4 @@ def test_cbm_config_changes_rerun_only_their_rules(tiny_run, tmp_path, changes, 
     cfg.write_text(yaml.safe_dump(changed, sort_keys=False))
     out = run_snakemake(run, "-n", configfile=cfg).stdout
     jobs = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
-    assert jobs - {"figures", "compare", "audit", "all"} == expected, jobs
+    assert jobs - {"figures", "atlas", "compare", "audit", "all"} == expected, jobs
