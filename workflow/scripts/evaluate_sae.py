@@ -18,5 +18,6 @@ with RunContext.from_snakemake(snakemake) as ctx:
         concepts_path=inp.concepts,
         gt_table=inp.gt_table,
         gt_synonyms=inp.gt_synonyms,
+        verification=inp.get("verification"),
         device=ctx.params.device,
     )

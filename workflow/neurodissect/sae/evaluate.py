@@ -161,9 +161,12 @@ def evaluate_sae(
     concepts_path: PathLike | None = None,
     gt_table: PathLike | None = None,
     gt_synonyms: PathLike | None = None,
+    verification: PathLike | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    from ..evaluate.groundtruth import read_planted_concepts
+    """Rule entry point: metrics.json and groundtruth.parquet; ``verification`` (verify_names'
+    metrics, synthetic data) is merged into metrics.json."""
+    from ..evaluate.groundtruth import read_json_file, read_planted_concepts
     from ..models import head_weights
     from ..naming.table import read_concepts
 
@@ -203,6 +206,8 @@ def evaluate_sae(
             latents_path, split, truth, names, p.recovery_auroc
         )
     metrics.update(gt_metrics)
+    if verification is not None:
+        metrics.update(read_json_file(verification))
     write_json(metrics, metrics_out)
     write_parquet(table, groundtruth_out)
     log.info("SAE on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})
