@@ -24,8 +24,10 @@ rule verify_names:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=code_version("verify", "viz.verify", "models", "activations.extract", "sae",
-                          "data.synth_counterfactual", *SYNTH_MODULES),
+        code=lambda wc: code_version(
+            "verify", "viz.verify", "models", "activations.extract", "data.synth_counterfactual",
+            *SYNTH_MODULES, *(["sae"] if wc.units == "sae" else []),
+        ),
         cfg=section("verify"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,

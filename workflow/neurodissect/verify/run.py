@@ -110,15 +110,15 @@ def verification_table(names: pd.DataFrame, synonyms: dict[str, list[str]],
         row["best_effect"] = stats[best]["effect"][unit] if best else None
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    return df.astype({"n_pairs": "Int64", "auroc": float, "effect": float, "p_value": float,
-                      "confirmed": "boolean", "best_effect": float})  # fmt: skip
+    return df.astype({"verifiable": bool, "n_pairs": "Int64", "auroc": float, "effect": float,
+                      "p_value": float, "confirmed": "boolean", "best_effect": float})  # fmt: skip
 
 
 def verification_metrics(table: pd.DataFrame) -> dict[str, Any]:
     """verified_fraction (confirmed / verifiable), n_verifiable, and
     best_concept_named_fraction: of the verifiable units that respond to some planted
     concept, how often the one they respond to most is the one they are named after."""
-    v = table[table["verifiable"]]
+    v = table.loc[table["verifiable"].astype(bool)]
     n = len(v)
     responding = v[v["best_concept"] != ""]
     return {

@@ -16,7 +16,7 @@ N_PAIRS_SHOWN = 3
 
 
 def plot_verification(table, probes, dest: PathLike, dpi: int = 120, top: int = 30) -> None:
-    v = table[table["verifiable"]].sort_values("auroc", ascending=False).head(top)
+    v = table.loc[table["verifiable"].astype(bool)].sort_values("auroc", ascending=False).head(top)
     concepts = list(dict.fromkeys(v["concept"]))[:N_PAIRS_SHOWN] if probes is not None else []
     fig = plt.figure(figsize=(11, max(3.5, 0.25 * len(v) + 1.5)))
     grid = fig.add_gridspec(max(1, len(concepts)), 3, width_ratios=[2.2, 0.6, 0.6])
