@@ -142,3 +142,12 @@ def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_p
     run = clone_run(tiny_run, tmp_path / "run")
     jobs = planned_jobs(run, change_config(run, {"verify": {"n_pairs": 6}}))
     assert jobs - ALWAYS_AFTER == {"verify_names", "evaluate_annotation", "evaluate_sae"}, jobs
+
+
+def test_explanations_are_verified_by_intervention_in_the_tiny_run(tiny_run):
+    metrics = json.loads((tiny_run / "results/tiny/resnet18-s0/cbm/metrics.json").read_text())
+    assert metrics["n_faithfulness_images"] >= 0
+    if metrics["n_faithfulness_images"]:
+        assert 0.0 <= metrics["explanation_faithfulness"] <= 1.0
+    rho = metrics["explanation_rank_correlation"]
+    assert rho is None or -1.0 <= rho <= 1.0

@@ -399,6 +399,17 @@ def cbm_evaluation_inputs(wildcards):
 
 
 # -- verify (synthetic data: names checked by counterfactual rendering) ------------
+VERIFY_MODULES = ("verify", "models", "activations.extract", "data.synth_counterfactual",
+                  *SYNTH_MODULES)  # fmt: skip
+
+
+def model_input():
+    """How probe images become model inputs (as in extraction)."""
+    return {"image_size": config["opaque"]["image_size"],
+            "pooling": config["activations"]["pooling"],
+            "vit_tokens": config["activations"]["vit_tokens"]}  # fmt: skip
+
+
 def generated_synth(dataset):
     """Generator settings of a generated synthetic dataset (schema defaults filled in), else
     None: verify_names then has nothing to render and writes an empty table."""

@@ -25,17 +25,14 @@ rule verify_names:
         units=ANNOTATE_UNITS,
     params:
         code=lambda wc: code_version(
-            "verify", "viz.verify", "models", "activations.extract", "data.synth_counterfactual",
-            *SYNTH_MODULES, *(["sae"] if wc.units == "sae" else []),
+            "viz.verify", *VERIFY_MODULES, *(["sae"] if wc.units == "sae" else [])
         ),
-        cfg=section("verify"),
+        cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
         layer=lambda wc: config["sae"]["layer"] if wc.units == "sae" else wc.units.split("/", 1)[1],
         arch=model_arch,
-        model_input={"image_size": config["opaque"]["image_size"],
-                     "pooling": config["activations"]["pooling"],
-                     "vit_tokens": config["activations"]["vit_tokens"]},
+        model_input=model_input(),
         device=config["runtime"]["device"],
         dpi=config["figures"]["dpi"],
     conda:

@@ -75,3 +75,28 @@ def render_pair(kind: str, concept: str, *, seed: int, index: int, size: int,
         regions.append(output_region(scene.region, size))
     shown, hidden = (None, concept) if present[concept] else (concept, None)
     return Pair(images[shown], images[hidden], regions[0] | regions[1], present[concept])
+
+
+def recipes_of(kind: str, image_ids, seed: int, n: int) -> list[tuple[int, int]]:
+    """(image index, case index) of each generated image id of a dataset of ``n`` images."""
+    from . import synth_cxr, synth_derm
+
+    ids = [str(i) for i in image_ids]
+    if kind == "synthderm":
+        lesions = synth_derm.lesion_of_images(seed, n)
+        index = [int(i.removeprefix("SD_")) if i.startswith("SD_") else -1 for i in ids]
+        case = [lesions[i] if 0 <= i < n else -1 for i in index]
+    elif kind == "synthcxr":
+        where = {
+            f"{p:08d}_{f:03d}.png": k
+            for k, (p, f) in enumerate(synth_cxr.patients_of_images(seed, n))
+        }
+        index = [where.get(i, -1) for i in ids]
+        case = index  # a synthcxr case is sampled per image
+    else:
+        raise ValueError(f"no counterfactual renderer for dataset kind {kind!r}")
+    unknown = [i for i, k in zip(ids, index, strict=True) if k < 0]
+    if unknown:
+        raise KeyError(f"{len(unknown)} image ids are not images of this {kind} dataset "
+                       f"(seed {seed}, n {n}), e.g. {unknown[:3]}")  # fmt: skip
+    return list(zip(index, case, strict=True))
