@@ -39,6 +39,7 @@ include: "workflow/rules/naming.smk"
 include: "workflow/rules/cav.smk"
 include: "workflow/rules/cbm.smk"
 include: "workflow/rules/viz.smk"
+include: "workflow/rules/verify.smk"
 include: "workflow/rules/atlas.smk"
 
 

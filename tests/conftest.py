@@ -42,6 +42,7 @@ TINY_CONFIG: dict = {
     # 240 images: no name passes the naming confidence test, use the flagged ones
     "cav": {"include_uninterpretable": True},
     "cbm": {"n_concepts": 8, "n_nonzero": 4},
+    "verify": {"n_pairs": 6, "batch_size": 12, "n_explanations": 8},
 }
 
 

@@ -31,7 +31,7 @@ from neurodissect.annotate.matching import (
     mammi_scorer,
     match_concepts,
 )
-from neurodissect.errors import InputError
+from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.annotation import (
     AnnotationInputs,
     EvalParams,
@@ -534,3 +534,21 @@ def test_concept_table_flags_units_beyond_the_fdr():
     assert strict.groupby("unit")["uninterpretable"].first().tolist() == [False, True, True, True]
     # p alone passes 0.03 for units 0-2: the FDR, not the significance, flags units 1 and 2
     assert concept_table(*args[:-1], 0.03, fdr=None)["uninterpretable"].sum() == 1
+
+
+def test_debias_none_is_the_template_ablation():
+    """annotate.debias: base subtracts the bare template's similarity, none keeps the raw one."""
+    from neurodissect.annotate.matching import TextEmbeddings, build_scorer
+
+    rng = np.random.default_rng(3)
+    f, g, g0 = unit_vectors(rng, 20, 8), unit_vectors(rng, 5, 8), unit_vectors(rng, 1, 8)[0]
+    text = TextEmbeddings(np.array([f"c{k}" for k in range(5)]), g, g0)
+    sets = [[0, 3], [7, 8, 19]]
+    pads = conf.pad_sets(sets)
+    base = conf.score_sets(build_scorer(MatchParams(), f, text, None), pads)
+    raw = conf.score_sets(build_scorer(MatchParams(debias="none"), f, text, None), pads)
+    np.testing.assert_allclose(raw, [sum(f[i] @ g.T for i in s) for s in sets], atol=1e-5)
+    shift = np.array([sum(f[i] @ g0 for i in s) for s in sets])[:, None]
+    np.testing.assert_allclose(base, raw - shift, atol=1e-5)
+    with pytest.raises(ConfigError, match="annotate.debias"):
+        MatchParams.from_config({"debias": "template"})

@@ -16,9 +16,11 @@ import yaml
 from conftest import REPO, clone_run, deep_update, run_snakemake
 
 # Everything downstream of the annotation branch / the SAE branch, by rule.
-ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation"}
+ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation",
+              "verify_names"}  # fmt: skip
 SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concepts", "evaluate_sae",
-             "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm", "sae_baselines"}  # fmt: skip
+             "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm", "sae_baselines",
+             "verify_names"}  # fmt: skip
 ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
@@ -106,14 +108,14 @@ def test_sae_variant_reruns_the_sae_chain_only(run):
 
 def test_annotate_alpha_reruns_matching_and_after_only(run):
     jobs = planned_jobs(run, change_config(run, {"annotate": {"alpha": 80}}))
-    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation"}, jobs
+    assert jobs - ALWAYS_AFTER == {"match_concepts", "verify_names", "evaluate_annotation"}, jobs
 
 
 def test_naming_method_reruns_naming_and_after_only(run):
     jobs = planned_jobs(run, change_config(run, {"naming": {"method": "clip"}}))
     assert "name_concepts" in jobs
     assert jobs - ALWAYS_AFTER <= {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                                   "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
+                                   "build_cbm", "evaluate_cbm", "verify_names"}, jobs  # fmt: skip
 
 
 def test_fdr_levels_rerun_their_own_test_and_after_only(run):
@@ -127,7 +129,7 @@ def test_fdr_levels_rerun_their_own_test_and_after_only(run):
 
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):
     after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                    "build_cbm", "evaluate_cbm"}  # fmt: skip
+                    "build_cbm", "evaluate_cbm", "verify_names"}  # fmt: skip
     jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 70}}))
     assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | after_naming, jobs
     jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 50},

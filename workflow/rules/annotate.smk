@@ -49,7 +49,7 @@ rule match_concepts:
         ),
         cfg=section(
             "annotate", "alpha", "scorer", "soft_wpmi", "n_permutations", "n_bootstrap",
-            "significance", "fdr", "null", "seed", "memory_mb",
+            "significance", "fdr", "null", "seed", "memory_mb", "debias",
         ),
     conda:
         "../../envs/core.yaml"

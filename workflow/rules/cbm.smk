@@ -61,10 +61,15 @@ rule evaluate_cbm:
     params:
         code=code_version(
             "cbm", "evaluate", "viz.cbm", "models", "activations.store", "data.manifest",
-            "data.images",
+            "data.images", *VERIFY_MODULES,
         ),
         cfg=section("cbm", "explain_top_k"),
         arch=model_arch,
+        kind=lambda wc: dataset_cfg(wc)["format"],
+        synth=verify_synth,
+        verify=section("verify", "n_explanations", "seed", "batch_size"),
+        model_input=model_input(),
+        device=config["runtime"]["device"],
         n_images=config["figures"]["n_images"],
         dpi=config["figures"]["dpi"],
     conda:

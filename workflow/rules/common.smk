@@ -204,7 +204,7 @@ def sae_evaluation_inputs(wildcards):
     """evaluate_sae inputs (the planted-concept truth is empty for real datasets)."""
     run = f"results/{wildcards.dataset}/{wildcards.model}"
     data = f"results/{wildcards.dataset}/data"
-    return {
+    inputs = {
         "model": f"{run}/sae/sae.pt",
         "acts": sae_features(wildcards),
         "latents": f"{run}/sae/latents.zarr",
@@ -214,6 +214,8 @@ def sae_evaluation_inputs(wildcards):
         "gt_table": f"{data}/concepts_gt.parquet",
         "gt_synonyms": f"{data}/concepts_gt.json",
     }
+    inputs.update(verification_input(wildcards, "sae"))
+    return inputs
 
 
 # -- models / activations ---------------------------------------------------------------
@@ -306,6 +308,7 @@ def annotation_evaluation_inputs(wildcards):
         "text_emb": f"results/{wildcards.dataset}/clip/text_emb.zarr",
         "clip_model": f"results/{wildcards.dataset}/clip/model",
     }
+    inputs.update(verification_input(wildcards, f"annotate/{wildcards.layer}"))
     cam_layer = config["annotate"]["cam_layer"]
     if dataset_cfg(wildcards)["format"] in BOX_FORMATS and cam_layer in EXTRACT_LAYERS:
         inputs["cam_store"] = f"{run}/activations/{cam_layer}.zarr"
@@ -475,3 +478,49 @@ def atlas_inputs(wildcards):
     if verify:
         inputs["sae_verification"] = f"{run}/sae/verification.parquet"
     return inputs
+
+
+# -- verify (synthetic data: names checked by counterfactual rendering) ------------
+VERIFY_MODULES = ("verify", "models", "activations.extract", "data.synth_counterfactual",
+                  *SYNTH_MODULES)  # fmt: skip
+
+
+def model_input():
+    """How probe images become model inputs (as in extraction)."""
+    return {"image_size": config["opaque"]["image_size"],
+            "pooling": config["activations"]["pooling"],
+            "vit_tokens": config["activations"]["vit_tokens"]}  # fmt: skip
+
+
+def generated_synth(dataset):
+    """Generator settings of a generated synthetic dataset (schema defaults filled in), else
+    None: verify_names then has nothing to render and writes an empty table."""
+    ds = config["datasets"][dataset]
+    return dict(ds["synth"]) if ds["format"] in SYNTH_FORMATS and not ds.get("root") else None
+
+
+def verify_synth(wildcards):
+    return generated_synth(wildcards.dataset)
+
+
+def verify_inputs(wildcards):
+    """verify_names inputs: the names of `units`, the models that respond, the synonyms."""
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    data = f"results/{wildcards.dataset}/data"
+    inputs = {
+        "names": f"{run}/{wildcards.units}/neuron_concepts.parquet",
+        "opaque": f"{run}/opaque/model.pt",
+        "manifest": f"{data}/manifest.parquet",
+        "gt_synonyms": f"{data}/concepts_gt.json",
+    }
+    if wildcards.units == "sae":
+        inputs.update(names=f"{run}/sae/concepts.parquet", sae=f"{run}/sae/sae.pt")
+    return inputs
+
+
+def verification_input(wildcards, units):
+    """{"verification": metrics of verify_names} for generated synthetic datasets, else {}."""
+    if generated_synth(wildcards.dataset) is None:
+        return {}
+    run = f"results/{wildcards.dataset}/{wildcards.model}"
+    return {"verification": f"{run}/{units}/verification.json"}

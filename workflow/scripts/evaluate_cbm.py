@@ -7,14 +7,19 @@ from neurodissect.cbm.model import load_model
 from neurodissect.data.manifest import read_manifest
 from neurodissect.evaluate.cbm import evaluate_cbm
 from neurodissect.runtime import RunContext
+from neurodissect.verify.explanations import explanation_probe
 from neurodissect.viz.cbm import cbm_figures
 
 with RunContext.from_snakemake(snakemake) as ctx:
-    inp, out = ctx.input, ctx.output
+    inp, out, p = ctx.input, ctx.output, ctx.params
+    probe = explanation_probe(
+        p.kind, p.synth, inp.opaque, p.arch, inp.manifest, inp.gt_synonyms, p.verify,
+        p.model_input, p.device,
+    )  # fmt: skip
     result = evaluate_cbm(
         inp.model, inp.scores, inp.acts, inp.manifest, inp.opaque, inp.opaque_metrics,
         ctx.params.arch, out.metrics, out.explanations, ctx.params.cfg,
-        gt_table=inp.gt_table, gt_synonyms=inp.gt_synonyms,
+        gt_table=inp.gt_table, gt_synonyms=inp.gt_synonyms, probe=probe,
     )  # fmt: skip
     model = load_model(inp.model)
     cbm_figures(

@@ -18,6 +18,7 @@ with RunContext.from_snakemake(snakemake) as ctx:
         concepts_path=inp.concepts,
         gt_table=inp.gt_table,
         gt_synonyms=inp.gt_synonyms,
+        verification=inp.get("verification"),
         device=ctx.params.device,
     )
     ctx.record(device=str(pick_device(ctx.params.device)))

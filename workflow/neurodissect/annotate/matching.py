@@ -8,6 +8,9 @@ Because s is linear in f, S = (M F)(G − g_0)ᵀ with M the (units x images) ex
 indicator: one sparse sum of exemplar embeddings and one dense product per block of
 units, never an images x vocabulary matrix.
 
+``annotate.debias: none`` is MAMMI's template ablation: g_0 = 0, S_j(c) = Σ cos(f_i, g_c)
+(the raw, template-biased similarity), for comparison with the default ``base``.
+
 **soft-WPMI (CLIP-Dissect, for comparison).** q_i(c) = softmax_c(a·cos(f_i, g_c));
 log P(c | E_j) = Σ_r log(1 + p_r (q_{i_r}(c) − 1) + ε) over the exemplars in rank order
 with p_r falling linearly from p_start to p_end; score = log P(c | E_j) − λ·log mean_j'
@@ -34,6 +37,7 @@ from .exemplars import read_exemplars
 log = logging.getLogger(__name__)
 
 SCORERS = ("mammi", "soft_wpmi")
+DEBIAS = ("base", "none")
 CONCEPT_COLUMNS = ("unit", "rank", "concept", "score", "p_value", "stability", "uninterpretable",
                    "q_value")  # fmt: skip
 
@@ -58,6 +62,7 @@ class MatchParams:
     null: str = "max"
     seed: int = 0
     memory_mb: float = 1024.0
+    debias: str = "base"  # MAMMI's template ablation: subtract g_0 (base) or not (none)
     soft_wpmi: SoftWPMIParams = field(default_factory=SoftWPMIParams)
 
     @classmethod
@@ -69,6 +74,8 @@ class MatchParams:
         )
         if params.scorer not in SCORERS:
             raise ConfigError(f"annotate.scorer: {params.scorer!r} is not one of {SCORERS}")
+        if params.debias not in DEBIAS:
+            raise ConfigError(f"annotate.debias: {params.debias!r} is not one of {DEBIAS}")
         return params
 
 
@@ -286,7 +293,8 @@ def concept_table(units, concepts, assigned, scores, p_values, stability, signif
 def build_scorer(params: MatchParams, pool_emb, text: TextEmbeddings, members):
     budget = params.memory_mb / 4
     if params.scorer == "mammi":
-        return mammi_scorer(pool_emb, text.emb, text.template)
+        g0 = text.template if params.debias == "base" else np.zeros_like(text.template)
+        return mammi_scorer(pool_emb, text.emb, g0)
     scorer = SoftWPMIScorer(pool_emb, text.emb, params.soft_wpmi, budget)
     scorer.fit_prior(members, budget)
     return scorer

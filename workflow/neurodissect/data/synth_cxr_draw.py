@@ -1,7 +1,8 @@
 """How synthcxr images look: anatomy (body, lungs with vascular markings and ribs,
 mediastinum, heart, diaphragm, clavicles) with small random variation, then the
 planted findings and devices. Every planted structure's box is measured from the
-mask it was drawn with, in pixels of the output image.
+mask it was drawn with, in pixels of the output image. :func:`render_scene` renders
+the same recipe with one concept added or removed (see :class:`.synth_draw.Scene`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from .synth_draw import (
     SUPERSAMPLE,
     Canvas,
+    Scene,
     bezier,
     blob_outline,
     ellipse_box,
@@ -60,6 +62,12 @@ def render(
     """(size, size) uint8 radiograph showing the ``present`` concepts (findings on
     ``sides``: 0 = patient's right, drawn on the image's left), {concept: [(x, y, w, h),
     ...]} boxes in pixels, and the lung zone (0..2) chosen for each focal finding."""
+    return render_scene(Scene(rng, present), sides, size, difficulty)
+
+
+def render_scene(scene: Scene, sides: dict[str, int], size: int, difficulty: float):
+    """:func:`render` of ``scene`` (a recipe, maybe with one concept toggled)."""
+    rng, shows = scene.rng, scene.shows
     strength = 1.0 - 0.35 * difficulty
     cv = Canvas(size, 1, [0.08])
     wall = 0.03 + rng.uniform(0, 0.02)
@@ -87,27 +95,31 @@ def render(
 
     boxes: dict[str, list[tuple[float, float, float, float]]] = {}
     zones: dict[str, int] = {}
-    if present["pneumothorax"]:
-        side = sides["pneumothorax"]
-        boxes["pneumothorax"] = [_pneumothorax(cv, anatomy, side, lung_masks[side], rng, strength)]
-    if present["pleural_effusion"]:
-        side = sides["pleural_effusion"]
-        boxes["pleural_effusion"] = [_effusion(cv, anatomy, side, lung_masks[side], rng, strength)]
-    heart_radii = anatomy.heart_radii
-    if present["cardiomegaly"]:
-        heart_radii = (heart_radii[0] * 1.4, heart_radii[1] * 1.18)
-    boxes["_heart"] = [_heart(cv, anatomy.heart_center, heart_radii)]
-    if present["cardiomegaly"]:
-        boxes["cardiomegaly"] = boxes["_heart"]
-    for name, draw in (("consolidation", _consolidation), ("mass", _mass), ("nodule", _nodule)):
-        if present[name]:
+    for name, draw in (("pneumothorax", _pneumothorax), ("pleural_effusion", _effusion)):
+        if (r := scene.rng_for(name)) is not None:
             side = sides[name]
-            zones[name] = int(rng.integers(3))
-            boxes[name] = [draw(cv, anatomy, side, zones[name], lung_masks[side], rng, strength)]
+            box = draw(scene.canvas_for(name, cv), anatomy, side, lung_masks[side], r, strength)
+            if shows(name):
+                boxes[name] = [box]
+    heart_radii = anatomy.heart_radii
+    if shows("cardiomegaly"):
+        heart_radii = (heart_radii[0] * 1.4, heart_radii[1] * 1.18)
+    heart_box, heart = _heart(cv, anatomy.heart_center, heart_radii)
+    scene.note("cardiomegaly", heart)
+    if shows("cardiomegaly"):
+        boxes["cardiomegaly"] = [heart_box]
+    for name, draw in (("consolidation", _consolidation), ("mass", _mass), ("nodule", _nodule)):
+        if (r := scene.rng_for(name)) is not None:
+            side, zone = sides[name], int(r.integers(3))
+            box = draw(scene.canvas_for(name, cv), anatomy, side, zone, lung_masks[side], r,
+                       strength)  # fmt: skip
+            if shows(name):
+                zones[name], boxes[name] = zone, [box]
     for name, draw in DEVICE_DRAWERS:
-        if present[name]:
-            boxes[name] = draw(cv, rng, sides, strength)
-    del boxes["_heart"]
+        if (r := scene.rng_for(name)) is not None:
+            drawn = draw(scene.canvas_for(name, cv), r, sides, strength)
+            if shows(name):
+                boxes[name] = drawn
     cv.pixels += rng.normal(0, 0.015 + 0.02 * difficulty, cv.pixels.shape)
     return cv.to_uint8()[..., 0], boxes, zones
 
@@ -171,7 +183,7 @@ def _heart(cv, center, radii):
              for x, y in shape]  # fmt: skip
     heart = cv.mask(lambda d, c: d.polygon(scaled(shape, c), fill=255), blur=0.01)
     cv.paint(heart, [0.7], 0.92)
-    return mask_box(heart)
+    return mask_box(heart), heart
 
 
 def _pneumothorax(cv, anatomy, side, lung, rng, strength):

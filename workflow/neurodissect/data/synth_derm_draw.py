@@ -1,6 +1,8 @@
 """How synthderm images look: skin with shading and sensor noise, a lesion whose
 outline, colour and structures are the planted attributes, and artifacts on top.
-:func:`render` is a pure function of the concept flags and a random stream.
+:func:`render` is a pure function of the concept flags and a random stream;
+:func:`render_scene` renders the same recipe with one concept added or removed
+(see :class:`.synth_draw.Scene`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import numpy as np
 
 from .synth_draw import (
     Canvas,
+    Scene,
     bezier,
     blob_outline,
     ellipse_box,
@@ -25,6 +28,12 @@ PINK = (0.90, 0.48, 0.52)
 
 def render(rng: np.random.Generator, present: dict[str, bool], size: int, difficulty: float):
     """(size, size, 3) uint8 dermoscopy-like image showing exactly the ``present`` concepts."""
+    return render_scene(Scene(rng, present), size, difficulty)
+
+
+def render_scene(scene: Scene, size: int, difficulty: float):
+    """(size, size, 3) uint8 image of ``scene`` (a recipe, maybe with one concept toggled)."""
+    rng, shows = scene.rng, scene.shows
     strength = 1.0 - 0.4 * difficulty  # opacity of the planted structures
     skin = np.array([0.90, 0.72, 0.62]) + rng.uniform(-0.05, 0.05, 3) * [1, 1.2, 1.2]
     cv = Canvas(size, 3, skin)
@@ -34,36 +43,42 @@ def render(rng: np.random.Generator, present: dict[str, bool], size: int, diffic
     center = (0.5 + rng.uniform(-0.05, 0.05), 0.5 + rng.uniform(-0.05, 0.05))
     radius = rng.uniform(0.25, 0.31) * (1.0 - 0.2 * difficulty)
     harmonics = [(2, rng.uniform(0.02, 0.08), rng.uniform(0, 6.3))]
-    if present["asymmetry"]:
-        harmonics += [(1, rng.uniform(0.3, 0.38), rng.uniform(0, 6.3)),
-                      (3, rng.uniform(0.08, 0.12), rng.uniform(0, 6.3))]  # fmt: skip
-    if present["irregular_border"]:
-        harmonics += [(int(k), rng.uniform(0.08, 0.12), rng.uniform(0, 6.3))
-                      for k in rng.choice(np.arange(7, 14), 3, replace=False)]  # fmt: skip
+    if (r := scene.rng_for("asymmetry")) is not None:
+        drawn = [(1, r.uniform(0.3, 0.38), r.uniform(0, 6.3)),
+                 (3, r.uniform(0.08, 0.12), r.uniform(0, 6.3))]  # fmt: skip
+        harmonics += drawn if shows("asymmetry") else []
+    if (r_border := scene.rng_for("irregular_border")) is not None:
+        drawn = [(int(k), r_border.uniform(0.08, 0.12), r_border.uniform(0, 6.3))
+                 for k in r_border.choice(np.arange(7, 14), 3, replace=False)]  # fmt: skip
+        harmonics += drawn if shows("irregular_border") else []
     outline = blob_outline(center, radius, harmonics, n=128)
-    if present["irregular_border"]:
-        jitter = rng.uniform(0.85, 1.15, len(outline))
-        outline = [(center[0] + (x - center[0]) * j, center[1] + (y - center[1]) * j)
-                   for (x, y), j in zip(outline, jitter, strict=True)]  # fmt: skip
-    edge_blur = 0.004 if present["irregular_border"] else 0.012
+    if r_border is not None:
+        jitter = r_border.uniform(0.85, 1.15, len(outline))
+        if shows("irregular_border"):
+            outline = [(center[0] + (x - center[0]) * j, center[1] + (y - center[1]) * j)
+                       for (x, y), j in zip(outline, jitter, strict=True)]  # fmt: skip
+    edge_blur = 0.004 if shows("irregular_border") else 0.012
     lesion = cv.mask(lambda d, c: d.polygon(scaled(outline, c), fill=255), blur=edge_blur)
     inner = cv.mask(lambda d, c: d.polygon(scaled(outline, c), fill=255), blur=0.03) ** 2
+    for name in ("asymmetry", "irregular_border"):  # the outline: all that lies on the lesion
+        scene.note(name, lesion + inner)
 
     brown = np.array([0.62, 0.40, 0.26]) + rng.uniform(-0.12, 0.1) * np.array([1, 0.9, 0.8])
-    if present["erythema"]:
-        halo = radial_field(cv.res, *center)
-        ring = np.clip(1.0 - np.abs(halo - radius * 1.15) / (radius * 0.5), 0, 1)
+    halo = radial_field(cv.res, *center)
+    ring = np.clip(1.0 - np.abs(halo - radius * 1.15) / (radius * 0.5), 0, 1)
+    scene.note("erythema", ring + lesion)  # the halo and the lesion's colour
+    if shows("erythema"):
         cv.paint(ring, PINK, 0.6 * strength)
         brown = 0.3 * brown + 0.7 * np.array([0.86, 0.36, 0.40])
     cv.paint(lesion, brown, 0.92)
-    if present["asymmetry"]:  # one side darker, as asymmetric colour as well as shape
+    if shows("asymmetry"):  # one side darker, as asymmetric colour as well as shape
         side = np.clip((radial_field(cv.res, center[0] + radius, center[1]) / radius) - 1, 0, 1)
         cv.paint(lesion * side, brown * 0.45, 0.85)
     cv.shade(smooth_noise(rng, cv.res, 9) * lesion, 0.08)
 
     for name, draw in DRAWERS:
-        if present[name]:
-            draw(cv, rng, center, radius, lesion, inner, strength)
+        if (r := scene.rng_for(name)) is not None:
+            draw(scene.canvas_for(name, cv), r, center, radius, lesion, inner, strength)
     cv.pixels += rng.normal(0, 0.012 + 0.02 * difficulty, cv.pixels.shape[:2])[..., None]
     return cv.to_uint8()
 

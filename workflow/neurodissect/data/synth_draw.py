@@ -115,3 +115,77 @@ def stroke(canvas: Canvas, fraction: float) -> int:
     """A line width of ``fraction`` of the side in supersampled pixels, never thinner
     than one output pixel (so strokes survive downsampling at 32 px)."""
     return max(SUPERSAMPLE, int(round(canvas.px(fraction))))
+
+
+class Scene:
+    """Which planted concepts a render draws, which it shows, and whose random draws
+    each uses: the recipe of one image, optionally with one concept toggled.
+
+    A concept present in the recipe draws from the image's own stream ``rng`` whether it
+    is shown or not, so removing it (a *dry* draw: same draws, nothing painted) leaves
+    every later draw, and so every other concept and the sensor noise, unchanged. A
+    concept added by the toggle draws from its own stream ``toggle_rng``, so the image's
+    stream is untouched as well. Without a toggle, a render is the generator's image.
+    ``region`` collects, at the canvas resolution, where the watched concept (default: the
+    toggled one) painted or would have painted.
+    """
+
+    def __init__(self, rng: np.random.Generator, present: dict[str, bool],
+                 toggle: str | None = None, toggle_rng: np.random.Generator | None = None,
+                 watch: str | None = None):  # fmt: skip
+        if toggle is not None and toggle not in present:
+            raise KeyError(f"unknown concept {toggle!r}")
+        if toggle is not None and not present[toggle] and toggle_rng is None:
+            raise ValueError(f"adding {toggle!r} needs its own random stream (toggle_rng)")
+        self.rng, self.present = rng, dict(present)
+        self.toggle, self.toggle_rng = toggle, toggle_rng
+        self.watch = toggle if watch is None else watch
+        self.region: np.ndarray | None = None
+
+    def shows(self, name: str) -> bool:
+        return bool(self.present[name]) != (name == self.toggle)
+
+    def rng_for(self, name: str) -> np.random.Generator | None:
+        """The stream ``name`` draws from, or None when it is neither present nor added."""
+        if self.present[name]:
+            return self.rng
+        return self.toggle_rng if name == self.toggle else None
+
+    def note(self, name: str, mask: np.ndarray) -> None:
+        """Record ``mask`` as part of where ``name`` changes the image (if it is watched)."""
+        if name == self.watch:
+            m = mask > 0
+            self.region = m if self.region is None else self.region | m
+
+    def canvas_for(self, name: str, canvas: Canvas):
+        """The canvas ``name``'s drawer paints on: the real one, or for the toggled concept
+        one that records where it paints (and paints only if the concept is shown)."""
+        return canvas if name != self.watch else _Recording(canvas, self, self.shows(name))
+
+
+class _Recording:
+    """A canvas proxy: masks are drawn as usual (they may consume random draws), paints
+    are recorded in the scene's region and applied only when ``live``."""
+
+    def __init__(self, canvas: Canvas, scene: Scene, live: bool) -> None:
+        self._canvas, self._scene, self._live = canvas, scene, live
+        self.size, self.res = canvas.size, canvas.res
+
+    def px(self, fraction: float) -> float:
+        return self._canvas.px(fraction)
+
+    def mask(self, draw, blur: float = 0.0) -> np.ndarray:
+        return self._canvas.mask(draw, blur)
+
+    def paint(self, mask: np.ndarray, color: Sequence[float], alpha: float = 1.0) -> None:
+        self._scene.note(self._scene.watch, mask)
+        if self._live:
+            self._canvas.paint(mask, color, alpha)
+
+
+def output_region(region: np.ndarray | None, size: int) -> np.ndarray:
+    """A canvas-resolution region → (size, size) bool: output pixels it touches."""
+    if region is None:
+        return np.zeros((size, size), dtype=bool)
+    s = SUPERSAMPLE
+    return region.reshape(size, s, size, s).any(axis=(1, 3))

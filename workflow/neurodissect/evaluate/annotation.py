@@ -300,6 +300,7 @@ class AnnotationInputs:
     cam_store: PathLike | None = None
     opaque: PathLike | None = None
     clip_model: PathLike | None = None
+    verification: PathLike | None = None  # verify_names metrics (synthetic data)
 
 
 def read_concepts(path: PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -383,6 +384,8 @@ def evaluate_annotation(
         metrics["pointing_hit"] = float(per_unit["pointing_hit"].mean())
         metrics["n_units_localized"] = int(len(per_unit))
     metrics["split"] = meta.get("probe_split", ex_meta.get("probe_split"))
+    if inputs.verification is not None:
+        metrics.update(read_verification(inputs.verification))
     write_parquet(units, units_out)
     write_json(metrics, metrics_out)
     viz.annotation_figures(
@@ -392,6 +395,13 @@ def evaluate_annotation(
     )  # fmt: skip
     log.info("annotation metrics: %s", {k: v for k, v in metrics.items() if v is not None})
     return {"n_units_scored": metrics["n_units_scored"]}
+
+
+def read_verification(path: PathLike) -> dict[str, Any]:
+    """verify_names' metrics (verified_fraction, n_verifiable, ...), merged into metrics.json."""
+    from .groundtruth import read_json_file
+
+    return dict(read_json_file(path))
 
 
 def run_localization(inputs, truths, store, manifest, splits, params, arch):

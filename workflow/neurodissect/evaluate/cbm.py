@@ -9,6 +9,9 @@ metrics.json (flat, numbers + ``split``):
   with :func:`neurodissect.evaluate.classification.classification_metrics` for all.
   cbm_agreement = share of test predictions equal to the opaque model's.
 - n_concepts_requested, n_concepts_used (the selection's clamp), n_nonzero, cbm_C.
+- explanation_faithfulness, explanation_rank_correlation, n_faithfulness_images
+  (generated synthetic data, else null): explanations verified by re-rendering test
+  images without the cited concept (:mod:`neurodissect.verify.explanations`).
 - explanation_planted_hit_rate (synthetic data, else null): over test images whose true
   class has planted causes (concepts_gt.json ``causes``) and that show at least one of
   them, the share whose top explanation concept **for the true class** (largest
@@ -196,6 +199,7 @@ def evaluate_cbm(
     gt_table: PathLike | None = None,
     gt_synonyms: PathLike | None = None,
     split: str = "test",
+    probe=None,
 ) -> dict[str, Any]:
     """Rule ``evaluate_cbm`` (see module doc); returns the metrics and the arrays the
     figures need under the key ``_arrays``."""
@@ -283,6 +287,11 @@ def evaluate_cbm(
             metrics["explanation_spurious_rate"] = spurious_top_rate(
                 scores, W, cases, spurious, truth.synonyms, model.concepts
             )[0]
+    metrics.update(dict.fromkeys(("explanation_faithfulness", "explanation_rank_correlation")))
+    if probe is not None:  # synthetic data: explanations checked by re-rendering (verify)
+        from ..verify.explanations import explanation_faithfulness
+
+        metrics.update(explanation_faithfulness(table, probe))
     write_json(metrics, metrics_out)
     write_parquet(table, explanations_out)
     log.info("CBM vs opaque on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})

@@ -236,9 +236,12 @@ def evaluate_sae(
     concepts_path: PathLike | None = None,
     gt_table: PathLike | None = None,
     gt_synonyms: PathLike | None = None,
+    verification: PathLike | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    from ..evaluate.groundtruth import read_planted_concepts
+    """Rule entry point: metrics.json and groundtruth.parquet; ``verification`` (verify_names'
+    metrics, synthetic data) is merged into metrics.json."""
+    from ..evaluate.groundtruth import read_json_file, read_planted_concepts
     from ..models import head_weights
     from ..naming.table import read_concepts
 
@@ -285,6 +288,8 @@ def evaluate_sae(
     metrics.update(gt_metrics)
     if concepts_path is not None:
         metrics.update(naming_counts(concepts_path))
+    if verification is not None:
+        metrics.update(read_json_file(verification))
     write_json(metrics, metrics_out)
     write_parquet(table, groundtruth_out)
     log.info("SAE on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})

@@ -1,0 +1,153 @@
+"""verify_names: names checked by counterfactual probe pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import clone_run
+from neurodissect.errors import InputError
+from neurodissect.verify.probe import ProbeSet, responses
+from neurodissect.verify.run import (
+    planted_concept_of,
+    read_names,
+    read_synonyms,
+    verification_metrics,
+    verification_table,
+    verify_names,
+)
+from neurodissect.verify.stats import paired_stats
+from test_invalidation import ALWAYS_AFTER, change_config, planned_jobs
+
+PROBES = ProbeSet(kind="synthderm", seed=0, size=32, difficulty=0.3, noise=0.1, n_pairs=20,
+                  first_index=1_000_000)  # fmt: skip
+SYNONYMS = {
+    "vessels": ["vessels", "arborizing vessels", "branching vessels"],
+    "ruler_marks": ["ruler marks", "ruler"],
+    "blue_grey_nests": ["blue-grey ovoid nests", "blue-gray ovoid nests", "nests"],
+    "pigment_network": ["pigment network", "network"],
+}
+
+
+def wired_units(images: np.ndarray) -> np.ndarray:
+    """A tiny model of three units: 0 responds to bright-red pixels (the colour synthderm
+    draws vessels in), 1 is random (seeded noise, blind to the image), 2 is constant."""
+    x = images.astype(np.float64) / 255.0
+    redness = np.clip(x[..., 0] - np.maximum(x[..., 1], x[..., 2]) - 0.45, 0, None)
+    red = redness.mean(axis=(1, 2))
+    noise = np.random.default_rng(int(images.sum()) % 2**32).normal(size=len(images))
+    return np.stack([red, noise, np.ones(len(images))], axis=1)
+
+
+@pytest.fixture(scope="module")
+def stats():
+    out = {}
+    for concept in ("vessels", "ruler_marks"):
+        r1, r0 = responses(PROBES, concept, wired_units, batch_size=8)
+        assert r1.shape == r0.shape == (PROBES.n_pairs, 3)
+        out[concept] = paired_stats(r1, r0, significance=0.05)
+    return out
+
+
+def test_a_unit_wired_to_a_concept_is_confirmed_and_a_random_one_is_not(stats):
+    vessels = stats["vessels"]
+    assert vessels["confirmed"].tolist() == [True, False, False]
+    assert vessels["auroc"][0] == 1.0 and vessels["effect"][0] > 0
+    assert vessels["p_value"][0] < 1e-3 and vessels["p_value"][2] == 1.0
+    # the red unit does not move when only the ruler is toggled
+    assert stats["ruler_marks"]["effect"][0] == 0 and not stats["ruler_marks"]["confirmed"][0]
+
+
+def test_names_that_are_not_planted_concepts_are_unverifiable_not_failures(stats):
+    names = pd.DataFrame({"unit": [0, 1, 2, 0],
+                          "name": ["arborizing vessel", "vessels", "diffuse sunlight", "ruler"]})  # fmt: skip
+    table = verification_table(names, SYNONYMS, stats)
+    assert table["verifiable"].tolist() == [True, True, False, True]
+    assert table["confirmed"].tolist()[:2] == [True, False]
+    assert pd.isna(table.loc[2, "confirmed"]) and table.loc[2, "concept"] == ""
+    assert table.loc[0, "best_concept"] == "vessels"
+    metrics = verification_metrics(table)
+    assert metrics["n_verifiable"] == 3 and metrics["verified_fraction"] == pytest.approx(1 / 3)
+    # unit 0 responds most to vessels: right under its first name, wrong under "ruler"
+    assert metrics["best_concept_named_fraction"] == pytest.approx(1 / 2)
+
+
+def test_names_map_to_planted_concepts_through_synonyms():
+    assert planted_concept_of("blue-gray ovoid nest", SYNONYMS) == "blue_grey_nests"
+    assert planted_concept_of("pigment network", SYNONYMS) == "pigment_network"
+    assert planted_concept_of("network", SYNONYMS) == "pigment_network"
+    assert planted_concept_of("melanoma", SYNONYMS) is None
+
+
+def test_probe_batches_are_bounded_and_deterministic():
+    sizes = [len(w) for w, _ in PROBES.batches("vessels", 8)]
+    assert sizes == [8, 8, 4]
+    a = next(PROBES.batches("vessels", 8))[0]
+    b = next(PROBES.batches("vessels", 8))[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_names_table_is_one_clear_error(tmp_path):
+    path = tmp_path / "names.parquet"
+    pd.DataFrame({"unit": [0], "label": ["x"]}).to_parquet(path)
+    with pytest.raises(InputError, match="expected columns"):
+        read_names(path)
+
+
+def test_real_datasets_are_a_no_op_with_empty_outputs(tmp_path, caplog):
+    names = tmp_path / "neuron_concepts.parquet"
+    pd.DataFrame({"unit": [0, 0, 1], "rank": [0, 1, 0], "concept": ["a", "b", "c"]}).to_parquet(
+        names
+    )
+    outs = [tmp_path / "v.parquet", tmp_path / "v.json", tmp_path / "v.png"]
+    with caplog.at_level("INFO"):
+        verify_names(names, tmp_path / "none.pt", tmp_path / "none.parquet", tmp_path / "none.json",
+                     *outs, kind="nih14", synth=None, arch="resnet18", layer="fc",
+                     params=None)  # fmt: skip
+    assert "not a generated synthetic" in caplog.text
+    assert pd.read_parquet(outs[0]).empty and json.loads(outs[1].read_text()) == {}
+    assert outs[2].exists()
+
+
+def test_synonyms_come_from_the_ground_truth_json(tmp_path):
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({"vessels": {"synonyms": ["telangiectasia"]}}))
+    assert read_synonyms(path, ["vessels", "hair"]) == {"vessels": ["vessels", "telangiectasia"],
+                                                        "hair": ["hair"]}  # fmt: skip
+
+
+# -- the rule in the tiny run -----------------------------------------------------------
+def test_verify_names_in_the_tiny_run(tiny_run):
+    run = tiny_run / "results" / "tiny" / "resnet18-s0"
+    for units in ("annotate/fc", "annotate/layer4", "sae"):
+        table = pd.read_parquet(run / units / "verification.parquet")
+        assert {"unit", "name", "concept", "n_pairs", "auroc", "effect", "p_value",
+                "confirmed"} <= set(table.columns)  # fmt: skip
+        assert len(table) and table["unit"].is_unique
+        verifiable = table[table["verifiable"]]
+        assert verifiable["auroc"].between(0, 1).all()
+        assert (table.loc[~table["verifiable"], "concept"] == "").all()
+        metrics_file = "sae/metrics.json" if units == "sae" else f"{units}/metrics.json"
+        metrics = json.loads((run / metrics_file).read_text())
+        assert metrics["n_verifiable"] == len(verifiable)
+        if len(verifiable):
+            assert metrics["verified_fraction"] == pytest.approx(verifiable["confirmed"].mean())
+        assert (run / "figures" / "verify" / f"{units}.png").exists()
+
+
+def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path):
+    run = clone_run(tiny_run, tmp_path / "run")
+    jobs = planned_jobs(run, change_config(run, {"verify": {"n_pairs": 6}}))
+    assert jobs - ALWAYS_AFTER == {"verify_names", "evaluate_annotation", "evaluate_sae"}, jobs
+
+
+def test_explanations_are_verified_by_intervention_in_the_tiny_run(tiny_run):
+    metrics = json.loads((tiny_run / "results/tiny/resnet18-s0/cbm/metrics.json").read_text())
+    assert metrics["n_faithfulness_images"] >= 0
+    if metrics["n_faithfulness_images"]:
+        assert 0.0 <= metrics["explanation_faithfulness"] <= 1.0
+    rho = metrics["explanation_rank_correlation"]
+    assert rho is None or -1.0 <= rho <= 1.0
