@@ -305,7 +305,11 @@ def annotation_evaluation_inputs(wildcards):
 
 
 # -- vocab / clip -------------------------------------------------------------------------
-CLIP_LOAD_KEYS = {"open_clip": ("model_name", "pretrained"), "local": ("path",)}
+CLIP_LOAD_KEYS = {
+    "open_clip": ("model_name", "pretrained"),
+    "local": ("path",),
+    "transformers": ("model_name", "path"),
+}
 
 
 def vocab_inputs(wildcards):
@@ -325,7 +329,10 @@ def clip_train_config():
 def clip_load_config():
     """clip.* of load_clip: the source and its own keys (plus the evaluation batch size)."""
     source = config["clip"]["source"]
-    return section("clip", "source", "batch_size", *CLIP_LOAD_KEYS.get(source, ()))
+    keys = CLIP_LOAD_KEYS.get(source, ())
+    if str(config["clip"]["model_name"]).startswith("hf-hub:"):
+        keys = tuple(k for k in keys if k != "pretrained")  # a hub repo has no tag
+    return section("clip", "source", "batch_size", *keys)
 
 
 def clip_load_inputs(wildcards):
@@ -335,6 +342,8 @@ def clip_load_inputs(wildcards):
         if not config["clip"]["path"]:
             raise WorkflowError("clip.source is 'local' but clip.path is not set")
         inputs["local_dir"] = config["clip"]["path"]
+    elif config["clip"]["source"] == "transformers" and config["clip"]["path"]:
+        inputs["local_dir"] = config["clip"]["path"]  # a save_pretrained folder
     return inputs
 
 
