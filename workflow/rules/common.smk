@@ -69,7 +69,20 @@ def check_rule_resources():
     if bad:
         raise WorkflowError(f"unknown resource name(s) declared by rules: {bad}")
 
-DATASETS = sorted(config["datasets"])
+# A dataset named by vocab.reports_from only lends its reports to the others' vocabulary
+# (MIMIC-CXR for NIH14): it is prepared, not dissected, unless its targets are requested.
+REPORTS_FROM = config["vocab"]["reports_from"]
+if REPORTS_FROM is not None and REPORTS_FROM not in config["datasets"]:
+    raise WorkflowError(
+        f"vocab.reports_from={REPORTS_FROM!r} is not a configured dataset "
+        f"(datasets: {sorted(config['datasets'])}); add it under datasets:"
+    )
+DATASETS = sorted(d for d in config["datasets"] if d != REPORTS_FROM)
+if not DATASETS:
+    raise WorkflowError(
+        f"vocab.reports_from={REPORTS_FROM!r} is the only dataset: configure the dataset "
+        "to dissect beside it"
+    )
 MODELS = list(config["models"])
 LAYERS = list(config["layers"])
 # every layer extract_activations writes: the dissected ones plus the SAE's input
@@ -317,7 +330,17 @@ def vocab_inputs(wildcards):
     inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
     if config["vocab"]["concept_list"]:
         inputs["concept_list"] = config["vocab"]["concept_list"]
+    if REPORTS_FROM is not None and REPORTS_FROM != wildcards.dataset:
+        inputs["reports_manifest"] = f"results/{REPORTS_FROM}/data/manifest.parquet"
     return inputs
+
+
+def vocab_config(wildcards):
+    """vocab.*; the report source itself mines its own reports (reports_from: null)."""
+    cfg = section("vocab")
+    if cfg["reports_from"] == wildcards.dataset:
+        cfg = {**cfg, "reports_from": None}
+    return cfg
 
 
 def clip_train_config():
