@@ -26,9 +26,7 @@ def _snakemake(workdir, *args):
             "--snakefile", str(workdir / "Snakefile"), *args]  # fmt: skip
 
 
-def test_killed_run_leaves_a_stale_lock_that_is_cleared_and_the_rerun_finishes(
-    tmp_path, capsys
-):
+def test_killed_run_leaves_a_stale_lock_that_is_cleared_and_the_rerun_finishes(tmp_path, capsys):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     (tmp_path / "delay.txt").write_text("60")
     assert lock_state(tmp_path) == ("free", []) and main([str(tmp_path)]) == 0
