@@ -5,9 +5,13 @@ import os
 import sys
 from pathlib import Path
 
+# The repository root, from this file's own place (workflow/rules/common.smk), not
+# workflow.basedir: used as a Snakemake `module`, the main Snakefile lives elsewhere.
+REPO_DIR = str(Path(workflow.current_basedir).parents[1])
+
 # Parse-time helpers come from the package (config only: no torch import here).
 # Jobs import it from the same folder, also inside conda envs and on cluster nodes.
-_PKG_ROOT = os.path.join(workflow.basedir, "workflow")
+_PKG_ROOT = os.path.join(REPO_DIR, "workflow")
 sys.path.insert(0, _PKG_ROOT)
 if _PKG_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -23,11 +27,11 @@ from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
 
-PACKAGE = Path(workflow.basedir) / "workflow" / "neurodissect"
+PACKAGE = Path(REPO_DIR) / "workflow" / "neurodissect"
 
 try:
     config.update(
-        _validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+        _validate_config(config, os.path.join(REPO_DIR, "config/schema.yaml"))
     )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
