@@ -120,3 +120,21 @@ def test_snakemake_config_on_the_command_line_reruns_exactly_the_sae_chain(tiny_
     bad = run_snakemake(run, "-n", "--config", "sae={l1_coefficient: lots}",
                         configfile=run / "config.yaml", check=False)  # fmt: skip
     assert bad.returncode != 0 and "sae.l1_coefficient" in bad.stdout + bad.stderr
+
+
+def test_config_readme_describes_every_section():
+    readme = (REPO / "config" / "README.md").read_text()
+    schema = load_yaml(SCHEMA)
+    missing = [k for k in schema["properties"] if f"### `{k}`" not in readme]
+    assert not missing, f"config/README.md lacks a section for {missing}"
+
+
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in (REPO / "config" / "examples").glob("*.yaml"))
+)
+def test_every_example_config_is_valid(example):
+    cfg = validate(load_yaml(REPO / "config" / "examples" / example), SCHEMA)
+    source = cfg["vocab"]["reports_from"]
+    assert source is None or source in cfg["datasets"]
+    if cfg["clip"]["source"] == "transformers":
+        assert cfg["clip"]["model_name"] or cfg["clip"]["path"]
