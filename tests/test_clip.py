@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -524,15 +525,14 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     assert not (tmp_path / "m2").exists()
 
 
-def test_published_models_run_through_the_tiny_dag(tiny_run, hub_cache, tmp_path):
-    """Either published model replaces the trained CLIP in a finished run: load_clip and
-    the embeddings and concept matching after it rerun, nothing upstream does."""
-    from conftest import clone_run
+def test_published_models_run_through_the_tiny_dag(hub_cache, tmp_path):
+    """Each published layout runs load_clip → embed_images / embed_texts → match_concepts
+    in a real run; switching models reruns that chain and nothing upstream of it."""
     from fixtures_hub import HUB_REPO, transformers_clip_folder
 
-    run = clone_run(tiny_run, tmp_path / "run")
+    run = tmp_path / "run"
+    run.mkdir()
     target = "results/tiny/resnet18-s0/annotate/layer4/neuron_concepts.parquet"
-    before = (run / target).stat().st_mtime
     sources = [
         {"source": "open_clip", "model_name": f"hf-hub:{HUB_REPO}"},
         {"source": "transformers", "path": str(transformers_clip_folder(tmp_path / "tclip"))},
@@ -540,14 +540,13 @@ def test_published_models_run_through_the_tiny_dag(tiny_run, hub_cache, tmp_path
     for i, clip in enumerate(sources):
         cfg = write_config(tmp_path / f"c{i}.yaml", {"clip": clip})
         out = run_snakemake(run, target, configfile=cfg)
-        log = out.stdout + out.stderr
-        for rule in ("load_clip", "embed_images", "embed_texts", "match_concepts"):
-            assert f"rule {rule}:" in log or f"localrule {rule}:" in log, rule
-        for rule in ("train_clip", "train_opaque", "extract_activations", "build_vocabulary"):
-            assert f"rule {rule}:" not in log, rule
+        ran = set(re.findall(r"^(?:local)?rule (\w+):", out.stdout + out.stderr, flags=re.M))
+        assert {"load_clip", "embed_images", "embed_texts", "match_concepts"} <= ran, ran
+        assert "train_clip" not in ran
+        if i:  # only the CLIP chain reruns for another model
+            assert not ran & {"train_opaque", "extract_activations", "build_vocabulary"}, ran
         clip_dir = run / "results/tiny/clip"
         assert model_info(clip_dir / "model")["source"] == clip["source"]
         assert ActivationStore(clip_dir / "image_emb.zarr").n_units == 16  # the tiny models' width
         assert read_text_embeddings(clip_dir / "text_emb.zarr")["emb"].shape[1] == 16
-        assert (run / target).stat().st_mtime > before and len(pd.read_parquet(run / target))
-        before = (run / target).stat().st_mtime
+        assert len(pd.read_parquet(run / target))

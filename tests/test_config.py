@@ -86,6 +86,8 @@ def test_snakemake_stops_at_load_with_the_key_path(tmp_path, changes, expected):
         ({"sae": {"epochs": "3"}}, ("sae", "epochs"), 3),
         ({"cav": {"include_uninterpretable": "false"}}, ("cav", "include_uninterpretable"), False),
         ({"layers": "[layer4, fc]"}, ("layers",), ["layer4", "fc"]),
+        ({"clip": {"path": "null"}}, ("clip", "path"), None),  # BaseLoader: null is text
+        ({"opaque": {"probe_cs": ["0.1", "1"]}}, ("opaque", "probe_cs"), [0.1, 1.0]),
         # a string-typed key keeps its text even when it looks like a number
         ({"vocab": {"spacy_model": "1e-3"}}, ("vocab", "spacy_model"), "1e-3"),
     ],

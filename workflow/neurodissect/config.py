@@ -75,13 +75,17 @@ def _properties(config: dict[str, Any], schema: dict[str, Any], root: dict[str, 
 
 
 def _coerce_text(text: str, schema: dict[str, Any]) -> Any:
-    """A string where the schema wants no string: its YAML value (``'[a, b]'``, ``'true'``),
+    """A string where the schema wants no string: its YAML value (``'[a, b]'``, ``'true'``,
+    ``'null'`` also for optional strings),
     or its float for exponents PyYAML reads as text (``'7e-4'``). Unparseable text stays
     text, so validation names the key."""
     import yaml
 
     types = schema.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
+    # Snakemake reads --config values with YAML's BaseLoader: null arrives as text too
+    if "null" in types and text.strip() in ("null", "Null", "NULL", "~"):
+        return None
     if not types or "string" in types:
         return text
     try:
