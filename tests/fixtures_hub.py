@@ -2,7 +2,7 @@
 
 - :func:`open_clip_hub_repo`: an open_clip Hugging Face Hub repo (``open_clip_config.json``
   + ``open_clip_pytorch_model.bin``) whose text tower is a Hugging Face BERT named by
-  repo id, as BiomedCLIP's is PubMedBERT; both repos are written into a Hugging Face
+  repo id, as BiomedCLIP's is PubMedBERT, and whose image tower is a timm ViT; both repos are written into a Hugging Face
   hub cache (``models--ORG--NAME/snapshots/<rev>/``, ``refs/main``), so open_clip,
   huggingface_hub and transformers read them with ``HF_HUB_OFFLINE=1``.
 - :func:`transformers_clip_folder`: a ``CLIPModel`` + ``CLIPProcessor`` written by
@@ -58,9 +58,10 @@ def open_clip_hub_repo(cache: Path, seed: int = 0) -> Path:
     text_cfg = {"hf_model_name": BERT_REPO, "hf_tokenizer_name": BERT_REPO,
                 "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler",
                 "context_length": 64}  # fmt: skip
-    model_cfg = {"embed_dim": 16, "text_cfg": text_cfg,
-                 "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
-                                "patch_size": 8}}  # fmt: skip
+    # and its timm ViT image tower (vit_base_patch16_224 there; timm's 160-px test ViT here)
+    vision_cfg = {"timm_model_name": "test_vit", "timm_model_pretrained": False,
+                  "timm_pool": "", "timm_proj": "linear", "image_size": 160}  # fmt: skip
+    model_cfg = {"embed_dim": 16, "text_cfg": text_cfg, "vision_cfg": vision_cfg}
     torch.manual_seed(seed)
     build_text = {**text_cfg, "hf_model_name": str(bert_dir), "hf_model_pretrained": False}
     model = CustomTextCLIP(**json.loads(json.dumps({**model_cfg, "text_cfg": build_text})))
