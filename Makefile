@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: setup
+	# a lock left by a killed run (no snakemake alive here) is cleared; a live one stops make
+	$(BIN)/python -m neurodissect.locks --clear .
 	$(SNAKEMAKE)
 	@echo "demo done: see results/synthderm/ (make report writes report.html)"
 

@@ -15,7 +15,7 @@ min_version("9.0")
 # replaces it entirely instead of being merged into the demo datasets).
 if not workflow.overwrite_configfiles:
 
-    configfile: os.path.join(workflow.basedir, "config/config.yaml")
+    configfile: os.path.join(workflow.current_basedir, "config/config.yaml")
 
 
 include: "workflow/rules/common.smk"

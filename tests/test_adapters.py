@@ -275,6 +275,30 @@ def test_chestx_det_not_a_list_is_one_error(raw, tmp_path):
         read("chestx-det", root)
 
 
+def test_chestx_det_released_names_or_mammis_and_it_says_which(raw, tmp_path, caplog):
+    mammi = read("chestx-det", raw["chestx-det"][0])
+    root = copy_of(raw, "chestx-det", tmp_path)
+    for part in ("train", "test"):  # the names of the authors' release
+        (root / f"ChestX_Det_{part}.json").rename(root / f"{part}.json")
+    with caplog.at_level("INFO", logger="neurodissect.data.adapters.chestx_det"):
+        released = read("chestx-det", root)
+    assert f"read {root / 'train.json'}" in caplog.text
+    assert f"read {root / 'test.json'}" in caplog.text
+    assert released.records["source"].str.match(r"^(train|test)\.json\[\d+\]$").all()
+    assert released.records.drop(columns="source").equals(mammi.records.drop(columns="source"))
+    assert released.boxes.equals(mammi.boxes)
+    assert {Path(p).name for p in metadata_files("chestx-det", root)} == {"train.json", "test.json"}
+    (root / "test.json").unlink()
+    with pytest.raises(InputError, match=r"test annotations not found; expected one of "
+                       r"\['test.json', 'ChestX_Det_test.json'\]"):  # fmt: skip
+        read("chestx-det", root)
+    # an explicit name is the only one tried
+    (root / "train.json").rename(root / "det_train.json")
+    (root / "det_test.json").write_text((raw["chestx-det"][0] / "ChestX_Det_test.json").read_text())
+    rd = read("chestx-det", root, {"train_json": "det_train.json", "test_json": "det_test.json"})
+    assert len(rd.records) == len(mammi.records)
+
+
 # -- MIMIC-CXR (R2Gen) --------------------------------------------------------------------
 def test_mimic_cxr_reports_split_and_labels(raw):
     root, truth = raw["mimic-cxr"]

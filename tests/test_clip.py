@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from conftest import deep_update, run_snakemake, write_config
 from neurodissect.activations.store import ActivationStore
-from neurodissect.clip import encode_texts, load_clip
+from neurodissect.clip import encode_texts, l2_normalise, load_clip, model_info
 from neurodissect.clip.data import sample_sentences, split_sentences
 from neurodissect.clip.embed import bare_template, embed_images, embed_texts, read_text_embeddings
 from neurodissect.clip.encode import encode_text_trimmed, trim_padding
@@ -522,3 +523,135 @@ def test_clip_corpus_rule_and_what_its_keys_rerun(tmp_path):
     proc = run_snakemake(tmp_path, "results/tiny/clip/metrics.json", "-n", configfile=bad,
                          check=False)  # fmt: skip
     assert proc.returncode != 0 and "clip.corpus.seed=0 equals" in proc.stdout + proc.stderr
+
+
+# -- published model layouts: an open_clip hub repo, a transformers CLIP -------------------
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    """A Hugging Face hub cache holding the tiny BiomedCLIP-style repo, used offline both
+    in this process and by snakemake subprocesses."""
+    import huggingface_hub.constants
+
+    from fixtures_hub import open_clip_hub_repo
+
+    cache = tmp_path / "hf_cache"
+    open_clip_hub_repo(cache)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _probe(model, preprocess, tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    image = Image.new("RGB", (40, 40), (200, 30, 30))
+    with torch.inference_mode():
+        img = model.encode_image(preprocess(image)[None]).numpy()
+    return img, encode_texts(model, tokenizer, ["a photo of a red lesion.", "of"])
+
+
+def test_open_clip_hub_repo_with_an_hf_text_tower_is_stored_and_loads_offline(
+    hub_cache, discs, tmp_path
+):
+    from fixtures_hub import HUB_REPO, HUB_REV
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    name = f"hf-hub:{HUB_REPO}"
+    summary = obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
+                          model_name=name, pretrained="ignored-for-hub")  # fmt: skip
+    assert summary["clip"] == {"source": "open_clip", "model_name": name, "revision": HUB_REV}
+    assert {"recall_at_5", "zeroshot_accuracy"} <= set(read_json(tmp_path / "m.json"))
+    # the hub's weights, not a fresh initialisation: open_clip's own load agrees
+    ref, _, ref_pre = open_clip.create_model_and_transforms(name)
+    expected = _probe(ref.eval(), ref_pre, open_clip.get_tokenizer(name))
+    # the stored folder is self-contained: it loads with the cache gone
+    import shutil
+
+    shutil.rmtree(hub_cache)
+    stored = load_clip(tmp_path / "model")
+    assert (tmp_path / "model/hf_text/config.json").is_file()
+    for ours, theirs in zip(_probe(*stored), expected, strict=True):
+        np.testing.assert_allclose(l2_normalise(ours), l2_normalise(theirs), atol=1e-5)
+    # the stored folder's provenance is what embeddings record
+    assert model_info(tmp_path / "model")["revision"] == HUB_REV
+    (tmp_path / "model/hf_text/config.json").unlink()
+    with pytest.raises(InputError, match="hf_text/config.json is missing"):
+        load_clip(tmp_path / "model")
+
+
+def test_partial_or_missing_hub_repos_are_clear_errors(hub_cache, discs, tmp_path):
+    from fixtures_hub import HUB_REPO, hub_snapshot
+
+    (hub_snapshot(hub_cache, HUB_REPO, "2" * 40) / "open_clip_pytorch_model.bin").unlink()
+    with pytest.raises(ConfigError, match=r"neither open_clip_model.safetensors nor "
+                       r"open_clip_pytorch_model.bin.*HF_HUB_OFFLINE"):  # fmt: skip
+        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
+                    model_name=f"hf-hub:{HUB_REPO}")  # fmt: skip
+    with pytest.raises(ConfigError, match="no open_clip_config.json.*Hugging Face cache"):
+        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
+                    model_name="hf-hub:nobody/nothing")  # fmt: skip
+    assert not (tmp_path / "model").exists()
+
+
+def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
+    from transformers import CLIPModel, CLIPProcessor
+
+    from fixtures_hub import transformers_clip_folder
+
+    src = transformers_clip_folder(tmp_path / "src")
+    summary = obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="transformers",
+                          model_name="unused", path=src)  # fmt: skip
+    assert summary["clip"] == {"source": "transformers", "path": str(src)}
+    assert model_info(tmp_path / "model") == summary["clip"]
+    assert {"recall_at_5", "zeroshot_accuracy"} <= set(read_json(tmp_path / "m.json"))
+    # the model's own processor and features, as transformers computes them
+    ref, proc = CLIPModel.from_pretrained(src).eval(), CLIPProcessor.from_pretrained(src)
+    image = Image.new("RGB", (40, 40), (200, 30, 30))
+    texts = ["a photo of a red lesion.", "of"]
+    with torch.inference_mode():
+        img = ref.get_image_features(**proc(images=image, return_tensors="pt")).pooler_output
+        txt = ref.get_text_features(**proc(text=texts, padding=True, return_tensors="pt"))
+    ours = _probe(*load_clip(tmp_path / "model"))
+    np.testing.assert_allclose(l2_normalise(ours[0]), l2_normalise(img.numpy()), atol=1e-5)
+    np.testing.assert_allclose(ours[1], l2_normalise(txt.pooler_output.numpy()), atol=1e-5)
+    # a partial folder names what it lacks; nothing is stored
+    (src / "model.safetensors").unlink()
+    with pytest.raises(InputError, match="missing model.safetensors or"):
+        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=src)
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        (tmp_path / "model" / name).unlink(missing_ok=True)
+    with pytest.raises(InputError, match="without its image processor config"):
+        load_clip(tmp_path / "model")
+    bad = transformers_clip_folder(tmp_path / "bad")
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match="transformers cannot load"):
+        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=bad)
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers",
+                    model_name="nobody/nothing")  # fmt: skip
+    assert not (tmp_path / "m2").exists()
+
+
+def test_published_models_run_through_the_tiny_dag(hub_cache, tmp_path):
+    """Each published layout runs load_clip → embed_images / embed_texts → match_concepts
+    in a real run; switching models reruns that chain and nothing upstream of it."""
+    from fixtures_hub import HUB_REPO, transformers_clip_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    target = "results/tiny/resnet18-s0/annotate/layer4/neuron_concepts.parquet"
+    sources = [
+        {"source": "open_clip", "model_name": f"hf-hub:{HUB_REPO}"},
+        {"source": "transformers", "path": str(transformers_clip_folder(tmp_path / "tclip"))},
+    ]
+    for i, clip in enumerate(sources):
+        cfg = write_config(tmp_path / f"c{i}.yaml", {"clip": clip})
+        out = run_snakemake(run, target, configfile=cfg)
+        ran = set(re.findall(r"^(?:local)?rule (\w+):", out.stdout + out.stderr, flags=re.M))
+        assert {"load_clip", "embed_images", "embed_texts", "match_concepts"} <= ran, ran
+        assert "train_clip" not in ran
+        if i:  # only the CLIP chain reruns for another model
+            assert not ran & {"train_opaque", "extract_activations", "build_vocabulary"}, ran
+        clip_dir = run / "results/tiny/clip"
+        assert model_info(clip_dir / "model")["source"] == clip["source"]
+        assert ActivationStore(clip_dir / "image_emb.zarr").n_units == 16  # the tiny models' width
+        assert read_text_embeddings(clip_dir / "text_emb.zarr")["emb"].shape[1] == 16
+        assert len(pd.read_parquet(run / target))

@@ -86,3 +86,68 @@ def test_snakemake_stops_at_load_with_the_key_path(tmp_path, changes, expected):
     for text in expected:
         assert text in out, out[-3000:]
     assert "Building DAG" not in out  # stopped while loading the Snakefile
+
+
+# -- values given as text (Snakemake --config) ------------------------------------------
+@pytest.mark.parametrize(
+    ("changes", "key", "expected"),
+    [
+        ({"sae": {"l1_coefficient": "7e-4"}}, ("sae", "l1_coefficient"), 7e-4),  # YAML: text
+        ({"sae": {"l1_coefficient": "0.0007"}}, ("sae", "l1_coefficient"), 7e-4),
+        ({"sae": {"epochs": "3"}}, ("sae", "epochs"), 3),
+        ({"cav": {"include_uninterpretable": "false"}}, ("cav", "include_uninterpretable"), False),
+        ({"layers": "[layer4, fc]"}, ("layers",), ["layer4", "fc"]),
+        ({"clip": {"path": "null"}}, ("clip", "path"), None),  # BaseLoader: null is text
+        ({"opaque": {"probe_cs": ["0.1", "1"]}}, ("opaque", "probe_cs"), [0.1, 1.0]),
+        # a string-typed key keeps its text even when it looks like a number
+        ({"vocab": {"spacy_model": "1e-3"}}, ("vocab", "spacy_model"), "1e-3"),
+    ],
+)
+def test_text_values_are_coerced_to_the_schema_type(changes, key, expected):
+    value = validate(deep_update(TINY_CONFIG, changes), SCHEMA)
+    for k in key:
+        value = value[k]
+    assert value == expected and type(value) is type(expected)
+
+
+def test_a_text_value_that_cannot_be_coerced_names_the_key():
+    with pytest.raises(ConfigError, match=r"'sae.l1_coefficient': expected number, got str 'abc'"):
+        validate(deep_update(TINY_CONFIG, {"sae": {"l1_coefficient": "abc"}}), SCHEMA)
+    with pytest.raises(ConfigError, match=r"'sae.epochs': expected integer"):
+        validate(deep_update(TINY_CONFIG, {"sae": {"epochs": "2.5"}}), SCHEMA)
+
+
+def test_snakemake_config_on_the_command_line_reruns_exactly_the_sae_chain(tiny_run, tmp_path):
+    import re
+
+    from conftest import clone_run
+    from test_invalidation import ALWAYS_AFTER, ANNOTATION, SAE_CHAIN
+
+    run = clone_run(tiny_run, tmp_path / "run")
+    out = run_snakemake(run, "-n", "--config", "sae={l1_coefficient: 7e-4}",
+                        configfile=run / "config.yaml").stdout  # fmt: skip
+    jobs = {r for r in re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M)}
+    jobs = {"select_exemplars:sae" if r == "select_exemplars" else r for r in jobs}
+    assert "train_sae" in jobs and jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+    assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
+    bad = run_snakemake(run, "-n", "--config", "sae={l1_coefficient: lots}",
+                        configfile=run / "config.yaml", check=False)  # fmt: skip
+    assert bad.returncode != 0 and "sae.l1_coefficient" in bad.stdout + bad.stderr
+
+
+def test_config_readme_describes_every_section():
+    readme = (REPO / "config" / "README.md").read_text()
+    schema = load_yaml(SCHEMA)
+    missing = [k for k in schema["properties"] if f"### `{k}`" not in readme]
+    assert not missing, f"config/README.md lacks a section for {missing}"
+
+
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in (REPO / "config" / "examples").glob("*.yaml"))
+)
+def test_every_example_config_is_valid(example):
+    cfg = validate(load_yaml(REPO / "config" / "examples" / example), SCHEMA)
+    source = cfg["vocab"]["reports_from"]
+    assert source is None or source in cfg["datasets"]
+    if cfg["clip"]["source"] == "transformers":
+        assert cfg["clip"]["model_name"] or cfg["clip"]["path"]

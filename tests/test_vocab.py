@@ -5,6 +5,7 @@ splits, concept lists, clear errors, and the build_vocabulary rule in a real run
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -252,3 +253,66 @@ def test_build_vocabulary_rule_on_synthetic_data(tmp_path):
     assert set(manifest.split("test").df["image_id"]) & set(doc["image_id"])  # all splits
     prov = read_json(tmp_path / "results/tiny/vocab/concepts.parquet.prov.json")
     assert prov["rule"] == "build_vocabulary" and prov["params"]["cfg"]["min_df"] == 2
+
+
+# -- a vocabulary from another dataset's reports (vocab.reports_from) -------------------
+def test_vocabulary_from_another_datasets_reports(tmp_path):
+    (tmp_path / "src").mkdir()
+    source = write_reports_manifest(tmp_path / "src")
+    (tmp_path / "tgt").mkdir()
+    # the NIH14 case: no train reports of its own
+    target = write_reports_manifest(tmp_path / "tgt", [
+        ("t0", "train", ""), ("t1", "test", "Pleural effusion. No melanoma."), ("t2", "val", None)
+    ])  # fmt: skip
+    out = {"concepts_out": tmp_path / "c.parquet", "doc_phrases_out": tmp_path / "d.parquet"}
+    params = VocabParams(min_df=2, reports_from="mimic")
+    summary = build_vocabulary(target, **out, params=params, reports_manifest=source)
+    vocab, doc = pd.read_parquet(out["concepts_out"]), pd.read_parquet(out["doc_phrases_out"])
+    # the source's own train-split vocabulary (see test_vocabulary_is_mined_from_train_reports_only)
+    assert dict(zip(vocab["concept"], vocab["doc_freq"], strict=True)) == {
+        "effusion": 3, "pleural effusion": 3, "melanoma": 2}  # fmt: skip
+    # doc_phrases: the target's own positive mentions (t1 denies melanoma)
+    assert set(zip(doc["image_id"], doc["concept"], strict=True)) == {
+        ("t1", "effusion"), ("t1", "pleural effusion")}  # fmt: skip
+    assert summary["vocabulary_source"] == "mined:mimic"
+    assert summary["n_vocabulary_reports"] == 3 and summary["n_train_reports"] == 0
+    with pytest.raises(ConfigError, match="set one of them"):
+        build_vocabulary(target, **out, reports_manifest=source,
+                         params=VocabParams(reports_from="mimic", concept_list="x.txt"))  # fmt: skip
+    with pytest.raises(InputError, match="reports_from='tgt' has no train-split report"):
+        build_vocabulary(source, **out, reports_manifest=target,
+                         params=VocabParams(reports_from="tgt"))  # fmt: skip
+
+
+def test_reports_from_rule_mines_the_other_dataset_and_reruns_exactly(tmp_path):
+    cfg = write_config(tmp_path / "config.yaml", {
+        "datasets": {"reports": {"format": "synthcxr", "synth": {"n": 80, "size": 32, "seed": 1}}},
+        "vocab": {"reports_from": "reports"},
+    })  # fmt: skip
+    target = "results/tiny/vocab/concepts.parquet"
+    run_snakemake(tmp_path, target, configfile=cfg)
+    vocab = pd.read_parquet(tmp_path / target)
+    own = tmp_path / "own"
+    own.mkdir()
+    build_vocabulary(tmp_path / "results/reports/data/manifest.parquet", own / "c.parquet",
+                     own / "d.parquet", VocabParams(min_df=2))  # fmt: skip
+    assert vocab.equals(pd.read_parquet(own / "c.parquet"))  # the chest X-ray reports' nouns
+    assert "melanoma" not in set(vocab["concept"])  # none of the dermoscopy reports'
+    prov = read_json(tmp_path / f"{target}.prov.json")
+    assert prov["params"]["cfg"]["reports_from"] == "reports"
+    assert "results/reports/data/manifest.parquet" in json.dumps(prov["inputs"])
+    # the report source is prepared, not dissected
+    dry = run_snakemake(tmp_path, "-n", configfile=cfg).stdout
+    assert "results/tiny/" in dry and not re.search(r"results/reports/(?!data/)", dry)
+    assert "Nothing to be done" in run_snakemake(tmp_path, target, "-n", configfile=cfg).stdout
+    # other source reports rebuild the vocabulary
+    cfg2 = write_config(tmp_path / "config2.yaml", {
+        "datasets": {"reports": {"format": "synthcxr", "synth": {"n": 80, "size": 32, "seed": 2}}},
+        "vocab": {"reports_from": "reports"},
+    })  # fmt: skip
+    assert "rule build_vocabulary:" in run_snakemake(tmp_path, target, "-n", configfile=cfg2).stdout
+    bad = write_config(tmp_path / "bad.yaml", {"vocab": {"reports_from": "mimic"}})
+    out = run_snakemake(tmp_path, target, "-n", configfile=bad, check=False)
+    assert out.returncode != 0 and "vocab.reports_from='mimic' is not a configured dataset" in (
+        out.stdout + out.stderr
+    )

@@ -103,3 +103,34 @@ def test_report_of_the_whole_run_holds_every_stage_figure(tiny_run, tmp_path):
         "cbm_explanations.png", "cbm_concept_scores.png", "summary.png", "comparison.png",
     }  # fmt: skip
     assert expected <= figures, sorted(expected - figures)
+
+
+def test_used_as_a_snakemake_module_from_another_workflow(tmp_path):
+    """README "Using neurodissect as a Snakemake module": an outer Snakefile imports the
+    workflow with its own config and prefixed rule names, and runs it through prepare_data."""
+    import subprocess
+    import sys
+
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    (outer / "Snakefile").write_text(f"""
+configfile: "config/config.yaml"
+
+module neurodissect:
+    snakefile: "{REPO / "Snakefile"}"
+    config: config
+
+use rule * from neurodissect as nd_*
+""")
+    (outer / "config").mkdir()
+    write_config(outer / "config" / "config.yaml",
+                 {"datasets": {"tiny": {"synth": {"n": 40, "size": 32, "seed": 0}}}})  # fmt: skip
+    target = "results/tiny/data/manifest.parquet"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target]
+    proc = subprocess.run(cmd, cwd=outer, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(read_manifest(outer / target).df) == 40  # the outer config, not the demo's
+    prov = json.loads((outer / f"{target}.prov.json").read_text())
+    assert prov["rule"] == "nd_prepare_data" and prov["params"]["cfg"]["val_fraction"] == 0.15
+    dry = subprocess.run([*cmd, "-n"], cwd=outer, capture_output=True, text=True, timeout=600)
+    assert "Nothing to be done" in dry.stdout + dry.stderr

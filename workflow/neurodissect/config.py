@@ -48,12 +48,7 @@ def fill_defaults(config: Any, schema: dict[str, Any], root: dict[str, Any] | No
     schema = _resolve(schema, root)
     if not isinstance(config, dict):
         return config
-    props = dict(schema.get("properties", {}))
-    for clause in schema.get("allOf", []):
-        cond = clause.get("if", {}).get("properties", {})
-        if cond and all(_matches(config.get(k), c) for k, c in cond.items()):
-            for key, sub in clause.get("then", {}).get("properties", {}).items():
-                props[key] = {**_resolve(props.get(key, {}), root), **_resolve(sub, root)}
+    props = _properties(config, schema, root)
     for key, sub in props.items():
         sub = _resolve(sub, root)
         if key not in config and "default" in sub:
@@ -65,6 +60,67 @@ def fill_defaults(config: Any, schema: dict[str, Any], root: dict[str, Any] | No
         for key in config:
             if key not in props:
                 fill_defaults(config[key], extra, root)
+    return config
+
+
+def _properties(config: dict[str, Any], schema: dict[str, Any], root: dict[str, Any]) -> dict:
+    """The properties ``schema`` gives ``config``: its own plus matching if/then branches."""
+    props = dict(schema.get("properties", {}))
+    for clause in schema.get("allOf", []):
+        cond = clause.get("if", {}).get("properties", {})
+        if cond and all(_matches(config.get(k), c) for k, c in cond.items()):
+            for key, sub in clause.get("then", {}).get("properties", {}).items():
+                props[key] = {**_resolve(props.get(key, {}), root), **_resolve(sub, root)}
+    return props
+
+
+def _coerce_text(text: str, schema: dict[str, Any]) -> Any:
+    """A string where the schema wants no string: its YAML value (``'[a, b]'``, ``'true'``,
+    ``'null'`` also for optional strings),
+    or its float for exponents PyYAML reads as text (``'7e-4'``). Unparseable text stays
+    text, so validation names the key."""
+    import yaml
+
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    # Snakemake reads --config values with YAML's BaseLoader: null arrives as text too
+    if "null" in types and text.strip() in ("null", "Null", "NULL", "~"):
+        return None
+    if not types or "string" in types:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and ({"number", "integer"} & set(types)):
+        try:
+            value = float(value)
+        except ValueError:
+            return text
+    if isinstance(value, float) and "integer" in types and "number" not in types:
+        value = int(value) if value.is_integer() else value
+    return value
+
+
+def coerce_types(config: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
+    """Values given as strings (Snakemake's ``--config 'sae={l1_coefficient: 7e-4}'`` hands
+    nested values over as text) converted to the number / boolean / list / null type the
+    schema declares, recursively; everything else unchanged."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if isinstance(config, str):
+        return _coerce_text(config, schema)
+    if isinstance(config, list):
+        items = schema.get("items")
+        return [coerce_types(v, items, root) for v in config] if isinstance(items, dict) else config
+    if not isinstance(config, dict):
+        return config
+    props = _properties(config, schema, root)
+    extra = schema.get("additionalProperties")
+    for key, value in config.items():
+        sub = props.get(key, extra if isinstance(extra, dict) else None)
+        if sub is not None:
+            config[key] = coerce_types(value, sub, root)
     return config
 
 
@@ -109,7 +165,7 @@ def validate(config: Any, schema_path: str | Path) -> dict[str, Any]:
     schema = load_yaml(schema_path)
     if config is None:
         config = {}
-    config = fill_defaults(copy.deepcopy(config), schema)
+    config = fill_defaults(coerce_types(copy.deepcopy(config), schema), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

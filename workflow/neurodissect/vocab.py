@@ -105,6 +105,8 @@ class VocabParams:
     min_df: int = 5
     max_concepts: int = 2000
     concept_list: str | None = None
+    # mine the train-split reports of this other configured dataset (MIMIC-CXR for NIH14)
+    reports_from: str | None = None
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> VocabParams:
@@ -470,21 +472,52 @@ def _empty_error(path, params: VocabParams, n_train: int, phrase_sets) -> InputE
     )
 
 
+def _mine_other(reports_manifest: PathLike, params: VocabParams, nlp):
+    """(vocabulary, number of train reports) mined from another dataset's train split."""
+    from .data.manifest import read_manifest
+
+    rows = _report_rows(read_manifest(reports_manifest))
+    train = rows[rows["split"] == "train"]
+    if train.empty:
+        raise InputError(
+            f"{reports_manifest}: vocab.reports_from={params.reports_from!r} has no train-split "
+            "report to mine a vocabulary from (choose a dataset with reports, e.g. mimic-cxr)"
+        )
+    sets = [positive_phrases(d, nlp.Defaults.stop_words)
+            for d in parse(train["report"].tolist(), nlp, desc=f"spaCy {params.reports_from}")]  # fmt: skip
+    vocab = mine_vocabulary(sets, params.min_df, params.max_concepts)
+    if vocab.empty:
+        raise _empty_error(reports_manifest, params, len(train), sets)
+    return vocab, len(train)
+
+
 def build_vocabulary(
     manifest_path: PathLike,
     concepts_out: PathLike,
     doc_phrases_out: PathLike,
     params: VocabParams,
+    reports_manifest: PathLike | None = None,
 ) -> dict[str, Any]:
-    """Rule entry point: write concepts.parquet and doc_phrases.parquet; returns counts."""
+    """Rule entry point: write concepts.parquet and doc_phrases.parquet; returns counts.
+
+    With ``params.reports_from`` the vocabulary is mined from ``reports_manifest`` (that
+    dataset's manifest) and its doc_freq counts that dataset's train reports; the
+    per-report phrases (doc_phrases) stay this dataset's own (none without reports).
+    """
     from .data.manifest import read_manifest
 
+    if params.reports_from and params.concept_list:
+        raise ConfigError("vocab.reports_from and vocab.concept_list are two vocabularies; "
+                          "set one of them")  # fmt: skip
+    if params.reports_from and reports_manifest is None:
+        raise ConfigError(f"vocab.reports_from={params.reports_from!r}: its manifest is missing")
     manifest = read_manifest(manifest_path)
     nlp = load_spacy(params.spacy_model)
     rows = _report_rows(manifest)
     is_train = (rows["split"] == "train").to_numpy()
     docs = parse(rows["report"].tolist(), nlp)
     stop_words = nlp.Defaults.stop_words
+    n_source_train = int(is_train.sum())
     if params.concept_list:
         listed_concepts = read_concept_list(params.concept_list, nlp)
         listed = [c.name for c in listed_concepts]
@@ -495,11 +528,15 @@ def build_vocabulary(
             "doc_freq": pd.array([counts.get(c, 0) for c in listed], dtype="int64"),
             "kind": [kind_of(c) for c in listed],
         })  # fmt: skip
+    elif params.reports_from:
+        vocab, n_source_train = _mine_other(reports_manifest, params, nlp)
+        phrase_sets = [positive_phrases(d, stop_words) for d in docs]
     else:
         if not is_train.any():
             raise InputError(
                 f"{manifest_path}: no train-split image has a report, so there is nothing to "
-                "mine a vocabulary from; give a concept list (vocab.concept_list) instead"
+                "mine a vocabulary from; give a concept list (vocab.concept_list) or another "
+                "dataset's reports (vocab.reports_from) instead"
             )
         phrase_sets = [positive_phrases(d, stop_words) for d in docs]
         train_sets = [s for s, t in zip(phrase_sets, is_train, strict=True) if t]
@@ -509,8 +546,10 @@ def build_vocabulary(
     doc_phrases = _doc_phrase_frame(
         rows["image_id"].astype(str), phrase_sets, set(vocab["concept"])
     )
+    source = ("concept_list" if params.concept_list
+              else f"mined:{params.reports_from}" if params.reports_from else "mined")  # fmt: skip
     meta = {"spacy_model": params.spacy_model, "spacy_version": nlp.meta.get("version"),
-            "source": "concept_list" if params.concept_list else "mined"}  # fmt: skip
+            "source": source}  # fmt: skip
     write_parquet(vocab, concepts_out, metadata=meta)
     write_parquet(doc_phrases, doc_phrases_out, metadata=meta)
     summary = {
@@ -518,9 +557,11 @@ def build_vocabulary(
         "n_nouns": int((vocab["kind"] == "noun").sum()),
         "n_reports": len(rows),
         "n_train_reports": int(is_train.sum()),
+        "n_vocabulary_reports": n_source_train,
         "n_doc_phrases": len(doc_phrases),
         "vocabulary_source": meta["source"],
     }
-    log.info("vocabulary: %(n_concepts)d concepts from %(n_train_reports)d train reports; "
-             "%(n_doc_phrases)d (image, concept) mentions over %(n_reports)d reports", summary)  # fmt: skip
+    log.info("vocabulary (%(vocabulary_source)s): %(n_concepts)d concepts from "
+             "%(n_vocabulary_reports)d train reports; %(n_doc_phrases)d (image, concept) "
+             "mentions over this dataset's %(n_reports)d reports", summary)  # fmt: skip
     return summary

@@ -5,9 +5,13 @@ import os
 import sys
 from pathlib import Path
 
+# The repository root, from this file's own place (workflow/rules/common.smk), not
+# workflow.basedir: used as a Snakemake `module`, the main Snakefile lives elsewhere.
+REPO_DIR = str(Path(workflow.current_basedir).parents[1])
+
 # Parse-time helpers come from the package (config only: no torch import here).
 # Jobs import it from the same folder, also inside conda envs and on cluster nodes.
-_PKG_ROOT = os.path.join(workflow.basedir, "workflow")
+_PKG_ROOT = os.path.join(REPO_DIR, "workflow")
 sys.path.insert(0, _PKG_ROOT)
 if _PKG_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -23,11 +27,11 @@ from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
 
-PACKAGE = Path(workflow.basedir) / "workflow" / "neurodissect"
+PACKAGE = Path(REPO_DIR) / "workflow" / "neurodissect"
 
 try:
     config.update(
-        _validate_config(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+        _validate_config(config, os.path.join(REPO_DIR, "config/schema.yaml"))
     )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
@@ -76,7 +80,20 @@ def check_rule_resources():
     if bad:
         raise WorkflowError(f"unknown resource name(s) declared by rules: {bad}")
 
-DATASETS = sorted(config["datasets"])
+# A dataset named by vocab.reports_from only lends its reports to the others' vocabulary
+# (MIMIC-CXR for NIH14): it is prepared, not dissected, unless its targets are requested.
+REPORTS_FROM = config["vocab"]["reports_from"]
+if REPORTS_FROM is not None and REPORTS_FROM not in config["datasets"]:
+    raise WorkflowError(
+        f"vocab.reports_from={REPORTS_FROM!r} is not a configured dataset "
+        f"(datasets: {sorted(config['datasets'])}); add it under datasets:"
+    )
+DATASETS = sorted(d for d in config["datasets"] if d != REPORTS_FROM)
+if not DATASETS:
+    raise WorkflowError(
+        f"vocab.reports_from={REPORTS_FROM!r} is the only dataset: configure the dataset "
+        "to dissect beside it"
+    )
 MODELS = list(config["models"])
 LAYERS = list(config["layers"])
 # every layer extract_activations writes: the dissected ones plus the SAE's input
@@ -317,7 +334,11 @@ def annotation_evaluation_inputs(wildcards):
 
 
 # -- vocab / clip -------------------------------------------------------------------------
-CLIP_LOAD_KEYS = {"open_clip": ("model_name", "pretrained"), "local": ("path",)}
+CLIP_LOAD_KEYS = {
+    "open_clip": ("model_name", "pretrained"),
+    "local": ("path",),
+    "transformers": ("model_name", "path"),
+}
 
 
 def vocab_inputs(wildcards):
@@ -325,7 +346,17 @@ def vocab_inputs(wildcards):
     inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
     if config["vocab"]["concept_list"]:
         inputs["concept_list"] = config["vocab"]["concept_list"]
+    if REPORTS_FROM is not None and REPORTS_FROM != wildcards.dataset:
+        inputs["reports_manifest"] = f"results/{REPORTS_FROM}/data/manifest.parquet"
     return inputs
+
+
+def vocab_config(wildcards):
+    """vocab.*; the report source itself mines its own reports (reports_from: null)."""
+    cfg = section("vocab")
+    if cfg["reports_from"] == wildcards.dataset:
+        cfg = {**cfg, "reports_from": None}
+    return cfg
 
 
 def clip_train_config():
@@ -371,7 +402,10 @@ def clip_train_inputs(wildcards):
 def clip_load_config():
     """clip.* of load_clip: the source and its own keys (plus the evaluation batch size)."""
     source = config["clip"]["source"]
-    return section("clip", "source", "batch_size", *CLIP_LOAD_KEYS.get(source, ()))
+    keys = CLIP_LOAD_KEYS.get(source, ())
+    if str(config["clip"]["model_name"]).startswith("hf-hub:"):
+        keys = tuple(k for k in keys if k != "pretrained")  # a hub repo has no tag
+    return section("clip", "source", "batch_size", *keys)
 
 
 def clip_load_inputs(wildcards):
@@ -381,6 +415,8 @@ def clip_load_inputs(wildcards):
         if not config["clip"]["path"]:
             raise WorkflowError("clip.source is 'local' but clip.path is not set")
         inputs["local_dir"] = config["clip"]["path"]
+    elif config["clip"]["source"] == "transformers" and config["clip"]["path"]:
+        inputs["local_dir"] = config["clip"]["path"]  # a save_pretrained folder
     return inputs
 
 

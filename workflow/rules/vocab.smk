@@ -1,5 +1,6 @@
 # The concept vocabulary: spaCy noun phrases of the train-split reports (negated
-# mentions dropped), or vocab.concept_list; plus the per-report phrases the
+# mentions dropped) — its own or those of the dataset vocab.reports_from — or
+# vocab.concept_list; plus the per-report phrases the
 # report namer reads. Input functions: vocab_inputs (common.smk).
 
 
@@ -15,7 +16,7 @@ rule build_vocabulary:
         "results/{dataset}/benchmarks/build_vocabulary.tsv"
     params:
         code=code_version("vocab", "data.manifest"),
-        cfg=section("vocab"),
+        cfg=vocab_config,
     conda:
         "../../envs/nlp.yaml"
     threads: 1

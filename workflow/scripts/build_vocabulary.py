@@ -9,5 +9,6 @@ with RunContext.from_snakemake(snakemake) as ctx:
         ctx.output.concepts,
         ctx.output.doc_phrases,
         params=VocabParams.from_config(ctx.params.cfg),
+        reports_manifest=ctx.input.get("reports_manifest"),
     )
     ctx.record(**summary)

@@ -1,7 +1,10 @@
-"""load_clip: a ready-made CLIP instead of training one (clip.source open_clip | local).
+"""load_clip: a ready-made CLIP instead of training one (clip.source open_clip | local |
+transformers).
 
 ``open_clip`` downloads ``clip.model_name`` with weights ``clip.pretrained`` (needs
-internet, once) and ``local`` copies the open_clip local-dir at ``clip.path``; either
+internet, once), or an open_clip Hub repo ``hf-hub:ORG/NAME`` (:mod:`.hub`); ``local``
+copies the open_clip local-dir at ``clip.path``; ``transformers`` stores a Hugging Face
+CLIP-style model from a hub id or a ``save_pretrained`` folder (:mod:`.hf`); either
 way the model is stored at ``results/{dataset}/clip/model/`` exactly like a trained
 one, and evaluated the same way (metrics.json: image→report recall@1/5 on the test
 split where it has reports, zero-shot classification with class-name prompts).
@@ -16,6 +19,7 @@ from ..data.manifest import read_manifest
 from ..errors import ConfigError
 from ..io import PathLike, write_json
 from ..runtime import pick_device
+from .hf import fetch_transformers
 from .model import copy_local, fetch_pretrained, load_clip
 from .train import evaluate_alignment
 
@@ -37,8 +41,12 @@ def obtain_clip(
                 "clip.source is 'local' but clip.path is not set (an open_clip local-dir)"
             )
         info = copy_local(path, model_out)
+    elif source == "transformers":
+        info = fetch_transformers(model_name, path, model_out)
     else:
-        raise ConfigError(f"clip.source={source!r}: load_clip handles open_clip and local")
+        raise ConfigError(
+            f"clip.source={source!r}: load_clip handles open_clip, local and transformers"
+        )
     model, preprocess, tokenizer = load_clip(model_out, pick_device(device))
     metrics = evaluate_alignment(
         model, preprocess, tokenizer, manifest, "test", batch_size, num_workers

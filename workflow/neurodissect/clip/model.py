@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,10 @@ def build_clip(model_cfg: dict[str, Any]):
 # -- the local-dir folder ----------------------------------------------------------------
 def save_local_dir(
     model, model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any], dest: PathLike,
-    info: dict[str, Any],
+    info: dict[str, Any], extra: Callable[[Path], None] | None = None,
 ) -> None:  # fmt: skip
-    """Write ``dest`` atomically as an open_clip local-dir (config + safetensors weights)."""
+    """Write ``dest`` atomically as an open_clip local-dir (config + safetensors weights);
+    ``extra(folder)`` adds files (a Hugging Face text tower's tokenizer and config)."""
     from safetensors.torch import save_file
 
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg, "neurodissect": info}
@@ -107,6 +109,8 @@ def save_local_dir(
         tmp.mkdir()
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(tmp / WEIGHTS_FILE))
+        if extra is not None:
+            extra(tmp)
 
 
 def read_config(model_dir: PathLike) -> dict[str, Any]:
@@ -127,6 +131,10 @@ def read_config(model_dir: PathLike) -> dict[str, Any]:
 
 def model_info(model_dir: PathLike) -> dict[str, Any]:
     """Where the model in ``model_dir`` came from (the config's ``neurodissect`` block)."""
+    from . import hf
+
+    if hf.is_transformers_dir(model_dir):
+        return hf.stored_info(model_dir)
     return dict(read_config(model_dir).get("neurodissect", {"source": "external"}))
 
 
@@ -138,7 +146,11 @@ def load_clip(model_dir: PathLike, device: Any = "cpu"):
     """
     import open_clip
 
-    read_config(model_dir)  # a clear error for a folder that is not a local-dir
+    from . import hf, hub
+
+    if hf.is_transformers_dir(model_dir):
+        return hf.load_transformers_clip(model_dir, device)
+    config = read_config(model_dir)  # a clear error for a folder that is not a local-dir
     name = f"local-dir:{Path(model_dir)}"
     weights = sorted(p.name for p in Path(model_dir).glob("*") if p.suffix in (".safetensors", ".bin", ".pth"))  # fmt: skip
     if not weights:
@@ -146,7 +158,11 @@ def load_clip(model_dir: PathLike, device: Any = "cpu"):
             f"{model_dir}: open_clip local-dir without weights (no .safetensors/.bin/.pth)"
         )
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
+        # a Hugging Face text tower is built from the config stored beside the weights
+        overrides = hub.local_text_tower(model_dir, config["model_cfg"])
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, device=device, **overrides
+        )
         tokenizer = open_clip.get_tokenizer(name)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise InputError(f"{model_dir}: open_clip cannot load this local-dir ({exc})") from None
@@ -161,6 +177,10 @@ def fetch_pretrained(model_name: str, pretrained: str, dest: PathLike) -> dict[s
     from open_clip.factory import get_model_config
     from open_clip.pretrained import get_pretrained_cfg
 
+    from .hub import HUB_PREFIX, fetch_hub
+
+    if model_name.startswith(HUB_PREFIX):  # the repo carries its config: no tag needed
+        return fetch_hub(model_name, dest)
     model_cfg = get_model_config(model_name)
     if model_cfg is None:
         raise ConfigError(

@@ -2,11 +2,14 @@
 the localization probing set of the mask-free annotation paper), as published at
 github.com/Deepwise-AILab/ChestX-Det-Dataset::
 
-    ChestX_Det_train.json   [{"file_name": "36200.png", "syms": ["Effusion", ...],
-    ChestX_Det_test.json      "boxes": [[x1, y1, x2, y2], ...], "polygons": [[[x, y], ...], ...]}, ...]
+    train.json   [{"file_name": "36200.png", "syms": ["Effusion", ...],
+    test.json      "boxes": [[x1, y1, x2, y2], ...], "polygons": [[[x, y], ...], ...]}, ...]
     train/*.png             images of train_data.zip (train_data/train/ accepted too)
     test/*.png              images of test_data.zip
 
+The annotation files go by their released names ``train.json`` / ``test.json`` or
+by MAMMI's ``ChestX_Det_train.json`` / ``ChestX_Det_test.json`` (options
+``train_json`` / ``test_json``: names tried in order; the log says which was read).
 ``syms[i]`` is the finding of ``boxes[i]``; an entry without syms has no finding.
 The official train/test split is kept (val is carved from train); boxes become
 x, y, w, h in pixels of the 1024 x 1024 PNGs.
@@ -14,6 +17,7 @@ x, y, w, h in pixels of the 1024 x 1024 PNGs.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +25,8 @@ import pandas as pd
 from ...errors import InputError
 from . import RawDataset
 from .common import RECORD_COLUMNS, check_options, index_files, read_json, records_frame, resolve
+
+log = logging.getLogger(__name__)
 
 CLASSES = [
     "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "Diffuse Nodule",
@@ -49,8 +55,8 @@ ENTRY_LAYOUT = (
     '{"file_name": ..., "syms": [...], "boxes": [[x1, y1, x2, y2], ...], "polygons": [...]}'
 )
 DEFAULTS = {
-    "train_json": "ChestX_Det_train.json",
-    "test_json": "ChestX_Det_test.json",
+    "train_json": ["train.json", "ChestX_Det_train.json"],
+    "test_json": ["test.json", "ChestX_Det_test.json"],
     "train_image_dirs": ["train", "train_data/train", "train_data"],
     "test_image_dirs": ["test", "test_data/test", "test_data"],
 }
@@ -63,7 +69,8 @@ def read_chestx_det(root: Path, options: dict | None = None) -> RawDataset:
     rows: list[dict] = []
     boxes: list[dict] = []
     for part, split in (("train", "trainval"), ("test", "test")):
-        path = resolve(root, opts[f"{part}_json"])
+        path = annotation_file(root, opts[f"{part}_json"], part)
+        log.info("ChestX-Det %s annotations: read %s", part, path)
         entries = read_json(path, f"ChestX-Det {part} annotations (a JSON list of {ENTRY_LAYOUT})")
         if not isinstance(entries, list):
             raise InputError(f"{path}: expected a JSON list of {ENTRY_LAYOUT}")
@@ -93,6 +100,23 @@ def read_chestx_det(root: Path, options: dict | None = None) -> RawDataset:
         class_synonyms={c: list(s) for c, s in CLASS_SYNONYMS.items()},
         boxes=pd.DataFrame(boxes, columns=["image_id", "finding", "x", "y", "w", "h"]),
         problems=problems,
+    )
+
+
+def _candidates(root: Path, value: str | list[str]) -> list[Path]:
+    return [resolve(root, v) for v in ([value] if isinstance(value, str) else value)]
+
+
+def annotation_file(root: Path, value: str | list[str], part: str) -> Path:
+    """The first existing of the ``{part}_json`` option's names, else one clear error."""
+    paths = _candidates(root, value)
+    for path in paths:
+        if path.is_file():
+            return path
+    names = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths]
+    raise InputError(
+        f"{root}: ChestX-Det {part} annotations not found; expected one of {names} "
+        f"(as released: {part}.json; MAMMI's copy: ChestX_Det_{part}.json)"
     )
 
 
@@ -141,4 +165,8 @@ def parse_entry(entry, src: str, problems: list[str]):
 def metadata_files(root: Path, options: dict | None = None) -> list[Path]:
     """The files whose change must re-prepare the dataset (images are hashed separately)."""
     root, opts = Path(root), check_options("chestx-det", options, DEFAULTS)
-    return [resolve(root, opts["train_json"]), resolve(root, opts["test_json"])]
+    out = []
+    for part in ("train", "test"):
+        paths = _candidates(root, opts[f"{part}_json"])
+        out.append(next((p for p in paths if p.is_file()), paths[0]))  # absent: prepare says
+    return out
