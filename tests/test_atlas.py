@@ -185,10 +185,13 @@ def _tiny_inputs(run: Path, store_override: dict[str, Path] | None = None) -> At
     groups = [GroupInputs(layer, r / f"annotate/{layer}/exemplars.parquet",
                           r / f"annotate/{layer}/neuron_concepts.parquet",
                           store=(store_override or {}).get(layer, r / f"activations/{layer}.zarr"),
-                          units=r / f"annotate/{layer}/units.parquet") for layer in LAYERS]  # fmt: skip
+                          units=r / f"annotate/{layer}/units.parquet",
+                          verification=r / f"annotate/{layer}/verification.parquet")
+              for layer in LAYERS]  # fmt: skip
     groups.append(GroupInputs("sae", r / "sae/exemplars.parquet", r / "sae/concepts.parquet",
                               groundtruth=r / "sae/groundtruth.parquet",
-                              skipped=r / "sae/skipped_latents.parquet"))  # fmt: skip
+                              skipped=r / "sae/skipped_latents.parquet",
+                              verification=r / "sae/verification.parquet"))  # fmt: skip
     metrics = {"opaque": r / "opaque/metrics.json", "sae": r / "sae/metrics.json",
                "cbm": r / "cbm/metrics.json"}  # fmt: skip
     metrics.update({f"annotate/{layer}": r / f"annotate/{layer}/metrics.json" for layer in LAYERS})

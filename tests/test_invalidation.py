@@ -17,24 +17,32 @@ from conftest import REPO, clone_run, deep_update, run_snakemake
 
 # Everything downstream of the annotation branch / the SAE branch, by rule.
 ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation",
-              "verify_names"}  # fmt: skip
+              "verify_names:annotate"}  # fmt: skip
 SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concepts", "evaluate_sae",
              "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm", "sae_baselines",
-             "verify_names"}  # fmt: skip
+             "verify_names:sae"}  # fmt: skip
 ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
 def planned_jobs(workdir: Path, config: Path, snakefile: Path | None = None) -> set[str]:
-    """Rule names of the jobs a dry run would run; select_exemplars split by its unit kind."""
+    """Rule names of the jobs a dry run would run (see :func:`job_names`)."""
     args = ["-n"]
     if snakefile is not None:
         args += ["--snakefile", str(snakefile)]
-    out = run_snakemake(workdir, *args, configfile=config).stdout
+    return job_names(run_snakemake(workdir, *args, configfile=config).stdout)
+
+
+def job_names(dry_run_output: str) -> set[str]:
+    """Rule names in a dry run's output; select_exemplars and verify_names split by their
+    unit kind (neurons of a layer or SAE latents)."""
     jobs = set()
-    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, flags=re.M):
-        if rule == "select_exemplars":
-            kind = "sae" if "/sae/exemplars.parquet" in body else "annotate"
-            rule = f"select_exemplars:{kind}"
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", dry_run_output,
+                                 flags=re.M):  # fmt: skip
+        if rule in ("select_exemplars", "verify_names"):
+            kind = (
+                "sae" if re.search(r"/sae/(exemplars|verification)\.parquet", body) else "annotate"
+            )
+            rule = f"{rule}:{kind}"
         jobs.add(rule)
     return jobs
 
@@ -108,28 +116,33 @@ def test_sae_variant_reruns_the_sae_chain_only(run):
 
 def test_annotate_alpha_reruns_matching_and_after_only(run):
     jobs = planned_jobs(run, change_config(run, {"annotate": {"alpha": 80}}))
-    assert jobs - ALWAYS_AFTER == {"match_concepts", "verify_names", "evaluate_annotation"}, jobs
+    assert jobs - ALWAYS_AFTER == {
+        "match_concepts",
+        "verify_names:annotate",
+        "evaluate_annotation",
+    }, jobs
 
 
 def test_naming_method_reruns_naming_and_after_only(run):
     jobs = planned_jobs(run, change_config(run, {"naming": {"method": "clip"}}))
     assert "name_concepts" in jobs
     assert jobs - ALWAYS_AFTER <= {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                                   "build_cbm", "evaluate_cbm", "verify_names"}, jobs  # fmt: skip
+                                   "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
 
 
 def test_fdr_levels_rerun_their_own_test_and_after_only(run):
     jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": None}}))
-    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation"}, jobs
+    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation",
+                                   "verify_names:annotate"}, jobs  # fmt: skip
     jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": 0.05},
                                                  "naming": {"fdr": 0.2}}))  # fmt: skip
-    assert jobs - ALWAYS_AFTER == {"name_concepts", "evaluate_sae", "train_cavs",
-                                   "select_concepts", "build_cbm", "evaluate_cbm"}, jobs  # fmt: skip
+    assert jobs - ALWAYS_AFTER == {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
+                                   "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
 
 
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):
     after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                    "build_cbm", "evaluate_cbm", "verify_names"}  # fmt: skip
+                    "build_cbm", "evaluate_cbm", "verify_names:sae"}  # fmt: skip
     jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 70}}))
     assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | after_naming, jobs
     jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 50},

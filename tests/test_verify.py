@@ -140,8 +140,9 @@ def test_verify_names_in_the_tiny_run(tiny_run):
 
 def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path):
     run = clone_run(tiny_run, tmp_path / "run")
-    jobs = planned_jobs(run, change_config(run, {"verify": {"n_pairs": 6}}))
-    assert jobs - ALWAYS_AFTER == {"verify_names", "evaluate_annotation", "evaluate_sae"}, jobs
+    jobs = planned_jobs(run, change_config(run, {"verify": {"n_pairs": 5}}))  # tiny run: 6
+    assert jobs - ALWAYS_AFTER == {"verify_names:annotate", "verify_names:sae",
+                                   "evaluate_annotation", "evaluate_sae"}, jobs  # fmt: skip
 
 
 def test_explanations_are_verified_by_intervention_in_the_tiny_run(tiny_run):
