@@ -83,14 +83,31 @@ def bench_matching() -> list[dict]:
              "dim": DIM, "n_pool": N_POOL, "dtype": "float32", "threads_ours": "all (BLAS)",
              "threads_baseline": "all (BLAS)", "repeats": len(t["ours"]["times_s"])}  # fmt: skip
     return [
-        record.check("matching: assignments identical to float32 MAMMI", same,
-                     n_pairs=int(sum(len(a) for a in ours)), **sizes),  # fmt: skip
-        record.speed_record("matching vs vectorised float32 MAMMI", t["ours"], t["mammi"],
-                            target=10, ours="batched match_units",
-                            baseline="stacked-exemplar product + per-unit sum", **sizes),  # fmt: skip
-        record.speed_record("matching vs bare product (limit)", t["ours"], t["bare"],
-                            target=1.5, direction="<=", ours="batched match_units",
-                            baseline="(units x D) @ (D x K) only", **sizes),  # fmt: skip
+        record.check(
+            "matching: assignments identical to float32 MAMMI",
+            same,
+            n_pairs=int(sum(len(a) for a in ours)),
+            **sizes,
+        ),  # fmt: skip
+        record.speed_record(
+            "matching vs vectorised float32 MAMMI",
+            t["ours"],
+            t["mammi"],
+            target=10,
+            ours="batched match_units",
+            baseline="stacked-exemplar product + per-unit sum",
+            **sizes,
+        ),  # fmt: skip
+        record.speed_record(
+            "matching vs bare product (limit)",
+            t["ours"],
+            t["bare"],
+            target=1.5,
+            direction="<=",
+            ours="batched match_units",
+            baseline="(units x D) @ (D x K) only",
+            **sizes,
+        ),  # fmt: skip
     ]
 
 

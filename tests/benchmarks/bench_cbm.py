@@ -79,13 +79,17 @@ def main() -> int:
         for threads in sorted({1, ALL}):
             numba.set_num_threads(threads)
             if threads == 1:
+
                 def base(D=D, t=t):
                     with threadpool_limits(1):
                         return sklearn_batched(X, D, t)
+
                 base_desc = "sklearn orthogonal_mp(precompute=True), BLAS 1 thread"
             else:
+
                 def base(D=D, t=t, threads=threads):
                     return sklearn_parallel(X, D, t, threads)
+
                 base_desc = f"sklearn orthogonal_mp(precompute=True), joblib {threads} workers x 1 BLAS thread"  # noqa: E501
 
             def ours(D=D, t=t, threads=threads):
@@ -105,6 +109,7 @@ def main() -> int:
                                                target=TARGET, **fields))  # fmt: skip
         numba.set_num_threads(ALL)
         if torch.cuda.is_available():
+
             def gpu(D=D, t=t):
                 out = batched_omp(X, D, t, device="cuda", memory_mb=2048)
                 torch.cuda.synchronize()

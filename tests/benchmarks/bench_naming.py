@@ -80,10 +80,20 @@ def main() -> int:
               "ours": "name_by_reports (shared null per set size, sparse)",
               "baseline": "per-latent null, whole-array numpy"}  # fmt: skip
     records = [
-        record.check("naming: mean |p_namer - p_numpy| <= 1.5 x noise floor + 0.02",
-                     gap <= 1.5 * floor + 0.02, gap, noise_floor=floor, **fields),  # fmt: skip
-        record.speed_record("naming p-values vs per-latent numpy null", timing["namer"],
-                            timing["numpy"], target=TARGET, **fields),  # fmt: skip
+        record.check(
+            "naming: mean |p_namer - p_numpy| <= 1.5 x noise floor + 0.02",
+            gap <= 1.5 * floor + 0.02,
+            gap,
+            noise_floor=floor,
+            **fields,
+        ),  # fmt: skip
+        record.speed_record(
+            "naming p-values vs per-latent numpy null",
+            timing["namer"],
+            timing["numpy"],
+            target=TARGET,
+            **fields,
+        ),  # fmt: skip
     ]
     record.write("naming", records)
     return record.exit_code(records)

@@ -185,16 +185,31 @@ def main() -> int:
               "l0_plain": plain_m["l0"], "fvu_streamed": stream_m["fvu"],
               "l0_streamed": stream_m["l0"]}  # fmt: skip
     records = [
-        record.check("SAE: final FVU and L0 of ours equal the plain loop's (rel. gap)",
-                     fvu_gap <= MAX_GAP and l0_gap <= MAX_GAP, max(fvu_gap, l0_gap),
-                     **fields),  # fmt: skip
-        record.speed_record("SAE ours in RAM vs plain PyTorch loop", timing["ram"],
-                            timing["plain"], target=2.0, ours="neurodissect.sae.train.fit",
-                            baseline="nn.Linear + DataLoader loop", **fields),  # fmt: skip
-        record.speed_record("SAE streamed from Zarr vs in RAM", timing["streamed"],
-                            timing["ram"], target=0.8, ours="fit over StoreRows",
-                            baseline="fit over ArrayRows", buffer_mb=STREAM_BUFFER_MB,
-                            **fields),  # fmt: skip
+        record.check(
+            "SAE: final FVU and L0 of ours equal the plain loop's (rel. gap)",
+            fvu_gap <= MAX_GAP and l0_gap <= MAX_GAP,
+            max(fvu_gap, l0_gap),
+            **fields,
+        ),  # fmt: skip
+        record.speed_record(
+            "SAE ours in RAM vs plain PyTorch loop",
+            timing["ram"],
+            timing["plain"],
+            target=2.0,
+            ours="neurodissect.sae.train.fit",
+            baseline="nn.Linear + DataLoader loop",
+            **fields,
+        ),  # fmt: skip
+        record.speed_record(
+            "SAE streamed from Zarr vs in RAM",
+            timing["streamed"],
+            timing["ram"],
+            target=0.8,
+            ours="fit over StoreRows",
+            baseline="fit over ArrayRows",
+            buffer_mb=STREAM_BUFFER_MB,
+            **fields,
+        ),  # fmt: skip
     ]
     record.write("sae", records)
     return record.exit_code(records)

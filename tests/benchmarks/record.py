@@ -60,9 +60,18 @@ def timing_fields(prefix: str, t: dict) -> dict:
     return {f"{prefix}_{k}": t[k] for k in ("median_s", "min_s", "max_s", "times_s")}
 
 
-def speed_record(name: str, t_ours: dict, t_base: dict, /, *, target: float,
-                 direction: str = ">=", per_ours: float = 1.0, per_base: float = 1.0,
-                 **fields) -> dict:
+def speed_record(
+    name: str,
+    t_ours: dict,
+    t_base: dict,
+    /,
+    *,
+    target: float,
+    direction: str = ">=",
+    per_ours: float = 1.0,
+    per_base: float = 1.0,
+    **fields,
+) -> dict:
     """A record whose ratio is baseline time / our time (speed-up; per-item normalised by
     ``per_*`` when the sides process different counts). ``direction="<="`` for limits
     where our time / baseline time must stay under the target: then ratio = ours / base.

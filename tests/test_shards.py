@@ -1,0 +1,77 @@
+"""activations.shards: S parts of one store, sealed, equal the unsharded store byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurodissect.activations.shards import row_alignment, seal_shards, shard_attrs, shard_range
+from neurodissect.activations.store import ActivationStore, StoreWriter
+from neurodissect.errors import InputError
+
+UNITS, GRID, CHUNK = 8, (3, 3), 16
+SPLITS = {"train": 83, "val": 17, "test": 40}
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    return {s: (rng.random((n, UNITS), dtype=np.float32),
+                rng.random((n, UNITS, *GRID)).astype(np.float16)) for s, n in SPLITS.items()}  # fmt: skip
+
+
+def _write(path: Path, data, shard: tuple[int, int] | None = None) -> None:
+    attrs = {"kind": "activations", "layer": "l"}
+    ranges = {}
+    if shard is not None:
+        for split, n in SPLITS.items():
+            align = row_alignment(n, CHUNK, UNITS, GRID)
+            ranges[split] = shard_range(n, align, shard[1], shard[0])
+        attrs |= shard_attrs(shard[0], shard[1], ranges, SPLITS)
+    with StoreWriter(path, n_units=UNITS, attrs=attrs, chunk_rows=CHUNK, spatial_shape=GRID) as w:
+        for split, (acts, maps) in data.items():
+            start, stop = ranges.get(split, (0, len(acts)))
+            w.begin_split(split, [f"{split}{i}" for i in range(len(acts))], rows=(start, stop))
+            for a in range(start, stop, 7):  # odd block sizes: the buffer re-chunks
+                b = min(a + 7, stop)
+                w.append(split, acts[a:b], maps[a:b])
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_shard_ranges_are_chunk_aligned_and_tile():
+    align = row_alignment(83, CHUNK, UNITS, GRID)
+    assert align % CHUNK == 0
+    ranges = [shard_range(83, align, 3, i) for i in range(3)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == 83
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(start % align == 0 for start, _ in ranges)
+    # fewer blocks than shards: some shards are empty, the ranges still tile
+    assert [shard_range(10, 16, 4, i) for i in range(4)] == [(0, 0)] * 3 + [(0, 10)]
+
+
+@pytest.mark.parametrize("shards", [2, 3, 5])
+def test_sealed_store_is_byte_equal_to_unsharded(tmp_path, shards):
+    data = _data()
+    _write(tmp_path / "one.zarr", data)
+    parts = [tmp_path / f"part{i}.zarr" for i in range(shards)]
+    for i, part in enumerate(parts):
+        _write(part, data, (i, shards))
+    summary = seal_shards(parts[::-1], tmp_path / "sealed.zarr")  # any order of parts
+    assert summary["shards"] == shards
+    assert _files(tmp_path / "sealed.zarr") == _files(tmp_path / "one.zarr")
+    store = ActivationStore(tmp_path / "sealed.zarr")
+    np.testing.assert_array_equal(store.read("train"), data["train"][0])
+
+
+def test_missing_shard_is_one_clear_error(tmp_path):
+    data = _data()
+    parts = [tmp_path / f"part{i}.zarr" for i in range(3)]
+    for i, part in enumerate(parts):
+        _write(part, data, (i, 3))
+    with pytest.raises(InputError, match="do not tile"):
+        seal_shards(parts[:2], tmp_path / "sealed.zarr")
+    assert not (tmp_path / "sealed.zarr").exists()
