@@ -75,3 +75,34 @@ def test_missing_shard_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="do not tile"):
         seal_shards(parts[:2], tmp_path / "sealed.zarr")
     assert not (tmp_path / "sealed.zarr").exists()
+
+
+def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
+    import torch
+
+    from neurodissect.activations.extract import ExtractParams, extract_activations
+    from neurodissect.io import save_state_dict
+    from neurodissect.models import build_model
+
+    manifest = synth_data("synthderm", n=48, size=32) / "manifest.parquet"
+    torch.manual_seed(0)
+    save_state_dict(build_model("resnet18", 7).state_dict(), tmp_path / "model.pt")
+    layers = ["layer4", "fc", "penultimate"]
+    base = {"image_size": 32, "batch_size": 3, "chunk_rows": 2, "spatial_maps": ["layer4"]}
+
+    def run(out: Path, shards: int = 1, shard: int | None = None) -> dict:
+        return extract_activations(
+            manifest, tmp_path / "model.pt", {n: out / f"{n}.zarr" for n in layers},
+            arch="resnet18", model_name="resnet18-s0",
+            params=ExtractParams(**base, shards=shards), shard=shard,
+        )  # fmt: skip
+
+    run(tmp_path / "one")
+    for i in range(3):
+        run(tmp_path / f"part{i}", shards=3, shard=i)
+    for name in layers:
+        parts = [tmp_path / f"part{i}" / f"{name}.zarr" for i in range(3)]
+        assert len({ActivationStore(p).attrs["shard"]["index"] for p in parts}) == 3
+        seal_shards(parts, tmp_path / "sealed" / f"{name}.zarr")
+        sealed, one = tmp_path / "sealed" / f"{name}.zarr", tmp_path / "one" / f"{name}.zarr"
+        assert _files(sealed) == _files(one), name
