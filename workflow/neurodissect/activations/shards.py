@@ -159,3 +159,10 @@ def shard_attrs(index: int, shards: int, rows: dict[str, tuple[int, int]],
     return {"shard": {"index": int(index), "of": int(shards),
                       "rows": {s: [int(a), int(b)] for s, (a, b) in rows.items()},
                       "n_rows": {s: int(n) for s, n in n_rows.items()}}}  # fmt: skip
+
+
+def plan_ranges(n_rows: dict[str, int], align: dict[str, int], shards: int, index: int):
+    """Shard ``index``'s row range per split (``align[split]`` rows per block) and its
+    ``shard`` attrs, for a writer that fills only those rows."""
+    ranges = {s: shard_range(n, align[s], shards, index) for s, n in n_rows.items()}
+    return ranges, shard_attrs(index, shards, ranges, n_rows)
