@@ -106,3 +106,63 @@ def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
         seal_shards(parts, tmp_path / "sealed" / f"{name}.zarr")
         sealed, one = tmp_path / "sealed" / f"{name}.zarr", tmp_path / "one" / f"{name}.zarr"
         assert _files(sealed) == _files(one), name
+
+
+def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tmp_path, monkeypatch):
+    """activations.shards: 2 on the tiny config: two shard jobs + seal_activations; the sealed
+    stores' arrays equal one unsharded extraction byte for byte; provenance lists shards."""
+    import json
+
+    from conftest import run_snakemake, write_config
+    from neurodissect.activations.extract import ExtractParams, extract_activations
+
+    acts = {"shards": 2, "chunk_rows": 8, "batch_size": 4}
+    cfg = write_config(tmp_path / "config.yaml", {"activations": acts})
+    run = tmp_path / "results" / "tiny" / "resnet18-s0"
+    layers = ("layer4", "fc", "penultimate")
+    targets = [f"results/tiny/resnet18-s0/activations/{n}.zarr" for n in layers]
+    proc = run_snakemake(tmp_path, *targets, configfile=cfg)
+    assert "seal_activations" in proc.stdout + proc.stderr
+    sealed = {n: run / "activations" / f"{n}.zarr" for n in layers}
+    prov = ActivationStore(sealed["penultimate"]).attrs["provenance"]
+    assert prov["rule"] == "seal_activations" and '"shards": 2' in json.dumps(prov)
+    # the same extraction in one job (the rule's settings: tiny image size, spatial maps)
+    monkeypatch.chdir(tmp_path)  # the manifest's image root is relative to the run directory
+    one = {n: tmp_path / "one" / f"{n}.zarr" for n in layers}
+    attrs = ActivationStore(sealed["layer4"]).attrs
+    extract_activations(
+        tmp_path / "results" / "tiny" / "data" / "manifest.parquet", run / "opaque" / "model.pt",
+        one, arch="resnet18", model_name="resnet18-s0",
+        params=ExtractParams(image_size=attrs["preprocess"]["image_size"], chunk_rows=8,
+                             batch_size=4, spatial_maps=["layer4"], device="cpu"),
+    )  # fmt: skip
+    for n in layers:
+        a, b = _files(sealed[n]), _files(one[n])
+        assert {k for k in a if not k.endswith("zarr.json")} == {
+            k for k in b if not k.endswith("zarr.json")
+        }
+        assert all(a[k] == b[k] for k in b if not k.endswith("zarr.json")), n
+    again = run_snakemake(tmp_path, *targets, configfile=cfg)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_path, monkeypatch):
+    """embed_images with activations.shards: 2: two shard jobs + seal_image_embeddings; the
+    sealed store's arrays equal one unsharded embed_images call byte for byte."""
+    from conftest import run_snakemake, write_config
+    from neurodissect.clip.embed import embed_images
+
+    # (the image store keeps 1,024-row chunks: at the tiny size one shard holds each split)
+    cfg = write_config(tmp_path / "config.yaml",
+                       {"activations": {"shards": 2}, "clip": {"batch_size": 4}})  # fmt: skip
+    run_snakemake(tmp_path, "results/tiny/clip/image_emb.zarr", configfile=cfg)
+    sealed = tmp_path / "results" / "tiny" / "clip" / "image_emb.zarr"
+    assert ActivationStore(sealed).attrs["provenance"]["rule"] == "seal_image_embeddings"
+    monkeypatch.chdir(tmp_path)
+    embed_images(tmp_path / "results" / "tiny" / "clip" / "model",
+                 tmp_path / "results" / "tiny" / "data" / "manifest.parquet",
+                 tmp_path / "one.zarr", batch_size=4, device="cpu")  # fmt: skip
+    a, b = _files(sealed), _files(tmp_path / "one.zarr")
+    chunks = {k for k in b if not k.endswith("zarr.json")}
+    assert chunks == {k for k in a if not k.endswith("zarr.json")}
+    assert all(a[k] == b[k] for k in chunks)
