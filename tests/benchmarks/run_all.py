@@ -71,6 +71,10 @@ def main(argv: list[str]) -> int:
                 crashed.append(name)  # no records: it died before writing them
     records = [r for s in scripts for r in load(s.stem.removeprefix("bench_"))]
     print(table(records))
+    if any(r.get("quick") for r in records):
+        print(
+            "\nnote: some records come from --quick (smoke sizes): their ratios are not the claim"
+        )
     failed = [r["name"] for r in records if not r["pass"]]
     missing = [s.stem for s in scripts if not load(s.stem.removeprefix("bench_"))]
     print(f"\n{len(records) - len(failed)}/{len(records)} records pass; records in "
