@@ -39,7 +39,9 @@ def _write(path: Path, data, shard: tuple[int, int] | None = None) -> None:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file of a store (not the .snakemake_timestamp Snakemake adds to directories)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".snakemake")}  # fmt: skip
 
 
 def test_shard_ranges_are_chunk_aligned_and_tile():
