@@ -378,3 +378,23 @@ def _write_dataset(taps, writers, split, images, ids, params: ExtractParams, dev
             f"out of GPU memory extracting activations at activations.batch_size="
             f"{params.batch_size} on {device}; lower it (nothing is retried automatically)"
         ) from None
+
+
+def plan_shard(manifest, specs, shapes, spatial, params: ExtractParams, shard: int | None):
+    """Shard ``shard``'s row range per split (aligned to the chunks of every layer's arrays)
+    and its ``shard`` attrs; None when not sharding."""
+    if shard is None:
+        return None
+    from .shards import row_alignment, shard_attrs, shard_range
+
+    n_rows = {s: len(manifest.split(s)) for s in SPLITS if len(manifest.split(s))}
+    ranges = {}
+    for split, n in n_rows.items():
+        # whole chunks of every store, and whole batches: a batch's numbers depend on its
+        # size and company (kernel blocking), so shards must batch exactly like S = 1
+        align = math.lcm(params.batch_size, *(
+            row_alignment(n, params.chunk_rows, shapes[s.name].n_units,
+                          shapes[s.name].grid if s.name in spatial else None) for s in specs
+        ))  # fmt: skip
+        ranges[split] = shard_range(n, align, params.shards, shard)
+    return ranges, shard_attrs(shard, params.shards, ranges, n_rows)
