@@ -11,7 +11,8 @@ while writing a spatial-map store larger than 2 GB.
    more than 2 GB (logical size), measured in a fresh process; repeated at a
    quarter of the rows to show the peak does not grow with N.
 
-Run: .venv/bin/python tests/benchmarks/bench_activations.py
+Records: results/bench/activations.json.
+Run: .venv/bin/python tests/benchmarks/bench_activations.py [--quick]
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would bury the printed ratios
 
 N_IMAGES, IMAGE_SIZE, BATCH = 1536, 64, 128
 BIG_ROWS, BIG_CHANNELS, BIG_GRID = 17_000, 256, 16
+if record.quick():
+    N_IMAGES, BIG_ROWS = 384, 4000
 
 
 def write_images(root: Path, n: int, size: int) -> Path:
@@ -91,7 +97,7 @@ def extraction(manifest_path: Path, model_pt: Path, out: Path) -> float:
     return elapsed
 
 
-def throughput(tmp: Path) -> float:
+def throughput(tmp: Path) -> list[dict]:
     import torch
 
     from neurodissect.io import save_state_dict
@@ -101,19 +107,17 @@ def throughput(tmp: Path) -> float:
     manifest_path = write_images(tmp / "data", N_IMAGES, IMAGE_SIZE)
     torch.manual_seed(0)
     save_state_dict(build_model("resnet18", 7).state_dict(), tmp / "model.pt")
-    bare, extract = [], []
-    for _ in range(3):  # interleaved, best of three: other jobs share this machine's cores
-        bare.append(bare_loop(manifest_path, tmp / "model.pt"))
-        extract.append(extraction(manifest_path, tmp / "model.pt", tmp / "stores"))
-    ratio = min(bare) / min(extract)
-    print(f"extraction throughput: {N_IMAGES} images at {IMAGE_SIZE} px, batch {BATCH}, resnet18, "
-          "layers layer4 (+maps), fc, penultimate")  # fmt: skip
-    print(
-        f"  bare no_grad loop: {N_IMAGES / min(bare):.0f} img/s, "
-        f"extraction: {N_IMAGES / min(extract):.0f} img/s (best of 3)"
-    )
-    print(f"ratio = {ratio:.2f}  (extraction / bare throughput; target >= 0.9)")
-    return ratio
+    timing = record.interleaved({
+        "extract": lambda: extraction(manifest_path, tmp / "model.pt", tmp / "stores"),
+        "bare": lambda: bare_loop(manifest_path, tmp / "model.pt"),
+    })  # fmt: skip
+    # ratio of throughputs = bare time / extraction time
+    return [record.speed_record(
+        "extraction throughput vs bare forward pass (limit)", timing["extract"], timing["bare"],
+        target=0.9, n_images=N_IMAGES, image_size=IMAGE_SIZE, batch=BATCH, arch="resnet18",
+        layers="layer4 (+maps), fc, penultimate", dtype="float32", threads_ours=2,
+        threads_baseline=2, repeats=len(timing["bare"]["times_s"]),
+        ours="extract_activations (hooks, Zarr stores)", baseline="torch.no_grad() loop")]  # fmt: skip
 
 
 def _big_store_child(path: str, rows: int, store: bool = True) -> None:
@@ -163,27 +167,40 @@ def peak_rss(tmp: Path, rows: int, store: bool = True) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    gib = 1 << 30
+def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_activations_") as d:
         tmp = Path(d)
-        throughput(tmp)
+        records = throughput(tmp)
         big = peak_rss(tmp, BIG_ROWS)
         small = peak_rss(tmp, BIG_ROWS // 4)
         bare = peak_rss(tmp, BIG_ROWS, store=False)
     mib = 1 << 20
-    print(f"spatial-map store: {BIG_ROWS} x {BIG_CHANNELS} x {BIG_GRID} x {BIG_GRID} float16 = "
-          f"{big['logical'] / gib:.2f} GiB logical, {big['disk'] / gib:.2f} GiB on disk, "
-          f"written in {big['seconds']:.0f} s (forward passes alone: {bare['seconds']:.0f} s)")  # fmt: skip
-    print(f"  peak RSS: {big['peak_rss'] / mib:.0f} MiB writing it, {small['peak_rss'] / mib:.0f} MiB "
-          f"writing {BIG_ROWS // 4} rows, {bare['peak_rss'] / mib:.0f} MiB for the forward passes "
-          "alone (torch + libraries)")  # fmt: skip
     extra = big["peak_rss"] - bare["peak_rss"]
-    print(
-        f"ratio = {extra / big['logical']:.3f}  (RSS added by extraction / store size: "
-        f"{extra / mib:.0f} MiB for {big['logical'] / gib:.2f} GiB; bounded, independent of N)"
-    )
+    fields = {"rows": BIG_ROWS, "channels": BIG_CHANNELS, "grid": BIG_GRID, "dtype": "float16",
+              "logical_bytes": big["logical"], "disk_bytes": big["disk"],
+              "peak_rss_mib": big["peak_rss"] / mib,
+              "peak_rss_quarter_rows_mib": small["peak_rss"] / mib,
+              "peak_rss_forward_only_mib": bare["peak_rss"] / mib, "seconds": big["seconds"],
+              "seconds_forward_only": bare["seconds"], "repeats": 1}  # fmt: skip
+    records += [
+        record.check_ratio(
+            "spatial-map store: RSS added by extraction / store size",
+            extra / big["logical"],
+            0.25,
+            "<=",
+            **fields,
+        ),  # fmt: skip
+        record.check_ratio(
+            "spatial-map store: peak RSS at N / at N/4 (bounded)",
+            big["peak_rss"] / small["peak_rss"],
+            1.2,
+            "<=",
+            **fields,
+        ),  # fmt: skip
+    ]
+    record.write("activations", records)
+    return record.exit_code(records)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,78 +1,132 @@
-"""Benchmark: batched OMP (neurodissect.cbm.omp.batched_omp) vs a per-image loop over
-scikit-learn's ``orthogonal_mp(D.T, x, n_nonzero_coefs=T, precompute=False)``.
+"""Benchmark: batched OMP (neurodissect.cbm.omp.batched_omp) against scikit-learn's own
+batched call ``orthogonal_mp(D.T, Y, n_nonzero_coefs=T, precompute=True)`` with a 2-D Y
+(one Gram matrix and one D.Y product shared by every column) — the strongest fair baseline.
 
-Data: N = 2,000 random feature vectors (C = 512) and random unit-norm dictionaries of
-K = 50..200 atoms, T = n_nonzero 20..160. Ours codes all N images; the scikit-learn
-loop codes the first N_REF of them (it is slow) and is compared per image. Printed per
-setting: max |coef difference| on the shared images (must be ≤ 1e-6) and the speed
-ratio (target ≥ 20), on the CPU and, when one is present, on a CUDA device.
+Equal threads on both sides:
+- 1 vs 1: ours with numba and BLAS pinned to one thread; sklearn with BLAS pinned to one
+  thread (threadpoolctl).
+- all vs all: ours with numba on every core; sklearn's batched call split over the columns
+  with joblib (one loky worker per core, each with BLAS pinned to one thread).
 
-Run: .venv/bin/python tests/benchmarks/bench_cbm.py   (under a minute on 2 cores)
+Data: N = 2,000 random feature vectors (C = 512), random unit-norm dictionaries of
+K = 50..200 atoms, T = 20..160 non-zeros. Every coefficient must agree: max |diff| <= 1e-6.
+Target: ours >= 10x sklearn at equal threads. Also, when CUDA is present, the GPU path.
+
+Records: results/bench/cbm.json.
+Run: .venv/bin/python tests/benchmarks/bench_cbm.py [--quick]
 """
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-N, C, N_REF = 2000, 512, 200
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+
+N, C = 2000, 512
 SETTINGS = [(50, 20), (100, 20), (100, 50), (200, 20), (200, 80), (200, 160)]
-TARGET = 20.0
+if record.quick():
+    N, SETTINGS = 400, [(100, 20), (200, 80)]
+TARGET, TOLERANCE = 10.0, 1e-6
+ALL = os.cpu_count() or 1
 
 
-def sklearn_loop(X: np.ndarray, D: np.ndarray, t: int) -> np.ndarray:
+def sklearn_batched(X: np.ndarray, D: np.ndarray, t: int) -> np.ndarray:
+    """scikit-learn's batched OMP of the rows of X: (N, K)."""
     from sklearn.linear_model import orthogonal_mp
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.stack([orthogonal_mp(D.T, x, n_nonzero_coefs=t, precompute=False) for x in X])
+        return orthogonal_mp(D.T, X.T, n_nonzero_coefs=t, precompute=True).T
 
 
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
+def _pinned_block(X, D, t):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return sklearn_batched(X, D, t)
+
+
+def sklearn_parallel(X: np.ndarray, D: np.ndarray, t: int, n_jobs: int) -> np.ndarray:
+    from joblib import Parallel, delayed
+
+    blocks = np.array_split(np.arange(len(X)), n_jobs)
+    parts = Parallel(n_jobs=n_jobs, backend="loky")(
+        delayed(_pinned_block)(X[b], D, t) for b in blocks
+    )
+    return np.concatenate(parts)
 
 
 def main() -> int:
+    import numba
     import torch
+    from threadpoolctl import threadpool_limits
 
     from neurodissect.cbm.omp import batched_omp
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rng = np.random.default_rng(0)
     X = rng.normal(size=(N, C))
-    print(f"N = {N} images, C = {C} features; scikit-learn loop timed on {N_REF} images, "
-          f"torch threads = {torch.get_num_threads()}")  # fmt: skip
-    print(f"{'K':>4} {'T':>4} {'device':>6} {'ours ms/img':>12} {'sklearn ms/img':>15} "
-          f"{'ratio':>7} {'max|diff|':>10}")  # fmt: skip
-    worst_diff, ratios = 0.0, []
+    records = []
     for k, t in SETTINGS:
         D = rng.normal(size=(k, C))
         D /= np.linalg.norm(D, axis=1, keepdims=True)
-        sklearn_loop(X[:2], D, t)  # warm-up (first-call imports and BLAS set-up)
-        ref, t_ref = timed(sklearn_loop, X[:N_REF], D, t)
-        per_ref = t_ref / N_REF
-        for dev in devices:
-            batched_omp(X[:64], D, t, device=dev)  # warm-up (CUDA context, allocator)
-            if dev == "cuda":
+        sizes = {"n": N, "c": C, "k": k, "t": t, "dtype": "float64"}
+        for threads in sorted({1, ALL}):
+            numba.set_num_threads(threads)
+            if threads == 1:
+
+                def base(D=D, t=t):
+                    with threadpool_limits(1):
+                        return sklearn_batched(X, D, t)
+
+                base_desc = "sklearn orthogonal_mp(precompute=True), BLAS 1 thread"
+            else:
+
+                def base(D=D, t=t, threads=threads):
+                    return sklearn_parallel(X, D, t, threads)
+
+                base_desc = f"sklearn orthogonal_mp(precompute=True), joblib {threads} workers x 1 BLAS thread"  # noqa: E501
+
+            def ours(D=D, t=t, threads=threads):
+                with threadpool_limits(threads):
+                    return batched_omp(X, D, t)
+
+            ours(), base()  # warm-up: numba compile/cache load, loky workers, BLAS set-up
+            timing = record.interleaved({"ours": ours, "sklearn": base})
+            diff = float(np.abs(timing["ours"]["out"] - timing["sklearn"]["out"]).max())
+            fields = {**sizes, "threads_ours": threads, "threads_baseline": threads,
+                      "repeats": len(timing["ours"]["times_s"]), "max_abs_diff": diff,
+                      "ours": f"batched_omp numba {threads} thread(s)", "baseline": base_desc}  # fmt: skip
+            records.append(record.check(f"OMP K={k} T={t} {threads}v{threads}: max|diff|",
+                                        diff <= TOLERANCE, diff, **fields))  # fmt: skip
+            records.append(record.speed_record(f"OMP K={k} T={t} {threads}v{threads} threads",
+                                               timing["ours"], timing["sklearn"],
+                                               target=TARGET, **fields))  # fmt: skip
+        numba.set_num_threads(ALL)
+        if torch.cuda.is_available():
+
+            def gpu(D=D, t=t):
+                out = batched_omp(X, D, t, device="cuda", memory_mb=2048)
                 torch.cuda.synchronize()
-            ours, t_ours = timed(batched_omp, X, D, t, device=dev, memory_mb=32 if
-                                 dev == "cpu" else 2048)  # fmt: skip
-            diff = float(np.abs(ours[:N_REF] - ref).max())
-            worst_diff = max(worst_diff, diff)
-            ratio = per_ref / (t_ours / N)
-            ratios.append((dev, k, t, ratio))
-            print(f"{k:>4} {t:>4} {dev:>6} {1e3 * t_ours / N:>12.3f} {1e3 * per_ref:>15.3f} "
-                  f"{ratio:>6.1f}x {diff:>10.1e}", flush=True)  # fmt: skip
-    cpu = [r for d, _, _, r in ratios if d == "cpu"]
-    print(f"max |diff| {worst_diff:.1e} (target <= 1e-6); CPU speed-up {min(cpu):.1f}x .. "
-          f"{max(cpu):.1f}x (target >= {TARGET:.0f}x; "
-          f"{sum(r >= TARGET for r in cpu)}/{len(cpu)} settings reach it)")  # fmt: skip
-    return 0 if worst_diff <= 1e-6 else 1
+                return out
+
+            gpu()
+            timing = record.interleaved({"gpu": gpu, "sklearn": lambda D=D, t=t:
+                                         sklearn_parallel(X, D, t, ALL)})  # fmt: skip
+            diff = float(np.abs(timing["gpu"]["out"] - timing["sklearn"]["out"]).max())
+            records.append(record.check(f"OMP K={k} T={t} cuda: max|diff|", diff <= TOLERANCE,
+                                        diff, **sizes, device="cuda"))  # fmt: skip
+            records.append(record.speed_record(
+                f"OMP K={k} T={t} cuda vs sklearn all cores", timing["gpu"], timing["sklearn"],
+                target=TARGET, **sizes, device="cuda", threads_baseline=ALL,
+                repeats=len(timing["gpu"]["times_s"])))  # fmt: skip
+    record.write("cbm", records)
+    return record.exit_code(records)
 
 
 if __name__ == "__main__":

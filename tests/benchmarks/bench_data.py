@@ -6,24 +6,32 @@
    well under 30 s wall time.
 2. ``prepare_dataset`` on the synthderm folder against a bare loop that reads,
    hashes and decodes the same images (what the checks cannot avoid).
-   Target ratio <= 2.
+   Target ratio <= 2 (medians of interleaved repeats).
 
-Run: .venv/bin/python tests/benchmarks/bench_data.py
+Records: results/bench/data.json.
+Run: .venv/bin/python tests/benchmarks/bench_data.py [--quick]
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would bury the printed ratios
 
 N, SIZE = 3000, 64
+if record.quick():
+    N = 300
+DEMO_SECONDS = 30.0  # the demo dataset must be generated in well under this
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, float]:
@@ -54,26 +62,38 @@ def read_hash_decode(root: Path) -> None:
         load_image(p, 3)
 
 
-def main() -> None:
+def main() -> int:
     from neurodissect.data.prepare import prepare_dataset
     from neurodissect.data.synth import generate
 
+    records = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         floor, _ = timed(png_floor, tmp / "floor", N, SIZE)
-        print(f"floor: {N} random {SIZE}px PNGs written in {floor:.1f} s")
         for kind in ("synthderm", "synthcxr"):
             for workers in (1, 2):
                 out = tmp / f"{kind}-{workers}"
                 wall, cpu = timed(generate, kind, out, n=N, size=SIZE, workers=workers)
-                print(f"generate {kind} n={N} size={SIZE} workers={workers}: {wall:.1f} s wall, "
-                      f"{cpu:.1f} s CPU; ratio = {wall / floor:.1f} x floor")  # fmt: skip
+                records.append(record.check_ratio(
+                    f"generate {kind} workers={workers}: wall seconds", wall, DEMO_SECONDS, "<=",
+                    n=N, size=SIZE, workers=workers, cpu_s=cpu, floor_s=floor,
+                    x_floor=wall / floor, repeats=1, dtype="uint8",
+                    note="floor: writing N random PNGs with the same writer"))  # fmt: skip
         raw = tmp / "synthderm-2"
-        base, _ = timed(read_hash_decode, raw)
-        wall, _ = timed(prepare_dataset, "synthderm", raw, tmp / "prepared", threads=2)
-        print(f"prepare_dataset synthderm: {wall:.1f} s vs read+hash+decode loop {base:.1f} s; "
-              f"ratio = {wall / base:.2f} (target <= 2)")  # fmt: skip
+        runs = iter(range(1_000_000))
+        timing = record.interleaved({
+            "prepare": lambda: prepare_dataset("synthderm", raw, tmp / f"prepared{next(runs)}",
+                                               threads=2),
+            "bare": lambda: read_hash_decode(raw),
+        })  # fmt: skip
+        records.append(record.speed_record(
+            "prepare_dataset vs read+hash+decode loop", timing["prepare"], timing["bare"],
+            target=2.0, direction="<=", n=N, size=SIZE, dtype="uint8", threads_ours=2,
+            threads_baseline=1, repeats=len(timing["prepare"]["times_s"]),
+            ours="prepare_dataset(threads=2)", baseline="sequential read + sha256 + decode"))  # fmt: skip
+    record.write("data", records)
+    return record.exit_code(records)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,12 +16,17 @@ is for most of a real run — trains one epoch, and is scored on the same
 (b) ours streamed from the Zarr store (window buffer far smaller than the
     data) vs ours with the rows in RAM. Target ratio >= 0.8.
 
-Run: .venv/bin/python tests/benchmarks/bench_sae.py   (a few minutes on 2 cores)
+The three sides run interleaved, >= 5 repeats each, each repeat from the same start;
+equal final FVU / L0 (within MAX_GAP) is a correctness check.
+
+Records: results/bench/sae.json.
+Run: .venv/bin/python tests/benchmarks/bench_sae.py [--quick]   (~10 minutes on 2 cores)
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import record  # noqa: E402
+
 N_TRAIN, N_HELD_OUT, D, EXPANSION, BATCH = 200_000, 10_000, 512, 8, 4096
 N_ATOMS, DENSITY = 1024, 0.02
 L1, LR = 3e-3, 5e-4
 WARMUP_ROWS, WARMUP_EPOCHS, WARMUP_BATCH, WARMUP_LR = 40_000, 3, 512, 3e-3
 STREAM_BUFFER_MB = 64
+if record.quick():
+    N_TRAIN, WARMUP_ROWS, STREAM_BUFFER_MB = 30_000, 10_000, 16
+MAX_GAP = 0.05  # relative FVU / L0 difference allowed between ours and the plain loop
 
 
 class PlainSAE(nn.Module):
@@ -103,7 +114,7 @@ def train_plain(plain: PlainSAE, opt: torch.optim.Adam, x: torch.Tensor, epochs:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main() -> int:
     from neurodissect.activations.store import ActivationStore, StoreWriter
     from neurodissect.sae.base import build_sae
     from neurodissect.sae.metrics import evaluate_arrays
@@ -145,36 +156,64 @@ def main() -> None:
     def run_ours(source) -> tuple[float, dict]:
         model.load_state_dict(start_state)
         opt.load_state_dict(copy.deepcopy(start_opt))
-        t0 = time.perf_counter()
         fit(model, source, params, total_variance=total_variance, optimizer=opt)
-        return time.perf_counter() - t0, evaluate_arrays(model, held_out)
+        return evaluate_arrays(model, held_out)
 
-    ram_s, ram_m = run_ours(ArrayRows(rows, BATCH))
+    def run_plain() -> dict:
+        model.load_state_dict(start_state)
+        plain = plain_from(model)
+        train_plain(plain, plain_optimizer(plain, start_opt), x_norm, epochs=1)
+        copy_plain_into(plain, model)
+        return evaluate_arrays(model, held_out)
+
+    x_norm = torch.from_numpy(rows) / model.input_scale
     streamed = StoreRows(store, "train", BATCH, buffer_mb=STREAM_BUFFER_MB)
     assert streamed.streamed
-    stream_s, stream_m = run_ours(streamed)
-
-    model.load_state_dict(start_state)
-    plain = plain_from(model)
-    x_norm = torch.from_numpy(rows) / model.input_scale
-    plain_s = train_plain(plain, plain_optimizer(plain, start_opt), x_norm, epochs=1)
-    copy_plain_into(plain, model)
-    plain_m = evaluate_arrays(model, held_out)
-
-    def line(name, seconds, m):
-        return (f"  {name:<28} {N_TRAIN / seconds:9.0f} samples/s  ({seconds:6.1f}s)  "
-                f"held-out FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}")  # fmt: skip
-
-    print("one epoch each from the same weights and Adam state:")
-    print(line("plain PyTorch loop", plain_s, plain_m))
-    print(line("ours, rows in RAM", ram_s, ram_m))
-    print(line("ours, streamed from Zarr", stream_s, stream_m))
+    timing = record.interleaved({
+        "ram": lambda: run_ours(ArrayRows(rows, BATCH)),
+        "streamed": lambda: run_ours(streamed),
+        "plain": run_plain,
+    })  # fmt: skip
+    ram_m, stream_m, plain_m = (timing[k]["out"] for k in ("ram", "streamed", "plain"))
     fvu_gap = abs(ram_m["fvu"] - plain_m["fvu"]) / plain_m["fvu"]
     l0_gap = abs(ram_m["l0"] - plain_m["l0"]) / plain_m["l0"]
-    print(f"final FVU / L0 of ours vs plain differ by {fvu_gap:.1%} / {l0_gap:.1%}")
-    print(f"(a) ratio = {plain_s / ram_s:.2f}  (ours in RAM / plain loop, samples/s; target >= 2)")
-    print(f"(b) ratio = {ram_s / stream_s:.2f}  (streamed / in RAM, samples/s; target >= 0.8)")
+    # note: the timings include the held-out evaluation (same on every side, ~1% of an epoch)
+    fields = {"n_train": N_TRAIN, "d": D, "n_latents": model.n_latents, "batch": BATCH,
+              "dtype": "float32", "threads_ours": 2, "threads_baseline": 2,
+              "repeats": len(timing["ram"]["times_s"]), "epochs": 1,
+              "fvu_ours": ram_m["fvu"], "l0_ours": ram_m["l0"], "fvu_plain": plain_m["fvu"],
+              "l0_plain": plain_m["l0"], "fvu_streamed": stream_m["fvu"],
+              "l0_streamed": stream_m["l0"]}  # fmt: skip
+    records = [
+        record.check(
+            "SAE: final FVU and L0 of ours equal the plain loop's (rel. gap)",
+            fvu_gap <= MAX_GAP and l0_gap <= MAX_GAP,
+            max(fvu_gap, l0_gap),
+            **fields,
+        ),  # fmt: skip
+        record.speed_record(
+            "SAE ours in RAM vs plain PyTorch loop",
+            timing["ram"],
+            timing["plain"],
+            target=2.0,
+            ours="neurodissect.sae.train.fit",
+            baseline="nn.Linear + DataLoader loop",
+            **fields,
+        ),  # fmt: skip
+        record.speed_record(
+            "SAE streamed from Zarr vs in RAM",
+            timing["streamed"],
+            timing["ram"],
+            target=0.8,
+            ours="fit over StoreRows",
+            baseline="fit over ArrayRows",
+            buffer_mb=STREAM_BUFFER_MB,
+            **fields,
+        ),  # fmt: skip
+    ]
+    record.write("sae", records)
+    return record.exit_code(records)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -155,3 +155,66 @@ ALL_TARGETS += expand(
     ],
     dataset=DATASETS,
 )
+
+
+# activations.shards: S > 1 also splits embed_images into S jobs (one GPU each) writing
+# chunk- and batch-aligned row ranges; seal_image_embeddings checks and seals them into
+# clip/image_emb.zarr (byte-equal to one job). See seal_activations.
+if config["activations"]["shards"] > 1:
+
+    rule embed_images_shard:
+        input:
+            model="results/{dataset}/clip/model",
+            manifest="results/{dataset}/data/manifest.parquet",
+        output:
+            store=directory("results/{dataset}/clip/shards/{shard}/image_emb.zarr"),
+        log:
+            "results/{dataset}/logs/embed_images_shard{shard}.log",
+        benchmark:
+            "results/{dataset}/benchmarks/embed_images_shard{shard}.tsv"
+        wildcard_constraints:
+            shard=r"\d+",
+        params:
+            code=code_version(
+                "clip", "activations.store", "activations.shards", "data.manifest", "data.images"
+            ),
+            batch_size=config["clip"]["batch_size"],
+            runtime=section("runtime"),
+            shards=config["activations"]["shards"],
+            shard=lambda w: int(w.shard),
+        conda:
+            "../../envs/torch.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=4000,
+            runtime=60,
+        script:
+            "../scripts/embed_images.py"
+
+    rule seal_image_embeddings:
+        input:
+            parts=lambda w: [
+                f"results/{w.dataset}/clip/shards/{i}/image_emb.zarr"
+                for i in range(config["activations"]["shards"])
+            ],
+        output:
+            stores=[directory("results/{dataset}/clip/image_emb.zarr")],
+        log:
+            "results/{dataset}/logs/seal_image_embeddings.log",
+        benchmark:
+            "results/{dataset}/benchmarks/seal_image_embeddings.tsv"
+        params:
+            code=code_version("activations"),
+            shards=config["activations"]["shards"],
+            layers=["clip_image"],
+        conda:
+            "../../envs/core.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        script:
+            "../scripts/seal_activations.py"
+
+    ruleorder: seal_image_embeddings > embed_images

@@ -42,6 +42,12 @@ if "train_aug" in config["sae"]["train_splits"] and not config["activations"]["a
         "sae.train_splits lists train_aug but activations.augment_views is 0: "
         "set augment_views > 0 or drop train_aug from sae.train_splits"
     )
+# sharded extraction writes the images' splits only (views are not split into shards yet)
+if config["activations"]["shards"] > 1 and config["activations"]["augment_views"]:
+    raise WorkflowError(
+        "activations.shards > 1 with activations.augment_views > 0 is not supported: "
+        "extract the augmented views in one job (shards: 1) or set augment_views: 0"
+    )
 
 # Resources the rules and profiles may name; anything else is a typo that
 # Snakemake would silently ignore (e.g. `gpus=1` never reaching the scheduler).

@@ -11,5 +11,7 @@ with RunContext.from_snakemake(snakemake) as ctx:
         batch_size=ctx.params.batch_size,
         device=ctx.params.runtime["device"],
         num_workers=ctx.params.runtime["num_workers"],
+        shards=getattr(ctx.params, "shards", 1),  # embed_images_shard only
+        shard=getattr(ctx.params, "shard", None),
     )
     ctx.record(**summary)

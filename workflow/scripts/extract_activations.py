@@ -14,5 +14,6 @@ with RunContext.from_snakemake(snakemake) as ctx:
             ctx.params.cfg, {"image_size": ctx.params.image_size}, ctx.params.runtime
         ),
         threads=ctx.threads,
+        shard=getattr(ctx.params, "shard", None),  # extract_activations_shard only
     )
     ctx.record(**summary)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..config import settings_from
 from ..data.manifest import SPLITS, read_manifest
@@ -63,6 +63,7 @@ class ExtractParams:
     image_size: int = 64
     device: str = "auto"
     num_workers: int = 0
+    shards: int = 1  # jobs (one GPU each) that write row ranges of the same stores
 
     @classmethod
     def from_config(cls, activations: dict, opaque: dict, runtime: dict | None = None) -> ExtractParams:  # fmt: skip
@@ -237,13 +238,14 @@ def _check_finite(acts: np.ndarray, maps: np.ndarray | None, ids: Sequence[str],
 
 def write_split(
     taps: LayerTaps, writers: dict[str, StoreWriter], split: str, image_ids: Sequence[str],
-    inputs: Iterable[torch.Tensor], device, *, augmented: bool = False,
+    inputs: Iterable[torch.Tensor], device, rows: tuple[int, int] | None = None, *,
+    augmented: bool = False,
 ) -> None:  # fmt: skip
     """Run every input batch of ``split`` (in ``image_ids`` order) through ``taps`` once and
-    append each layer's rows to its writer."""
+    append each layer's rows to its writer (only ``rows=(start, stop)`` for one shard)."""
     for writer in writers.values():
-        writer.begin_split(split, image_ids, augmented=augmented)
-    start = 0
+        writer.begin_split(split, image_ids, rows=rows, augmented=augmented)
+    start, stop = rows if rows is not None else (0, len(image_ids))
     with torch.inference_mode():
         for x in inputs:
             out = taps(x.to(device, non_blocking=True))
@@ -254,10 +256,8 @@ def write_split(
                 maps_np = maps.cpu().numpy() if maps is not None else None
                 _check_finite(acts, maps_np, ids, name, split)
                 writers[name].append(split, acts, maps_np)
-    if start != len(image_ids):
-        raise ValueError(
-            f"{split}: {start} images went through the model, expected {len(image_ids)}"
-        )
+    if start != stop:
+        raise ValueError(f"{split}: the model saw images up to row {start}, expected {stop}")
 
 
 def resolve_layers(model: nn.Module, arch: str | None, layers: Sequence[str]) -> list[LayerSpec]:
@@ -297,9 +297,13 @@ def spatial_layers(specs: Sequence[LayerSpec], shapes: dict[str, LayerShape],
 def extract_activations(
     manifest_path: PathLike, model_pt: PathLike, out_paths: dict[str, PathLike], *,
     arch: str, model_name: str, params: ExtractParams, threads: int | None = None,
+    shard: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Rule entry point: one store per layer of ``out_paths`` (layer name → store path), every
-    split, manifest row order within each split. Returns what goes into provenance."""
+    split, manifest row order within each split. Returns what goes into provenance.
+
+    ``shard=i`` (of ``params.shards``): write only shard i's rows, as a part for
+    ``shards.seal_shards``."""
     if threads:
         torch.set_num_threads(int(threads))
     manifest = read_manifest(manifest_path)
@@ -313,6 +317,9 @@ def extract_activations(
             "kind": "activations", "arch": arch, "model": model_name, "classes": manifest.classes,
             "task": manifest.task, "preprocess": preprocess_record(params.image_size),
         }  # fmt: skip
+        ranges = plan_shard(manifest, specs, shapes, taps.spatial, params, shard)
+        if ranges is not None:
+            common |= ranges[1]
         with contextlib.ExitStack() as stack:
             writers = {}
             for spec in specs:
@@ -325,7 +332,8 @@ def extract_activations(
                     chunk_rows=params.chunk_rows,
                     spatial_shape=shape.grid if spec.name in taps.spatial else None,
                 ))  # fmt: skip
-            _extract_splits(taps, writers, manifest, params, device)
+            _extract_splits(taps, writers, manifest, params, device,
+                            ranges[0] if ranges is not None else None)  # fmt: skip
             if params.augment_views > 0 and len(manifest.split("train")):
                 _extract_views(taps, writers, manifest, params, device)
     log.info("extracted %s", {s.name: shapes[s.name].layer_shape for s in specs})
@@ -334,14 +342,16 @@ def extract_activations(
             "augment_views": params.augment_views}  # fmt: skip
 
 
-def _extract_splits(taps, writers, manifest, params: ExtractParams, device) -> None:
+def _extract_splits(taps, writers, manifest, params: ExtractParams, device, ranges=None) -> None:
     transform = eval_transform(params.image_size)
     for split in SPLITS:
         rows = manifest.split(split)
         if not len(rows):
             continue
         dataset = ManifestImages(rows, transform)
-        _write_dataset(taps, writers, split, dataset, params, device)
+        span = ranges[split] if ranges is not None else None
+        images = dataset if span is None else Subset(dataset, range(*span))
+        _write_dataset(taps, writers, split, images, dataset.ids, params, device, span)
 
 
 def _extract_views(taps, writers, manifest, params: ExtractParams, device) -> None:
@@ -350,20 +360,41 @@ def _extract_views(taps, writers, manifest, params: ExtractParams, device) -> No
                              params.augment_seed)  # fmt: skip
     spatial, taps.spatial = taps.spatial, set()
     try:
-        _write_dataset(taps, writers, "train_aug", dataset, params, device, augmented=True)
+        _write_dataset(taps, writers, "train_aug", dataset, dataset.ids, params, device,
+                       augmented=True)  # fmt: skip
     finally:
         taps.spatial = spatial
 
 
-def _write_dataset(taps, writers, split, dataset, params: ExtractParams, device, *,
-                   augmented: bool = False) -> None:  # fmt: skip
-    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=False,
+def _write_dataset(taps, writers, split, images, ids, params: ExtractParams, device,
+                   span=None, *, augmented: bool = False) -> None:  # fmt: skip
+    loader = DataLoader(images, batch_size=params.batch_size, shuffle=False,
                         num_workers=params.num_workers, pin_memory=device.type == "cuda")  # fmt: skip
     inputs = (x for x, _ in progress(loader, desc=f"extract {split}"))
     try:
-        write_split(taps, writers, split, dataset.ids, inputs, device, augmented=augmented)
+        write_split(taps, writers, split, ids, inputs, device, span, augmented=augmented)
     except torch.OutOfMemoryError:
         raise ConfigError(
             f"out of GPU memory extracting activations at activations.batch_size="
             f"{params.batch_size} on {device}; lower it (nothing is retried automatically)"
         ) from None
+
+
+def plan_shard(manifest, specs, shapes, spatial, params: ExtractParams, shard: int | None):
+    """Shard ``shard``'s row range per split (aligned to the chunks of every layer's arrays)
+    and its ``shard`` attrs; None when not sharding."""
+    if shard is None:
+        return None
+    from .shards import row_alignment, shard_attrs, shard_range
+
+    n_rows = {s: len(manifest.split(s)) for s in SPLITS if len(manifest.split(s))}
+    ranges = {}
+    for split, n in n_rows.items():
+        # whole chunks of every store, and whole batches: a batch's numbers depend on its
+        # size and company (kernel blocking), so shards must batch exactly like S = 1
+        align = math.lcm(params.batch_size, *(
+            row_alignment(n, params.chunk_rows, shapes[s.name].n_units,
+                          shapes[s.name].grid if s.name in spatial else None) for s in specs
+        ))  # fmt: skip
+        ranges[split] = shard_range(n, align, params.shards, shard)
+    return ranges, shard_attrs(shard, params.shards, ranges, n_rows)

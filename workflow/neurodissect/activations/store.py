@@ -39,10 +39,10 @@ AUGMENTED_SUFFIX = "_aug"  # train_aug: augmented views of the train split
 class _RowBuffer:
     """Rows appended in any block size, written to one array in whole chunks."""
 
-    def __init__(self, array, dtype) -> None:
+    def __init__(self, array, dtype, start: int = 0) -> None:
         self.array, self.dtype = array, dtype
         self.chunk_rows = array.chunks[0]
-        self.filled = 0
+        self.filled = start  # a shard writes rows [start, stop) of the array
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
 
@@ -66,27 +66,35 @@ class _RowBuffer:
         self._pending_rows = len(rest)
 
 
+def map_chunk_rows(chunk_rows: int, n_units: int, spatial_shape: Sequence[int]) -> int:
+    """Rows per chunk of the spatial maps.
+
+    Map chunks hold fewer rows: one chunk of C x h x w float16 per ~8 MB; they are buffered
+    and flushed on their own, so memory stays ~one map chunk per split."""
+    h, w = spatial_shape
+    return max(1, min(chunk_rows, (8 << 20) // max(1, n_units * h * w * 2)))
+
+
 class _SplitBuffer:
     def __init__(
-        self, group, n_rows: int, n_units: int, chunk_rows: int, spatial_shape, compressors
-    ):
-        self.n_rows = n_rows
+        self, group, n_rows: int, n_units: int, chunk_rows: int, spatial_shape, compressors,
+        rows: tuple[int, int] | None = None,
+    ):  # fmt: skip
+        start, self.n_rows = rows if rows is not None else (0, n_rows)
         acts = group.create_array(
             "acts", shape=(n_rows, n_units), dtype="float32",
             chunks=(min(chunk_rows, max(n_rows, 1)), n_units), compressors=compressors,
         )  # fmt: skip
-        self.acts = _RowBuffer(acts, np.float32)
+        self.acts = _RowBuffer(acts, np.float32, start)
         self.maps = None
         if spatial_shape is not None:
             h, w = spatial_shape
-            # map chunks hold fewer rows: one chunk of C x h x w float16 per ~8 MB; they are
-            # buffered and flushed on their own, so memory stays ~one map chunk per split
-            map_rows = max(1, min(chunk_rows, (8 << 20) // max(1, n_units * h * w * 2)))
+            map_rows = map_chunk_rows(chunk_rows, n_units, spatial_shape)
             maps = group.create_array(
                 "maps", shape=(n_rows, n_units, h, w), dtype="float16",
                 chunks=(min(map_rows, max(n_rows, 1)), n_units, h, w), compressors=compressors,
             )  # fmt: skip
-            self.maps = _RowBuffer(maps, np.float16)
+            self.maps = _RowBuffer(maps, np.float16, start)
 
     def append(self, acts: np.ndarray, maps: np.ndarray | None) -> None:
         self.acts.append(acts)
@@ -141,8 +149,13 @@ class StoreWriter:
         self._group = zarr.open_group(tmp, mode="w", zarr_format=3)
         return self
 
-    def begin_split(self, split: str, image_ids: Sequence[str], *, augmented: bool = False) -> None:
-        """Start a split; an ``augmented`` one holds extra rows (no maps), listed apart."""
+    def begin_split(
+        self, split: str, image_ids: Sequence[str], rows: tuple[int, int] | None = None, *,
+        augmented: bool = False,
+    ) -> None:  # fmt: skip
+        """Start ``split`` (all its ids, in order). ``rows=(start, stop)``: this writer fills
+        only those rows (one shard, see ``activations.shards``; ``start`` chunk-aligned). An
+        ``augmented`` split holds extra rows (no maps), listed apart."""
         if split in self._splits:
             raise ValueError(f"split {split!r} already started")
         if augmented:
@@ -155,7 +168,7 @@ class StoreWriter:
             id_arr[:] = ids
         spatial = None if augmented else self.spatial_shape
         self._splits[split] = _SplitBuffer(
-            g, len(ids), self.n_units, self.chunk_rows, spatial, self.compressors
+            g, len(ids), self.n_units, self.chunk_rows, spatial, self.compressors, rows
         )
 
     def append(self, split: str, acts: np.ndarray, maps: np.ndarray | None = None) -> None:

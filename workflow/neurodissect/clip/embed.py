@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..activations.store import StoreWriter
 from ..data.manifest import SPLITS, read_manifest
@@ -56,8 +56,10 @@ def prompts(template: str, concepts) -> list[str]:
 def embed_images(
     model_dir: PathLike, manifest_path: PathLike, store_out: PathLike, *, batch_size: int = 128,
     device: str = "auto", num_workers: int = 0, chunk_rows: int = 1024,
+    shards: int = 1, shard: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Rule entry point: L2-normalised image embeddings of every split to ``store_out``."""
+    """Rule entry point: L2-normalised image embeddings of every split to ``store_out``.
+    ``shard=i`` of ``shards``: only shard i's rows, a part for ``seal_shards``."""
     dev = pick_device(device)
     model, preprocess, tokenizer = load_clip(model_dir, dev)
     manifest = read_manifest(manifest_path)
@@ -66,14 +68,27 @@ def embed_images(
     attrs = {"kind": IMAGE_STORE_KIND, "layer": "clip_image", "model": info, "normalised": True,
              "classes": manifest.classes, "task": manifest.task}  # fmt: skip
     counts = {}
+    ranges = None
+    if shard is not None:  # whole chunks and whole batches, so the bytes equal one job's
+        import math
+
+        from ..activations.shards import plan_ranges, row_alignment
+
+        n_rows = {s: len(manifest.split(s)) for s in SPLITS if len(manifest.split(s))}
+        align = {s: math.lcm(batch_size, row_alignment(n, chunk_rows, dim))
+                 for s, n in n_rows.items()}  # fmt: skip
+        ranges, shard_info = plan_ranges(n_rows, align, shards, shard)
+        attrs |= shard_info
     with StoreWriter(store_out, n_units=dim, attrs=attrs, chunk_rows=chunk_rows) as writer:
         for split in SPLITS:
             part = manifest.split(split)
             if not len(part):
                 continue
             files = ManifestImageFiles(part, preprocess)
-            writer.begin_split(split, files.ids)
-            loader = DataLoader(files, batch_size=batch_size, shuffle=False,
+            span = ranges[split] if ranges is not None else None
+            writer.begin_split(split, files.ids, rows=span)
+            images = files if span is None else Subset(files, range(*span))
+            loader = DataLoader(images, batch_size=batch_size, shuffle=False,
                                 num_workers=num_workers, pin_memory=dev.type == "cuda")  # fmt: skip
             try:
                 for emb in encode_image_batches(model, progress(loader, desc=f"embed {split}")):
@@ -82,7 +97,7 @@ def embed_images(
                 raise ConfigError(
                     f"out of GPU memory embedding images at batch size {batch_size}; lower it"
                 ) from None
-            counts[split] = len(files)
+            counts[split] = len(images)
     log.info("embedded %s images (dim %d)", counts, dim)
     return {"n_images": counts, "dim": dim, "device": str(dev), "clip": info}
 
