@@ -110,6 +110,19 @@ def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
         assert _files(sealed) == _files(one), name
 
 
+# sharded extraction writes the images' splits only: the tiny config's augmented views off
+NO_VIEWS = {"activations": {"augment_views": 0}, "sae": {"train_splits": ["train"]}}
+
+
+def test_shards_with_augmented_views_is_one_clear_error(tmp_path):
+    from conftest import run_snakemake, write_config
+
+    cfg = write_config(tmp_path / "config.yaml", {"activations": {"shards": 2}})  # views on
+    proc = run_snakemake(tmp_path, "-n", configfile=cfg, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "activations.shards > 1 with activations.augment_views" in out
+
+
 def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tmp_path, monkeypatch):
     """activations.shards: 2 on the tiny config: two shard jobs + seal_activations; the sealed
     stores' arrays equal one unsharded extraction byte for byte; provenance lists shards."""
@@ -118,8 +131,8 @@ def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tmp_path, monkey
     from conftest import run_snakemake, write_config
     from neurodissect.activations.extract import ExtractParams, extract_activations
 
-    acts = {"shards": 2, "chunk_rows": 8, "batch_size": 4}
-    cfg = write_config(tmp_path / "config.yaml", {"activations": acts})
+    acts = {"shards": 2, "chunk_rows": 8, "batch_size": 4, **NO_VIEWS["activations"]}
+    cfg = write_config(tmp_path / "config.yaml", {**NO_VIEWS, "activations": acts})
     run = tmp_path / "results" / "tiny" / "resnet18-s0"
     layers = ("layer4", "fc", "penultimate")
     targets = [f"results/tiny/resnet18-s0/activations/{n}.zarr" for n in layers]
@@ -155,8 +168,9 @@ def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_pa
     from neurodissect.clip.embed import embed_images
 
     # (the image store keeps 1,024-row chunks: at the tiny size one shard holds each split)
-    cfg = write_config(tmp_path / "config.yaml",
-                       {"activations": {"shards": 2}, "clip": {"batch_size": 4}})  # fmt: skip
+    cfg = write_config(tmp_path / "config.yaml", {
+        **NO_VIEWS, "activations": {"shards": 2, "augment_views": 0}, "clip": {"batch_size": 4}
+    })  # fmt: skip
     run_snakemake(tmp_path, "results/tiny/clip/image_emb.zarr", configfile=cfg)
     sealed = tmp_path / "results" / "tiny" / "clip" / "image_emb.zarr"
     assert ActivationStore(sealed).attrs["provenance"]["rule"] == "seal_image_embeddings"
