@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from neurodissect.activations.shards import row_alignment, seal_shards, shard_attrs, shard_range
 from neurodissect.activations.store import ActivationStore, StoreWriter
+from neurodissect.clip.embed import embed_images
 from neurodissect.errors import InputError
 
 UNITS, GRID, CHUNK = 8, (3, 3), 16
@@ -110,6 +112,19 @@ def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
         assert _files(sealed) == _files(one), name
 
 
+def _in_fresh_process(cwd: Path, func, *args, **kwargs) -> None:
+    """``func(*args, **kwargs)`` in a new Python process in ``cwd`` (arguments as repr)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    call = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    code = f"from {func.__module__} import {func.__name__}; {func.__name__}({call})"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True)
+
+
 # sharded extraction writes the images' splits only: the tiny config's augmented views off
 NO_VIEWS = {"activations": {"augment_views": 0}, "sae": {"train_splits": ["train"]}}
 
@@ -161,11 +176,10 @@ def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tmp_path, monkey
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_path, monkeypatch):
+def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_path):
     """embed_images with activations.shards: 2: two shard jobs + seal_image_embeddings; the
     sealed store's arrays equal one unsharded embed_images call byte for byte."""
     from conftest import run_snakemake, write_config
-    from neurodissect.clip.embed import embed_images
 
     # (the image store keeps 1,024-row chunks: at the tiny size one shard holds each split)
     cfg = write_config(tmp_path / "config.yaml", {
@@ -174,10 +188,10 @@ def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_pa
     run_snakemake(tmp_path, "results/tiny/clip/image_emb.zarr", configfile=cfg)
     sealed = tmp_path / "results" / "tiny" / "clip" / "image_emb.zarr"
     assert ActivationStore(sealed).attrs["provenance"]["rule"] == "seal_image_embeddings"
-    monkeypatch.chdir(tmp_path)
-    embed_images(tmp_path / "results" / "tiny" / "clip" / "model",
-                 tmp_path / "results" / "tiny" / "data" / "manifest.parquet",
-                 tmp_path / "one.zarr", batch_size=4, device="cpu")  # fmt: skip
+    # the reference in a fresh interpreter, like a rule's job: torch's thread count (which
+    # earlier tests in this process may have changed) shifts float32 results in the last bits
+    _in_fresh_process(tmp_path, embed_images, "results/tiny/clip/model",
+                      "results/tiny/data/manifest.parquet", "one.zarr", batch_size=4, device="cpu")  # fmt: skip
     a, b = _files(sealed), _files(tmp_path / "one.zarr")
     chunks = {k for k in b if not k.endswith("zarr.json")}
     assert chunks == {k for k in a if not k.endswith("zarr.json")}
