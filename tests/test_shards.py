@@ -112,15 +112,19 @@ def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
         assert _files(sealed) == _files(one), name
 
 
-def _in_fresh_process(cwd: Path, func, *args, **kwargs) -> None:
-    """``func(*args, **kwargs)`` in a new Python process in ``cwd`` (arguments as repr)."""
+def _in_fresh_process(cwd: Path, func, *args, threads: int = 2, **kwargs) -> None:
+    """``func(*args, **kwargs)`` in a new Python process in ``cwd`` (arguments as repr) with
+    torch on ``threads`` threads, as a rule job with ``threads: 2`` runs (runtime.set_threads):
+    the thread count shifts float32 results in the last bits, and earlier tests may have
+    changed this process's threads and OMP_NUM_THREADS."""
     import subprocess
     import sys
 
     from conftest import REPO
 
     call = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    code = f"from {func.__module__} import {func.__name__}; {func.__name__}({call})"
+    code = (f"import torch; torch.set_num_threads({threads}); "
+            f"from {func.__module__} import {func.__name__}; {func.__name__}({call})")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True)
 
@@ -188,8 +192,7 @@ def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_pa
     run_snakemake(tmp_path, "results/tiny/clip/image_emb.zarr", configfile=cfg)
     sealed = tmp_path / "results" / "tiny" / "clip" / "image_emb.zarr"
     assert ActivationStore(sealed).attrs["provenance"]["rule"] == "seal_image_embeddings"
-    # the reference in a fresh interpreter, like a rule's job: torch's thread count (which
-    # earlier tests in this process may have changed) shifts float32 results in the last bits
+    # the reference as a rule's job computes it (see _in_fresh_process)
     _in_fresh_process(tmp_path, embed_images, "results/tiny/clip/model",
                       "results/tiny/data/manifest.parquet", "one.zarr", batch_size=4, device="cpu")  # fmt: skip
     a, b = _files(sealed), _files(tmp_path / "one.zarr")
