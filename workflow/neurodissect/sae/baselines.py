@@ -127,8 +127,8 @@ def baseline_rows(train, test, present, n_components: int, p: BaselineParams) ->
 def sae_row(model, latents: np.ndarray, test: np.ndarray, present, p: BaselineParams) -> dict:
     """The SAE scored exactly like a baseline; its live latents set the baselines' size."""
     live = int((latents > 0).any(0).sum())
-    row = {"method": "sae", "n_components": live,
-           **{k: evaluate_arrays(model, test)[k] for k in ("fvu", "l0")}}  # fmt: skip
+    held_out = evaluate_arrays(model, test)
+    row = {"method": "sae", "n_components": live, "fvu": held_out["fvu"], "l0": held_out["l0"]}
     row.update(dictionary_scores(latents, present, False, p.recovery_auroc))
     return row
 
