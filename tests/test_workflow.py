@@ -106,7 +106,7 @@ def test_report_of_the_whole_run_holds_every_stage_figure(tiny_run, tmp_path):
 
 
 def test_used_as_a_snakemake_module_from_another_workflow(tmp_path):
-    """README "Using neurodissect as a Snakemake module": an outer Snakefile imports the
+    """docs/running.md "Using neurodissect as a Snakemake module": an outer Snakefile imports the
     workflow with its own config and prefixed rule names, and runs it through prepare_data."""
     import subprocess
     import sys
