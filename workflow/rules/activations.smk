@@ -33,11 +33,6 @@ rule extract_activations:
         "../scripts/extract_activations.py"
 
 
-ALL_TARGETS += expand(
-    rules.extract_activations.output.stores, dataset=DATASETS, model=MODELS
-)
-
-
 # activations.shards: S > 1 splits extraction into S jobs (one GPU each), each writing a
 # chunk- and batch-aligned row range of every layer's store as a part; seal_activations
 # checks that the parts tile every split and links them into the stores above (byte-equal

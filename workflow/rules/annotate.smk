@@ -97,8 +97,3 @@ rule evaluate_annotation:
         runtime=30,
     script:
         "../scripts/evaluate_annotation.py"
-
-
-ALL_TARGETS += expand(
-    rules.evaluate_annotation.output.metrics, dataset=DATASETS, model=MODELS, layer=LAYERS
-)

@@ -31,6 +31,3 @@ rule atlas:
         runtime=20,
     script:
         "../scripts/atlas.py"
-
-
-ALL_TARGETS += expand(rules.atlas.output.index, dataset=DATASETS, model=MODELS)

@@ -80,15 +80,3 @@ rule evaluate_cbm:
         runtime=30,
     script:
         "../scripts/evaluate_cbm.py"
-
-
-ALL_TARGETS += expand(
-    [
-        rules.evaluate_cbm.output.metrics,
-        rules.evaluate_cbm.output.class_concepts,
-        rules.evaluate_cbm.output.image_explanations,
-        rules.evaluate_cbm.output.heatstrip,
-    ],
-    dataset=DATASETS,
-    model=MODELS,
-)

@@ -68,8 +68,6 @@ if config["clip"]["source"] == "train":
         script:
             "../scripts/train_clip.py"
 
-    ALL_TARGETS += expand(rules.train_clip.output.curve, dataset=DATASETS)
-
 else:
 
     rule load_clip:
@@ -145,16 +143,6 @@ rule embed_texts:
         runtime=30,
     script:
         "../scripts/embed_texts.py"
-
-
-ALL_TARGETS += expand(
-    [
-        "results/{dataset}/clip/metrics.json",
-        rules.embed_images.output.store,
-        rules.embed_texts.output.store,
-    ],
-    dataset=DATASETS,
-)
 
 
 # activations.shards: S > 1 also splits embed_images into S jobs (one GPU each) writing

@@ -25,6 +25,7 @@ envvars:
 
 from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
+from neurodissect.dag import targets as dag_targets  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
 
 PACKAGE = Path(REPO_DIR) / "workflow" / "neurodissect"
@@ -104,10 +105,6 @@ MODELS = list(config["models"])
 LAYERS = list(config["layers"])
 # every layer extract_activations writes: the dissected ones plus the SAE's input
 EXTRACT_LAYERS = list(dict.fromkeys([*LAYERS, config["sae"]["layer"]]))
-
-# Each rule file appends the final artifacts it owns; `rule all` requests them.
-ALL_TARGETS = []
-
 
 
 # -- code fingerprints --------------------------------------------------------
@@ -566,3 +563,21 @@ def verification_input(wildcards, units):
         return {}
     run = f"results/{wildcards.dataset}/{wildcards.model}"
     return {"verification": f"{run}/{units}/verification.json"}
+
+
+# -- final targets ----------------------------------------------------------------------
+def run_grid():
+    """What decides the final targets (neurodissect.dag.targets lists them)."""
+    return dag_targets.RunGrid(
+        datasets=tuple(DATASETS),
+        models=tuple(MODELS),
+        layers=tuple(LAYERS),
+        extract_layers=tuple(EXTRACT_LAYERS),
+        train_clip=config["clip"]["source"] == "train",
+        verified=tuple(d for d in DATASETS if generated_synth(d) is not None),
+    )
+
+
+def final_targets():
+    """What `all` requests: every stage's final artifacts, the comparison, the audit."""
+    return dag_targets.final_targets(run_grid())

@@ -79,9 +79,3 @@ rule dataset_overview:
         runtime=10,
     script:
         "../scripts/dataset_overview.py"
-
-
-ALL_TARGETS += expand(
-    [rules.prepare_data.output.manifest, rules.dataset_overview.output.figure],
-    dataset=DATASETS,
-)

@@ -40,10 +40,3 @@ rule train_opaque:
         runtime=240,
     script:
         "../scripts/train_opaque.py"
-
-
-ALL_TARGETS += expand(
-    [rules.train_opaque.output.metrics, rules.train_opaque.output.curve],
-    dataset=DATASETS,
-    model=MODELS,
-)

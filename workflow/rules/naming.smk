@@ -35,6 +35,3 @@ rule name_concepts:
         runtime=60,
     script:
         "../scripts/name_concepts.py"
-
-
-ALL_TARGETS += expand(rules.name_concepts.output.concepts, dataset=DATASETS, model=MODELS)

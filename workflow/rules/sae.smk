@@ -118,11 +118,3 @@ rule sae_baselines:
         runtime=30,
     script:
         "../scripts/sae_baselines.py"
-
-
-ALL_TARGETS += expand(
-    [rules.evaluate_sae.output.metrics, rules.train_sae.output.curve,
-     rules.sae_baselines.output.table],
-    dataset=DATASETS,
-    model=MODELS,
-)

@@ -43,12 +43,3 @@ rule verify_names:
         runtime=30,
     script:
         "../scripts/verify_names.py"
-
-
-ALL_TARGETS += [
-    f"results/{d}/{m}/figures/verify/{units}.png"
-    for d in DATASETS
-    if generated_synth(d) is not None
-    for m in MODELS
-    for units in [*(f"annotate/{layer}" for layer in LAYERS), "sae"]
-]

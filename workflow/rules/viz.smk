@@ -30,6 +30,3 @@ rule figures:
         runtime=10,
     script:
         "../scripts/figures.py"
-
-
-ALL_TARGETS += expand(rules.figures.output.summary, dataset=DATASETS, model=MODELS)

@@ -25,6 +25,3 @@ rule build_vocabulary:
         runtime=30,
     script:
         "../scripts/build_vocabulary.py"
-
-
-ALL_TARGETS += expand(rules.build_vocabulary.output.concepts, dataset=DATASETS)
