@@ -16,7 +16,7 @@ rule extract_activations:
     benchmark:
         "results/{dataset}/benchmarks/{model}/extract_activations.tsv"
     params:
-        code=code_version("activations", "models", "data.manifest", "data.images"),
+        code=script_code("extract_activations"),
         cfg=section("activations"),
         image_size=config["opaque"]["image_size"],
         runtime=section("runtime"),
@@ -55,7 +55,7 @@ if config["activations"]["shards"] > 1:
         wildcard_constraints:
             shard=r"\d+",
         params:
-            code=code_version("activations", "models", "data.manifest", "data.images"),
+            code=script_code("extract_activations"),
             cfg=section("activations"),
             image_size=config["opaque"]["image_size"],
             runtime=section("runtime"),
@@ -89,7 +89,7 @@ if config["activations"]["shards"] > 1:
         benchmark:
             "results/{dataset}/benchmarks/{model}/seal_activations.tsv"
         params:
-            code=code_version("activations"),
+            code=script_code("seal_activations"),
             shards=config["activations"]["shards"],
             layers=EXTRACT_LAYERS,
         conda:

@@ -16,7 +16,7 @@ rule compare:
     log:
         "results/logs/compare.log",
     params:
-        code=code_version("evaluate.compare", "viz.compare"),
+        code=script_code("compare"),
         dpi=config["figures"]["dpi"],
     conda:
         "../../envs/core.yaml"

@@ -11,7 +11,7 @@ rule audit:
     log:
         "results/logs/audit.log",
     params:
-        code=code_version("provenance", "data.manifest"),
+        code=script_code("audit"),
         results_dir=lambda wc, output: os.path.dirname(output.report),
     conda:
         "../../envs/core.yaml"

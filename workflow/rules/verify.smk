@@ -24,9 +24,7 @@ rule verify_names:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=lambda wc: code_version(
-            "viz.verify", *VERIFY_MODULES, *(["sae"] if wc.units == "sae" else [])
-        ),
+        code=script_code("verify_names"),
         cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,

@@ -15,7 +15,7 @@ rule build_vocabulary:
     benchmark:
         "results/{dataset}/benchmarks/build_vocabulary.tsv"
     params:
-        code=code_version("vocab", "data.manifest"),
+        code=script_code("build_vocabulary"),
         cfg=vocab_config,
     conda:
         "../../envs/nlp.yaml"
