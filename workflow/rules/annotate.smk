@@ -45,10 +45,7 @@ rule match_concepts:
         units=ANNOTATE_UNITS,
     params:
         code=script_code("match_concepts"),
-        cfg=section(
-            "annotate", "alpha", "scorer", "soft_wpmi", "n_permutations", "n_bootstrap",
-            "significance", "fdr", "null", "seed", "memory_mb", "debias",
-        ),
+        cfg=settings("annotate", "annotate.matching:MatchParams"),
     conda:
         "../../envs/core.yaml"
     threads: 2
@@ -78,10 +75,7 @@ rule evaluate_annotation:
         "results/{dataset}/benchmarks/{model}/annotate/{layer}/evaluate_annotation.tsv"
     params:
         code=script_code("evaluate_annotation"),
-        cfg=section(
-            "annotate", "truth_auroc", "alt_text_space", "localization_top_percent",
-            "n_localization_images", "significance", "template", "memory_mb",
-        ),
+        cfg=settings("annotate", "evaluate.annotation:EvalParams"),
         figures=section("figures", "n_units", "dpi"),
         arch=model_arch,
     conda:

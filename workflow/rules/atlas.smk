@@ -19,7 +19,7 @@ rule atlas:
         "results/{dataset}/benchmarks/{model}/atlas.tsv"
     params:
         code=script_code("atlas"),
-        cfg=section("atlas"),
+        cfg=settings("atlas", "atlas.settings:AtlasParams"),
         layers=LAYERS,
     conda:
         "../../envs/core.yaml"

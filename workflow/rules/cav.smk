@@ -15,7 +15,7 @@ rule train_cavs:
         "results/{dataset}/benchmarks/{model}/train_cavs.tsv"
     params:
         code=script_code("train_cavs"),
-        cfg=section("cav"),
+        cfg=settings("cav", "cav:CAVParams"),
     conda:
         "../../envs/core.yaml"
     threads: 1

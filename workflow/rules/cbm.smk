@@ -15,7 +15,7 @@ rule build_cbm:
         "results/{dataset}/benchmarks/{model}/build_cbm.tsv"
     params:
         code=script_code("build_cbm"),
-        cfg=section("cbm", *CBM_BUILD_KEYS),
+        cfg=settings("cbm", "cbm.model:CBMParams"),
         device=config["runtime"]["device"],
     conda:
         "../../envs/torch.yaml"

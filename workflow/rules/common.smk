@@ -25,6 +25,7 @@ envvars:
 from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
 from neurodissect.dag import code as dag_code  # noqa: E402
+from neurodissect.dag import settings as dag_settings  # noqa: E402
 from neurodissect.dag import targets as dag_targets  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
 
@@ -117,9 +118,20 @@ def script_code(script):
 
 # -- config access --------------------------------------------------------------
 def section(name, *keys):
-    """A config section (or only `keys` of it): the params one rule depends on."""
+    """A config section (or only `keys` of it) that no settings class reads as a whole
+    (runtime, figures, the few keys below); stage settings come from settings()."""
     sec = config[name]
     return {k: sec[k] for k in keys} if keys else dict(sec)
+
+
+def settings(name, spec):
+    """The keys of config section `name` that the settings class `spec` ("module:Class"
+    in the package) has fields for: the params of the rule that builds it."""
+    if spec not in dag_settings.SECTIONS.get(name, ()):
+        raise WorkflowError(
+            f"{spec} is not listed for config section {name!r} in neurodissect.dag.settings"
+        )
+    return dag_settings.settings_params(config[name], spec, Path(_PKG_ROOT) / "neurodissect")
 
 
 def dataset_cfg(wildcards):
@@ -171,7 +183,7 @@ def naming_inputs(wildcards):
 def naming_config():
     """naming.* for name_concepts; the llm block only when it is used, so editing it
     does not rerun the offline namers."""
-    cfg = dict(config["naming"])
+    cfg = settings("naming", "naming.run:NamingParams")
     if cfg["method"] != "llm":
         cfg.pop("llm")
     return cfg
@@ -188,11 +200,6 @@ def raw_metadata_files(ds):
 
 
 # -- sae ----------------------------------------------------------------------------
-SAE_EVAL_KEYS = ("eval_split", "recovery_auroc", "probe_c", "baselines", "baseline_max_iter")
-# sae.* the dictionary baselines read (seed: their random starts)
-SAE_BASELINE_KEYS = ("eval_split", "recovery_auroc", "baselines", "baseline_max_iter", "seed")
-
-
 def sae_features(wildcards):
     """The activation store the SAE reads (sae.layer of this run)."""
     return (
@@ -201,8 +208,13 @@ def sae_features(wildcards):
 
 
 def sae_train_config():
-    """sae.* that shape training: not the layer (it is the input path) nor evaluation keys."""
-    return {k: v for k, v in config["sae"].items() if k not in ("layer", *SAE_EVAL_KEYS)}
+    """sae.* that shape training: the loop's and the variants' settings (every sae key but
+    the layer, which is the input path, and those only evaluation or baselines read)."""
+    train = settings("sae", "sae.train:TrainParams")
+    evaluation = {**settings("sae", "sae.evaluate:EvalParams"),
+                  **settings("sae", "sae.baselines:BaselineParams")}  # fmt: skip
+    return {k: v for k, v in config["sae"].items()
+            if k != "layer" and (k in train or k not in evaluation)}  # fmt: skip
 
 
 def sae_evaluation_inputs(wildcards):
@@ -264,11 +276,13 @@ BOX_FORMATS = ("synthcxr", "nih14", "chestx-det")
 def exemplar_config(wildcards):
     """select_exemplars settings: annotate.* for a layer's units, naming.exemplar_* for
     SAE latents (sparse, heavy-tailed activations need a lower adaptive threshold)."""
+    spec = "annotate.exemplars:ExemplarParams"
     if wildcards.units != "sae":
-        return section("annotate", "percentile", "max_exemplars", "probe_split", "memory_mb")
+        return settings("annotate", spec)
+    # naming spells a field exemplar_<field> where it also has <field> for its own use
     n = config["naming"]
-    return {"percentile": n["exemplar_percentile"], "max_exemplars": n["max_exemplars"],
-            "probe_split": n["probe_split"], "memory_mb": n["memory_mb"]}  # fmt: skip
+    names = dag_settings.field_names(spec, Path(_PKG_ROOT) / "neurodissect")
+    return {f: n[f"exemplar_{f}"] if f"exemplar_{f}" in n else n[f] for f in names}
 
 
 def units_store(wildcards):
@@ -323,7 +337,7 @@ def vocab_inputs(wildcards):
 
 def vocab_config(wildcards):
     """vocab.*; the report source itself mines its own reports (reports_from: null)."""
-    cfg = section("vocab")
+    cfg = settings("vocab", "vocab:VocabParams")
     if cfg["reports_from"] == wildcards.dataset:
         cfg = {**cfg, "reports_from": None}
     return cfg
@@ -391,12 +405,6 @@ def clip_load_inputs(wildcards):
 
 
 # -- cav / cbm ------------------------------------------------------------------------------
-# build_cbm's cbm.* keys (n_concepts / class_relevance feed select_concepts, explain_top_k
-# evaluate_cbm), so e.g. changing cbm.n_nonzero reruns neither train_cavs nor the selection
-CBM_BUILD_KEYS = (
-    "n_nonzero", "features", "c_grid", "max_iter", "memory_mb", "gpu_memory_mb", "omp_min_pivot",
-)
-
 
 def cav_inputs(wildcards):
     """train_cavs inputs: the SAE's input features, its latents and names, the manifest."""

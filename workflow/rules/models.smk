@@ -23,7 +23,7 @@ rule train_opaque:
         "results/{dataset}/benchmarks/{model}/train_opaque.tsv"
     params:
         code=script_code("train_opaque"),
-        cfg=section("opaque"),
+        cfg=settings("opaque", "models.train:TrainParams"),
         runtime=section("runtime"),
         arch=model_arch,
         seed=model_seed,

@@ -25,7 +25,7 @@ rule verify_names:
         units=ANNOTATE_UNITS,
     params:
         code=script_code("verify_names"),
-        cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
+        cfg=settings("verify", "verify.run:VerifyParams"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
         layer=lambda wc: config["sae"]["layer"] if wc.units == "sae" else wc.units.split("/", 1)[1],
