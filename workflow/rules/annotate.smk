@@ -1,7 +1,10 @@
 # Neuron annotation (MAMMI): exemplars per unit -> concepts per unit (with p-value and
 # stability) -> metrics against known truth + figures. `units` is annotate/{layer} or sae
-# (input function units_store in common.smk), so SAE latents get their exemplars from
+# (input function units_store in inputs/annotate.smk), so SAE latents get exemplars from
 # the same rule (with naming.* settings); evaluate_annotation scores the dissected layers.
+
+
+include: "inputs/annotate.smk"
 
 
 rule select_exemplars:

@@ -2,6 +2,9 @@
 # a run (open results/{dataset}/{model}/atlas/index.html). Reads only finished artifacts.
 
 
+include: "inputs/atlas.smk"
+
+
 rule atlas:
     input:
         unpack(atlas_inputs),

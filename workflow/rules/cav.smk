@@ -1,6 +1,9 @@
 # Concept activation vectors for the named SAE latents, then the diverse, class-relevant
 # subset that becomes the CBM's dictionary. Input functions: cav_* / selection_* in
-# common.smk.
+# inputs/cav.smk.
+
+
+include: "inputs/cav.smk"
 
 
 rule train_cavs:

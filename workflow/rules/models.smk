@@ -4,6 +4,9 @@
 # delete it before rerunning a killed job. Input functions: opaque_inputs.
 
 
+include: "inputs/models.smk"
+
+
 rule train_opaque:
     input:
         unpack(opaque_inputs),

@@ -1,6 +1,9 @@
 # Sparse autoencoder on the opaque model's features: train on the train split,
 # encode every image, evaluate on a held-out split (after naming, which
-# named_correct_fraction needs). Input functions: sae_* in common.smk.
+# named_correct_fraction needs). Input functions: sae_* in inputs/sae.smk.
+
+
+include: "inputs/sae.smk"
 
 
 rule train_sae:

@@ -2,7 +2,10 @@
 # layer (annotate/{layer}) and every named SAE latent (sae), probe images rendered with
 # and without the named planted concept; a name is confirmed when the unit responds more
 # with it. The evaluate rules merge verification.json into their metrics.json.
-# Input functions: verify_inputs, verify_synth (common.smk).
+# Input functions: verify_inputs (inputs/verify.smk), verify_synth (common.smk).
+
+
+include: "inputs/verify.smk"
 
 
 rule verify_names:
