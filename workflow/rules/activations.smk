@@ -16,8 +16,8 @@ rule extract_activations:
     benchmark:
         "results/{dataset}/benchmarks/{model}/extract_activations.tsv"
     params:
-        code=code_version("activations", "models", "data.manifest", "data.images"),
-        cfg=section("activations"),
+        code=script_code("extract_activations"),
+        cfg=settings("activations", "activations.extract:ExtractParams"),
         image_size=config["opaque"]["image_size"],
         runtime=section("runtime"),
         layers=EXTRACT_LAYERS,
@@ -31,11 +31,6 @@ rule extract_activations:
         runtime=120,
     script:
         "../scripts/extract_activations.py"
-
-
-ALL_TARGETS += expand(
-    rules.extract_activations.output.stores, dataset=DATASETS, model=MODELS
-)
 
 
 # activations.shards: S > 1 splits extraction into S jobs (one GPU each), each writing a
@@ -60,8 +55,8 @@ if config["activations"]["shards"] > 1:
         wildcard_constraints:
             shard=r"\d+",
         params:
-            code=code_version("activations", "models", "data.manifest", "data.images"),
-            cfg=section("activations"),
+            code=script_code("extract_activations"),
+            cfg=settings("activations", "activations.extract:ExtractParams"),
             image_size=config["opaque"]["image_size"],
             runtime=section("runtime"),
             layers=EXTRACT_LAYERS,
@@ -94,7 +89,7 @@ if config["activations"]["shards"] > 1:
         benchmark:
             "results/{dataset}/benchmarks/{model}/seal_activations.tsv"
         params:
-            code=code_version("activations"),
+            code=script_code("seal_activations"),
             shards=config["activations"]["shards"],
             layers=EXTRACT_LAYERS,
         conda:

@@ -1,7 +1,10 @@
 # Neuron annotation (MAMMI): exemplars per unit -> concepts per unit (with p-value and
 # stability) -> metrics against known truth + figures. `units` is annotate/{layer} or sae
-# (input function units_store in common.smk), so SAE latents get their exemplars from
+# (input function units_store in inputs/annotate.smk), so SAE latents get exemplars from
 # the same rule (with naming.* settings); evaluate_annotation scores the dissected layers.
+
+
+include: "inputs/annotate.smk"
 
 
 rule select_exemplars:
@@ -16,7 +19,7 @@ rule select_exemplars:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=code_version("annotate.exemplars", "activations.store"),
+        code=script_code("select_exemplars"),
         cfg=exemplar_config,
     conda:
         "../../envs/core.yaml"
@@ -44,13 +47,8 @@ rule match_concepts:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=code_version(
-            "annotate.matching", "annotate.confidence", "annotate.exemplars", "activations.store"
-        ),
-        cfg=section(
-            "annotate", "alpha", "scorer", "soft_wpmi", "n_permutations", "n_bootstrap",
-            "significance", "fdr", "null", "seed", "memory_mb", "debias",
-        ),
+        code=script_code("match_concepts"),
+        cfg=settings("annotate", "annotate.matching:MatchParams"),
     conda:
         "../../envs/core.yaml"
     threads: 2
@@ -79,14 +77,8 @@ rule evaluate_annotation:
     benchmark:
         "results/{dataset}/benchmarks/{model}/annotate/{layer}/evaluate_annotation.tsv"
     params:
-        code=code_version(
-            "annotate", "evaluate.annotation", "evaluate.text", "evaluate.groundtruth",
-            "activations.store", "data.manifest", "data.images", "models", "viz.annotate",
-        ),
-        cfg=section(
-            "annotate", "truth_auroc", "alt_text_space", "localization_top_percent",
-            "n_localization_images", "significance", "template", "memory_mb",
-        ),
+        code=script_code("evaluate_annotation"),
+        cfg=settings("annotate", "evaluate.annotation:EvalParams"),
         figures=section("figures", "n_units", "dpi"),
         arch=model_arch,
     conda:
@@ -97,8 +89,3 @@ rule evaluate_annotation:
         runtime=30,
     script:
         "../scripts/evaluate_annotation.py"
-
-
-ALL_TARGETS += expand(
-    rules.evaluate_annotation.output.metrics, dataset=DATASETS, model=MODELS, layer=LAYERS
-)

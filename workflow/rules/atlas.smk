@@ -2,6 +2,9 @@
 # a run (open results/{dataset}/{model}/atlas/index.html). Reads only finished artifacts.
 
 
+include: "inputs/atlas.smk"
+
+
 rule atlas:
     input:
         unpack(atlas_inputs),
@@ -18,10 +21,8 @@ rule atlas:
     benchmark:
         "results/{dataset}/benchmarks/{model}/atlas.tsv"
     params:
-        code=code_version(
-            "atlas", "activations.store", "data.manifest", "data.images", "cbm.model"
-        ),
-        cfg=section("atlas"),
+        code=script_code("atlas"),
+        cfg=settings("atlas", "atlas.settings:AtlasParams"),
         layers=LAYERS,
     conda:
         "../../envs/core.yaml"
@@ -31,6 +32,3 @@ rule atlas:
         runtime=20,
     script:
         "../scripts/atlas.py"
-
-
-ALL_TARGETS += expand(rules.atlas.output.index, dataset=DATASETS, model=MODELS)

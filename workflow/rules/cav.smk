@@ -1,6 +1,9 @@
 # Concept activation vectors for the named SAE latents, then the diverse, class-relevant
 # subset that becomes the CBM's dictionary. Input functions: cav_* / selection_* in
-# common.smk.
+# inputs/cav.smk.
+
+
+include: "inputs/cav.smk"
 
 
 rule train_cavs:
@@ -14,8 +17,8 @@ rule train_cavs:
     benchmark:
         "results/{dataset}/benchmarks/{model}/train_cavs.tsv"
     params:
-        code=code_version("cav", "activations.store", "data.manifest", "naming.table"),
-        cfg=section("cav"),
+        code=script_code("train_cavs"),
+        cfg=settings("cav", "cav:CAVParams"),
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -36,9 +39,7 @@ rule select_concepts:
     benchmark:
         "results/{dataset}/benchmarks/{model}/select_concepts.tsv"
     params:
-        code=code_version(
-            "cav", "cbm.__init__", "cbm.selection", "models", "evaluate.text", "data.manifest"
-        ),
+        code=script_code("select_concepts"),
         cfg=section("cbm", "n_concepts", "class_relevance", "exclude_class_names"),
         arch=model_arch,
     conda:

@@ -1,6 +1,9 @@
 # The concept bottleneck model: OMP concept scores over the selected CAVs + a logistic
 # regression on them (both feature variants), then opaque vs CBM on the test split,
-# explanations and figures. Input functions: cbm_* in common.smk.
+# explanations and figures. Input functions: cbm_* in inputs/cbm.smk.
+
+
+include: "inputs/cbm.smk"
 
 
 rule build_cbm:
@@ -14,10 +17,8 @@ rule build_cbm:
     benchmark:
         "results/{dataset}/benchmarks/{model}/build_cbm.tsv"
     params:
-        code=code_version(
-            "cav", "cbm", "activations.store", "data.manifest", "evaluate.classification"
-        ),
-        cfg=section("cbm", *CBM_BUILD_KEYS),
+        code=script_code("build_cbm"),
+        cfg=settings("cbm", "cbm.model:CBMParams"),
         device=config["runtime"]["device"],
     conda:
         "../../envs/torch.yaml"
@@ -59,10 +60,7 @@ rule evaluate_cbm:
     benchmark:
         "results/{dataset}/benchmarks/{model}/evaluate_cbm.tsv"
     params:
-        code=code_version(
-            "cbm", "evaluate", "viz.cbm", "models", "activations.store", "data.manifest",
-            "data.images", *VERIFY_MODULES,
-        ),
+        code=script_code("evaluate_cbm"),
         cfg=section("cbm", "explain_top_k"),
         arch=model_arch,
         kind=lambda wc: dataset_cfg(wc)["format"],
@@ -80,15 +78,3 @@ rule evaluate_cbm:
         runtime=30,
     script:
         "../scripts/evaluate_cbm.py"
-
-
-ALL_TARGETS += expand(
-    [
-        rules.evaluate_cbm.output.metrics,
-        rules.evaluate_cbm.output.class_concepts,
-        rules.evaluate_cbm.output.image_explanations,
-        rules.evaluate_cbm.output.heatstrip,
-    ],
-    dataset=DATASETS,
-    model=MODELS,
-)

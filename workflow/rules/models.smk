@@ -4,6 +4,9 @@
 # delete it before rerunning a killed job. Input functions: opaque_inputs.
 
 
+include: "inputs/models.smk"
+
+
 rule train_opaque:
     input:
         unpack(opaque_inputs),
@@ -22,10 +25,8 @@ rule train_opaque:
     benchmark:
         "results/{dataset}/benchmarks/{model}/train_opaque.tsv"
     params:
-        code=code_version(
-            "models", "data.manifest", "data.images", "evaluate.classification", "viz.models"
-        ),
-        cfg=section("opaque"),
+        code=script_code("train_opaque"),
+        cfg=settings("opaque", "models.train:TrainParams"),
         runtime=section("runtime"),
         arch=model_arch,
         seed=model_seed,
@@ -40,10 +41,3 @@ rule train_opaque:
         runtime=240,
     script:
         "../scripts/train_opaque.py"
-
-
-ALL_TARGETS += expand(
-    [rules.train_opaque.output.metrics, rules.train_opaque.output.curve],
-    dataset=DATASETS,
-    model=MODELS,
-)

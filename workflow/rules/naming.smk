@@ -1,7 +1,10 @@
 # Naming SAE latents: one table (concepts.parquet) for all namers, every name
 # with its permutation p-value and bootstrap stability; latents that cannot be
 # named are listed in skipped_latents.parquet. Inputs depend on naming.method
-# (naming_inputs in common.smk).
+# (naming_inputs in inputs/naming.smk).
+
+
+include: "inputs/naming.smk"
 
 
 rule name_concepts:
@@ -21,10 +24,7 @@ rule name_concepts:
     benchmark:
         "results/{dataset}/benchmarks/{model}/name_concepts.tsv"
     params:
-        code=code_version(
-            "naming", "annotate.confidence", "annotate.exemplars", "annotate.matching",
-            "activations.store", "data.manifest", "evaluate.text", "viz.naming",
-        ),
+        code=script_code("name_concepts"),
         cfg=naming_config(),
         dpi=config["figures"]["dpi"],
     conda:
@@ -35,6 +35,3 @@ rule name_concepts:
         runtime=60,
     script:
         "../scripts/name_concepts.py"
-
-
-ALL_TARGETS += expand(rules.name_concepts.output.concepts, dataset=DATASETS, model=MODELS)

@@ -1,6 +1,9 @@
 # Sparse autoencoder on the opaque model's features: train on the train split,
 # encode every image, evaluate on a held-out split (after naming, which
-# named_correct_fraction needs). Input functions: sae_* in common.smk.
+# named_correct_fraction needs). Input functions: sae_* in inputs/sae.smk.
+
+
+include: "inputs/sae.smk"
 
 
 rule train_sae:
@@ -20,7 +23,7 @@ rule train_sae:
     benchmark:
         "results/{dataset}/benchmarks/{model}/train_sae.tsv"
     params:
-        code=code_version("sae", "activations.store", "viz.sae"),
+        code=script_code("train_sae"),
         cfg=sae_train_config(),
         device=config["runtime"]["device"],
         resume=lambda wc: f"results/{wc.dataset}/{wc.model}/sae/.resume",
@@ -47,7 +50,7 @@ rule encode_latents:
     benchmark:
         "results/{dataset}/benchmarks/{model}/encode_latents.tsv"
     params:
-        code=code_version("sae", "activations.store"),
+        code=script_code("encode_latents"),
         device=config["runtime"]["device"],
     conda:
         "../../envs/torch.yaml"
@@ -71,10 +74,8 @@ rule evaluate_sae:
     benchmark:
         "results/{dataset}/benchmarks/{model}/evaluate_sae.tsv"
     params:
-        code=code_version(
-            "sae", "activations.store", "data.manifest", "models", "evaluate", "naming.table"
-        ),
-        cfg=section("sae", "eval_split", "recovery_auroc", "probe_c"),
+        code=script_code("evaluate_sae"),
+        cfg=settings("sae", "sae.evaluate:EvalParams"),
         arch=model_arch,
         device=config["runtime"]["device"],
     conda:
@@ -107,8 +108,8 @@ rule sae_baselines:
     benchmark:
         "results/{dataset}/benchmarks/{model}/sae_baselines.tsv"
     params:
-        code=code_version("sae", "activations.store", "evaluate", "viz.sae"),
-        cfg=section("sae", *SAE_BASELINE_KEYS),
+        code=script_code("sae_baselines"),
+        cfg=settings("sae", "sae.baselines:BaselineParams"),
         dpi=config["figures"]["dpi"],
     conda:
         "../../envs/core.yaml"
@@ -118,11 +119,3 @@ rule sae_baselines:
         runtime=30,
     script:
         "../scripts/sae_baselines.py"
-
-
-ALL_TARGETS += expand(
-    [rules.evaluate_sae.output.metrics, rules.train_sae.output.curve,
-     rules.sae_baselines.output.table],
-    dataset=DATASETS,
-    model=MODELS,
-)

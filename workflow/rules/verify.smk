@@ -2,7 +2,10 @@
 # layer (annotate/{layer}) and every named SAE latent (sae), probe images rendered with
 # and without the named planted concept; a name is confirmed when the unit responds more
 # with it. The evaluate rules merge verification.json into their metrics.json.
-# Input functions: verify_inputs, verify_synth (common.smk).
+# Input functions: verify_inputs (inputs/verify.smk), verify_synth (common.smk).
+
+
+include: "inputs/verify.smk"
 
 
 rule verify_names:
@@ -24,10 +27,8 @@ rule verify_names:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=lambda wc: code_version(
-            "viz.verify", *VERIFY_MODULES, *(["sae"] if wc.units == "sae" else [])
-        ),
-        cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
+        code=script_code("verify_names"),
+        cfg=settings("verify", "verify.run:VerifyParams"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
         layer=lambda wc: config["sae"]["layer"] if wc.units == "sae" else wc.units.split("/", 1)[1],
@@ -43,12 +44,3 @@ rule verify_names:
         runtime=30,
     script:
         "../scripts/verify_names.py"
-
-
-ALL_TARGETS += [
-    f"results/{d}/{m}/figures/verify/{units}.png"
-    for d in DATASETS
-    if generated_synth(d) is not None
-    for m in MODELS
-    for units in [*(f"annotate/{layer}" for layer in LAYERS), "sae"]
-]

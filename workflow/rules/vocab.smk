@@ -1,7 +1,10 @@
 # The concept vocabulary: spaCy noun phrases of the train-split reports (negated
 # mentions dropped) — its own or those of the dataset vocab.reports_from — or
 # vocab.concept_list; plus the per-report phrases the
-# report namer reads. Input functions: vocab_inputs (common.smk).
+# report namer reads. Input functions: vocab_inputs (inputs/vocab.smk).
+
+
+include: "inputs/vocab.smk"
 
 
 rule build_vocabulary:
@@ -15,7 +18,7 @@ rule build_vocabulary:
     benchmark:
         "results/{dataset}/benchmarks/build_vocabulary.tsv"
     params:
-        code=code_version("vocab", "data.manifest"),
+        code=script_code("build_vocabulary"),
         cfg=vocab_config,
     conda:
         "../../envs/nlp.yaml"
@@ -25,6 +28,3 @@ rule build_vocabulary:
         runtime=30,
     script:
         "../scripts/build_vocabulary.py"
-
-
-ALL_TARGETS += expand(rules.build_vocabulary.output.concepts, dataset=DATASETS)
