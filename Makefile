@@ -26,7 +26,8 @@ demo: setup
 	$(SNAKEMAKE)
 	@echo "demo done: see results/synthderm/ (make report writes report.html)"
 
-test: setup
+# lint first: a formatting or workflow-lint failure fails CI in seconds, before pytest
+test: lint
 	$(BIN)/python -m pytest
 
 test-slurm: setup

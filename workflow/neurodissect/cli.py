@@ -39,6 +39,10 @@ def _options(pairs: list[str] | None) -> dict[str, str]:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    if args.against:
+        from .provenance.against import against_main
+
+        return against_main(args)
     from .provenance.audit import audit_main
 
     return audit_main(args)
@@ -88,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-images", action="store_true",
                    help="do not re-hash the raw images listed in manifests")  # fmt: skip
     s.add_argument("--json", metavar="FILE", help="also write the findings as JSON")
+    s.add_argument(
+        "--against",
+        metavar="OTHER_DIR",
+        help="instead list every artifact whose content differs from the run in OTHER_DIR "
+        "(sha256 of files / Zarr store contents; volatile provenance fields excluded)",
+    )
     s.add_argument("--rocrate", action="store_true",
                    help="also write RESULTS_DIR/ro-crate-metadata.json (RO-Crate of the provenance)")  # fmt: skip
     s.set_defaults(func=_audit)

@@ -86,6 +86,18 @@ def write_parquet(df, dest: PathLike, metadata: dict[str, Any] | None = None) ->
         pq.write_table(table, tmp)
 
 
+def write_history(frame, dest: PathLike, timed: str = "seconds") -> dict[str, list[float]]:
+    """Write a per-epoch training history as CSV, without its wall-clock column ``timed``.
+
+    Epoch times differ from run to run; returned as ``{"epoch_seconds": [...]}`` for the
+    job's provenance sidecar (its ``timing`` field), so the CSV has the same bytes each run.
+    """
+    seconds = [float(x) for x in frame[timed]] if timed in frame else []
+    with atomic_path(dest) as tmp:
+        frame.drop(columns=timed, errors="ignore").to_csv(tmp, index=False)
+    return {"epoch_seconds": seconds}
+
+
 def read_parquet_metadata(path: PathLike) -> dict[str, Any]:
     """The ``neurodissect`` JSON block written by :func:`write_parquet` (empty if none)."""
     import pyarrow.parquet as pq
@@ -96,11 +108,15 @@ def read_parquet_metadata(path: PathLike) -> dict[str, Any]:
 
 
 def save_state_dict(state: dict, dest: PathLike) -> None:
-    """``torch.save`` atomically; contents must load with ``weights_only=True``."""
+    """``torch.save`` atomically; contents must load with ``weights_only=True``.
+
+    Saved through a file handle: given a path, torch names the zip's root folder after
+    the file, and the temporary name is random, so the same state gave different bytes.
+    """
     import torch
 
-    with atomic_path(dest) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def read_table(path: PathLike, missing: str):

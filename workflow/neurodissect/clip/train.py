@@ -32,7 +32,7 @@ from .. import runtime
 from ..config import settings_from
 from ..data.manifest import Manifest, read_manifest
 from ..errors import ConfigError, InputError
-from ..io import PathLike, atomic_path, remove_path, write_json
+from ..io import PathLike, remove_path, write_history, write_json
 from ..models.resume import (
     fingerprint,
     load_resume,
@@ -331,8 +331,7 @@ def train_clip(
             "n_train_pairs": len(train_pairs), "corpus": corpus_path is not None}  # fmt: skip
     save_local_dir(model, model_cfg, preprocess_cfg, model_out, info)
     write_json(metrics, metrics_out)
-    with atomic_path(history_out) as tmp:
-        history.to_csv(tmp, index=False)
+    timing = write_history(history, history_out)
     if curve_out is not None:
         from ..viz.clip import plot_clip_training
 
@@ -341,4 +340,4 @@ def train_clip(
     log.info("test recall@1 %.3f, @5 %.3f over %d images", metrics.get("recall_at_1", float("nan")),
              metrics.get("recall_at_5", float("nan")), metrics["n_test"])  # fmt: skip
     return {"device": str(device), "resumed_from_epoch": result["resumed_from_epoch"],
-            "n_train_pairs": len(train_pairs)}  # fmt: skip
+            "n_train_pairs": len(train_pairs), "timing": timing}  # fmt: skip

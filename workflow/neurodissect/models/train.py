@@ -31,7 +31,7 @@ from ..config import settings_from
 from ..data.manifest import SPLITS, Manifest, read_manifest
 from ..errors import ConfigError, InputError
 from ..evaluate.classification import classification_metrics, primary_metric
-from ..io import PathLike, atomic_path, remove_path, save_state_dict, write_json
+from ..io import PathLike, remove_path, save_state_dict, write_history, write_json
 from ..provenance import recorded_digest
 from ..runtime import pick_device, progress, seed_everything
 from ..viz.models import plot_learning_curve
@@ -313,8 +313,7 @@ def train_opaque(
     save_state_dict(_cpu_copy(model), model_out)
     write_json(metrics, metrics_out)
     frame = history_frame(history, manifest.multilabel)
-    with atomic_path(history_out) as tmp:
-        frame.to_csv(tmp, index=False)
+    summary["timing"] = write_history(frame, history_out)
     if curve_out is not None:
         plot_learning_curve(frame, curve_out, manifest.multilabel, best_epoch, metrics,
                             probe_grid=summary.get("probe_grid"), title=title, dpi=dpi)  # fmt: skip

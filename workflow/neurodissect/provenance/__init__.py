@@ -32,6 +32,12 @@ LIBRARIES = (
 _CHUNK = 1 << 20
 # Snakemake touches this marker inside directory() outputs after the job: not content
 SNAKEMAKE_MARKERS = frozenset({".snakemake_timestamp"})
+# Record fields that change from one run to the next (wall-clock times, the host, per-epoch
+# timings a job reports under "timing", and the git commit, which moves with every unrelated
+# commit while params.code pins the code a rule ran): kept in the sidecar only, never inside
+# an artifact, so the same config and seed give the same bytes.
+VOLATILE_FIELDS = ("host", "started", "finished", "timing")
+VOLATILE_PACKAGE_FIELDS = ("git_commit",)
 
 
 def sidecar_path(artifact: PathLike) -> Path:
@@ -150,14 +156,24 @@ def build_record(
     }
 
 
+def stable_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without its volatile fields (what may go inside an artifact)."""
+    out = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
+    if isinstance(out.get("package"), dict):
+        package = out["package"].items()
+        out["package"] = {k: v for k, v in package if k not in VOLATILE_PACKAGE_FIELDS}
+    return out
+
+
 def write_provenance(artifact: PathLike, record: dict[str, Any]) -> dict[str, Any]:
-    """Stamp ``artifact`` with ``record``: Zarr attrs first (so the digest covers them), then the sidecar."""
+    """Stamp ``artifact`` with ``record``: Zarr attrs first (so the digest covers them), then
+    the sidecar. The attrs get the record less its volatile fields; the sidecar gets it all."""
     artifact = Path(artifact)
     full = {"artifact": os.fspath(artifact), **record}
     if artifact.is_dir() and (artifact / "zarr.json").exists():
         import zarr
 
-        zarr.open_group(artifact, mode="r+").attrs["provenance"] = full
+        zarr.open_group(artifact, mode="r+").attrs["provenance"] = stable_record(full)
     full["sha256"] = digest(artifact)
     write_json(full, sidecar_path(artifact))
     return full

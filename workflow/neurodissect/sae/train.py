@@ -31,7 +31,7 @@ import torch
 from ..activations.store import ActivationStore
 from ..config import settings_from
 from ..errors import ConfigError, InputError
-from ..io import PathLike, atomic_path, load_state_dict, remove_path, save_state_dict
+from ..io import PathLike, load_state_dict, remove_path, save_state_dict, write_history
 from ..runtime import out_of_memory_as_error, pick_device, progress
 from .base import SparseAutoencoder, build_sae
 from .metrics import evaluate_arrays
@@ -386,8 +386,7 @@ def train_sae(
     ckpt["training"] = {k: v for k, v in asdict(p).items()}
     save_state_dict(ckpt, model_out)
     frame = pd.DataFrame(history)
-    with atomic_path(history_out) as tmp:
-        frame.to_csv(tmp, index=False)
+    timing = write_history(frame, history_out)
     if curve_out is not None:
         from ..viz.sae import plot_training_curve
 
@@ -404,4 +403,5 @@ def train_sae(
         "final_train_fvu": final["train_fvu"],
         "final_train_l0": final["train_l0"],
         "device": str(dev),
+        "timing": timing,
     }
