@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-images", action="store_true",
                    help="do not re-hash the raw images listed in manifests")  # fmt: skip
     s.add_argument("--json", metavar="FILE", help="also write the findings as JSON")
+    s.add_argument("--endpoint-url", metavar="URL",
+                   help="S3-compatible server for an s3:// RESULTS_DIR (default: boto3's "
+                   "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)")  # fmt: skip
     s.add_argument("--rocrate", action="store_true",
                    help="also write RESULTS_DIR/ro-crate-metadata.json (RO-Crate of the provenance)")  # fmt: skip
     s.set_defaults(func=_audit)

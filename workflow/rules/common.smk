@@ -114,7 +114,9 @@ ALL_TARGETS = []
 # Snakemake's code trigger only sees the script file. Each rule gets
 # params.code = a hash of the package modules it runs, so editing a module
 # reruns exactly the rules that use it (the core modules are used by all).
-CORE_MODULES = ("__init__", "io", "provenance.__init__", "runtime", "errors", "config")
+CORE_MODULES = (
+    "__init__", "io", "provenance.__init__", "runtime", "errors", "config", "storage",
+)  # fmt: skip
 
 
 def _module_files(name):
@@ -163,7 +165,9 @@ def raw_inputs(wildcards):
     """Rule inputs for prepare_data: the generated folder for synthetic data, the metadata
     files of a real root (see raw_metadata_files)."""
     ds = dataset_cfg(wildcards)
-    return raw_metadata_files(ds) if ds.get("root") else [f"results/{wildcards.dataset}/raw"]
+    if ds.get("root"):
+        return [user_file(f) for f in raw_metadata_files(ds)]
+    return [f"results/{wildcards.dataset}/raw"]
 
 
 # -- naming -----------------------------------------------------------------------
@@ -252,7 +256,7 @@ def opaque_inputs(wildcards):
     """train_opaque inputs: the manifest, plus the weights file so replacing it retrains."""
     inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
     if opaque_weights_file():
-        inputs["weights"] = opaque_weights_file()
+        inputs["weights"] = user_file(opaque_weights_file())
     return inputs
 
 
@@ -351,7 +355,7 @@ def vocab_inputs(wildcards):
     """build_vocabulary inputs: the manifest, plus vocab.concept_list so editing it reruns."""
     inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
     if config["vocab"]["concept_list"]:
-        inputs["concept_list"] = config["vocab"]["concept_list"]
+        inputs["concept_list"] = user_file(config["vocab"]["concept_list"])
     if REPORTS_FROM is not None and REPORTS_FROM != wildcards.dataset:
         inputs["reports_manifest"] = f"results/{REPORTS_FROM}/data/manifest.parquet"
     return inputs
@@ -420,9 +424,9 @@ def clip_load_inputs(wildcards):
     if config["clip"]["source"] == "local":
         if not config["clip"]["path"]:
             raise WorkflowError("clip.source is 'local' but clip.path is not set")
-        inputs["local_dir"] = config["clip"]["path"]
+        inputs["local_dir"] = user_file(config["clip"]["path"])
     elif config["clip"]["source"] == "transformers" and config["clip"]["path"]:
-        inputs["local_dir"] = config["clip"]["path"]  # a save_pretrained folder
+        inputs["local_dir"] = user_file(config["clip"]["path"])  # a save_pretrained folder
     return inputs
 
 

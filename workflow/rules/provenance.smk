@@ -12,7 +12,7 @@ rule audit:
         "results/logs/audit.log",
     params:
         code=code_version("provenance", "data.manifest"),
-        results_dir=lambda wc, output: os.path.dirname(output.report),
+        results_dir=storage_results_dir,
     conda:
         "../../envs/core.yaml"
     threads: 1
