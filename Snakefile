@@ -28,7 +28,7 @@ wildcard_constraints:
     layer=r"[A-Za-z0-9_.]+",
 
 
-# stage rule files (each appends its final artifacts to ALL_TARGETS)
+# stage rule files (their final artifacts: final_targets() in common.smk)
 include: "workflow/rules/data.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/clip.smk"
@@ -44,8 +44,7 @@ include: "workflow/rules/verify.smk"
 include: "workflow/rules/atlas.smk"
 
 
-# cross-run comparison and the provenance audit: keep these two last, their
-# inputs are every target the stage files above registered
+# cross-run comparison and the provenance audit (their inputs: final_targets())
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/provenance.smk"
 
@@ -57,4 +56,4 @@ declare_storage_files()
 rule all:
     default_target: True
     input:
-        ALL_TARGETS,
+        final_targets(),

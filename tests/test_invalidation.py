@@ -166,8 +166,35 @@ def test_a_new_model_seed_runs_that_models_chain_only(run):
     }
 
 
-def test_editing_a_package_module_reruns_its_rules_only(run, tmp_path):
-    """A copy of the workflow whose SAE module gained a line: only the SAE chain is planned."""
+def job_reasons(dry_run_output: str) -> dict[str, str]:
+    """Rule name (as in :func:`job_names`) -> the reason lines of its jobs in a dry run."""
+    reasons: dict[str, str] = {}
+    for block in re.findall(r"^(?:local)?rule \w+:\n(?:    .*\n)*", dry_run_output, flags=re.M):
+        (name,) = job_names(block)
+        reasons[name] = reasons.get(name, "") + "".join(re.findall(r"reason: .*\n", block))
+    return reasons
+
+
+def script_closures(repo: Path) -> dict[str, set[str]]:
+    """Rule name -> the package files (relative) its script's import closure holds."""
+    from neurodissect.dag.code import import_closure
+
+    package = repo / "workflow" / "neurodissect"
+    out = {}
+    for smk in (repo / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        for rule, script in re.findall(
+            r"rule (\w+):\n(?:.*\n)*?\s+\"\.\./scripts/(\w+\.py)\"", text
+        ):
+            files = import_closure(repo / "workflow" / "scripts" / script, package)
+            out[rule] = {f.relative_to(package).as_posix() for f in files}
+    return out
+
+
+def test_editing_a_package_module_changes_the_code_of_exactly_its_importers(run, tmp_path):
+    """A copy of the workflow whose naming table module gained a line: the jobs whose code
+    fingerprint changed are exactly the rules whose script's import closure holds that
+    module (the rest of what is planned only follows from their new outputs)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
@@ -175,11 +202,19 @@ def test_editing_a_package_module_reruns_its_rules_only(run, tmp_path):
         shutil.copytree(REPO / folder, repo / folder, copy_function=shutil.copy2,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     assert planned_jobs(run, run / "config.yaml", repo / "Snakefile") == set()
-    sae_module = sorted((repo / "workflow" / "neurodissect" / "sae").glob("*.py"))[-1]
-    sae_module.write_text(sae_module.read_text() + "\n# an edit\n")
-    jobs = planned_jobs(run, run / "config.yaml", repo / "Snakefile")
-    assert "train_sae" in jobs
-    assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+    edited = "naming/table.py"
+    module = repo / "workflow" / "neurodissect" / edited
+    module.write_text(module.read_text() + "\n# an edit\n")
+    args = ["-n", "--snakefile", str(repo / "Snakefile")]
+    every_job = job_names(run_snakemake(run, *args, "-F", configfile=run / "config.yaml").stdout)
+    importers = {rule for rule, files in script_closures(repo).items() if edited in files}
+    expected = {job for job in every_job if job.split(":")[0] in importers}
+    reasons = job_reasons(run_snakemake(run, *args, configfile=run / "config.yaml").stdout)
+    changed = {job for job, why in reasons.items() if "Params have changed" in why}
+    assert changed == expected, (changed ^ expected, reasons)
+    assert {"name_concepts", "train_cavs", "verify_names:sae"} <= changed
+    assert not set(reasons) & {"train_opaque", "extract_activations", "prepare_data",
+                               "select_exemplars:annotate", "match_concepts"}  # fmt: skip
 
 
 def test_an_atlas_setting_reruns_the_atlas_only(run):

@@ -16,7 +16,7 @@ rule extract_activations:
     benchmark:
         "results/{dataset}/benchmarks/{model}/extract_activations.tsv"
     params:
-        code=code_version("activations", "models", "data.manifest", "data.images"),
+        code=script_code("extract_activations"),
         cfg=section("activations"),
         image_size=config["opaque"]["image_size"],
         runtime=section("runtime"),
@@ -31,11 +31,6 @@ rule extract_activations:
         runtime=120,
     script:
         "../scripts/extract_activations.py"
-
-
-ALL_TARGETS += expand(
-    rules.extract_activations.output.stores, dataset=DATASETS, model=MODELS
-)
 
 
 # activations.shards: S > 1 splits extraction into S jobs (one GPU each), each writing a
@@ -60,7 +55,7 @@ if config["activations"]["shards"] > 1:
         wildcard_constraints:
             shard=r"\d+",
         params:
-            code=code_version("activations", "models", "data.manifest", "data.images"),
+            code=script_code("extract_activations"),
             cfg=section("activations"),
             image_size=config["opaque"]["image_size"],
             runtime=section("runtime"),
@@ -94,7 +89,7 @@ if config["activations"]["shards"] > 1:
         benchmark:
             "results/{dataset}/benchmarks/{model}/seal_activations.tsv"
         params:
-            code=code_version("activations"),
+            code=script_code("seal_activations"),
             shards=config["activations"]["shards"],
             layers=EXTRACT_LAYERS,
         conda:

@@ -16,7 +16,7 @@ rule select_exemplars:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=code_version("annotate.exemplars", "activations.store"),
+        code=script_code("select_exemplars"),
         cfg=exemplar_config,
     conda:
         "../../envs/core.yaml"
@@ -44,9 +44,7 @@ rule match_concepts:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=code_version(
-            "annotate.matching", "annotate.confidence", "annotate.exemplars", "activations.store"
-        ),
+        code=script_code("match_concepts"),
         cfg=section(
             "annotate", "alpha", "scorer", "soft_wpmi", "n_permutations", "n_bootstrap",
             "significance", "fdr", "null", "seed", "memory_mb", "debias",
@@ -79,10 +77,7 @@ rule evaluate_annotation:
     benchmark:
         "results/{dataset}/benchmarks/{model}/annotate/{layer}/evaluate_annotation.tsv"
     params:
-        code=code_version(
-            "annotate", "evaluate.annotation", "evaluate.text", "evaluate.groundtruth",
-            "activations.store", "data.manifest", "data.images", "models", "viz.annotate",
-        ),
+        code=script_code("evaluate_annotation"),
         cfg=section(
             "annotate", "truth_auroc", "alt_text_space", "localization_top_percent",
             "n_localization_images", "significance", "template", "memory_mb",
@@ -97,8 +92,3 @@ rule evaluate_annotation:
         runtime=30,
     script:
         "../scripts/evaluate_annotation.py"
-
-
-ALL_TARGETS += expand(
-    rules.evaluate_annotation.output.metrics, dataset=DATASETS, model=MODELS, layer=LAYERS
-)

@@ -18,9 +18,7 @@ rule atlas:
     benchmark:
         "results/{dataset}/benchmarks/{model}/atlas.tsv"
     params:
-        code=code_version(
-            "atlas", "activations.store", "data.manifest", "data.images", "cbm.model"
-        ),
+        code=script_code("atlas"),
         cfg=section("atlas"),
         layers=LAYERS,
     conda:
@@ -31,6 +29,3 @@ rule atlas:
         runtime=20,
     script:
         "../scripts/atlas.py"
-
-
-ALL_TARGETS += expand(rules.atlas.output.index, dataset=DATASETS, model=MODELS)

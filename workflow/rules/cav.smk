@@ -14,7 +14,7 @@ rule train_cavs:
     benchmark:
         "results/{dataset}/benchmarks/{model}/train_cavs.tsv"
     params:
-        code=code_version("cav", "activations.store", "data.manifest", "naming.table"),
+        code=script_code("train_cavs"),
         cfg=section("cav"),
     conda:
         "../../envs/core.yaml"
@@ -36,9 +36,7 @@ rule select_concepts:
     benchmark:
         "results/{dataset}/benchmarks/{model}/select_concepts.tsv"
     params:
-        code=code_version(
-            "cav", "cbm.__init__", "cbm.selection", "models", "evaluate.text", "data.manifest"
-        ),
+        code=script_code("select_concepts"),
         cfg=section("cbm", "n_concepts", "class_relevance", "exclude_class_names"),
         arch=model_arch,
     conda:

@@ -14,9 +14,7 @@ rule build_cbm:
     benchmark:
         "results/{dataset}/benchmarks/{model}/build_cbm.tsv"
     params:
-        code=code_version(
-            "cav", "cbm", "activations.store", "data.manifest", "evaluate.classification"
-        ),
+        code=script_code("build_cbm"),
         cfg=section("cbm", *CBM_BUILD_KEYS),
         device=config["runtime"]["device"],
     conda:
@@ -59,10 +57,7 @@ rule evaluate_cbm:
     benchmark:
         "results/{dataset}/benchmarks/{model}/evaluate_cbm.tsv"
     params:
-        code=code_version(
-            "cbm", "evaluate", "viz.cbm", "models", "activations.store", "data.manifest",
-            "data.images", *VERIFY_MODULES,
-        ),
+        code=script_code("evaluate_cbm"),
         cfg=section("cbm", "explain_top_k"),
         arch=model_arch,
         kind=lambda wc: dataset_cfg(wc)["format"],
@@ -80,15 +75,3 @@ rule evaluate_cbm:
         runtime=30,
     script:
         "../scripts/evaluate_cbm.py"
-
-
-ALL_TARGETS += expand(
-    [
-        rules.evaluate_cbm.output.metrics,
-        rules.evaluate_cbm.output.class_concepts,
-        rules.evaluate_cbm.output.image_explanations,
-        rules.evaluate_cbm.output.heatstrip,
-    ],
-    dataset=DATASETS,
-    model=MODELS,
-)

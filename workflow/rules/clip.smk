@@ -17,10 +17,7 @@ if config["clip"]["source"] == "train":
         benchmark:
             "results/{dataset}/benchmarks/clip_corpus.tsv"
         params:
-            code=code_version(
-                "clip.corpus", *SYNTH_MODULES, "data.prepare", "data.manifest",
-                "data.images", "data.adapters",
-            ),  # fmt: skip
+            code=script_code("clip_corpus"),
             kind=lambda wc: dataset_cfg(wc)["format"],
             corpus=config["clip"]["corpus"],
             synth=clip_corpus_synth,
@@ -51,9 +48,7 @@ if config["clip"]["source"] == "train":
         benchmark:
             "results/{dataset}/benchmarks/train_clip.tsv"
         params:
-            code=code_version(
-                "clip", "data.manifest", "data.images", "models.resume", "viz.clip"
-            ),
+            code=script_code("train_clip"),
             cfg=clip_train_config(),
             runtime=section("runtime"),
             resume=lambda wc: f"results/{wc.dataset}/clip/.resume",
@@ -68,8 +63,6 @@ if config["clip"]["source"] == "train":
         script:
             "../scripts/train_clip.py"
 
-    ALL_TARGETS += expand(rules.train_clip.output.curve, dataset=DATASETS)
-
 else:
 
     rule load_clip:
@@ -83,7 +76,7 @@ else:
         benchmark:
             "results/{dataset}/benchmarks/load_clip.tsv"
         params:
-            code=code_version("clip", "data.manifest", "data.images", "models.resume"),
+            code=script_code("load_clip"),
             cfg=clip_load_config(),
             runtime=section("runtime"),
         conda:
@@ -108,7 +101,7 @@ rule embed_images:
     benchmark:
         "results/{dataset}/benchmarks/embed_images.tsv"
     params:
-        code=code_version("clip", "activations.store", "data.manifest", "data.images"),
+        code=script_code("embed_images"),
         batch_size=config["clip"]["batch_size"],
         runtime=section("runtime"),
     conda:
@@ -133,7 +126,7 @@ rule embed_texts:
     benchmark:
         "results/{dataset}/benchmarks/embed_texts.tsv"
     params:
-        code=code_version("clip"),
+        code=script_code("embed_texts"),
         template=config["annotate"]["template"],
         runtime=section("runtime"),
     conda:
@@ -145,16 +138,6 @@ rule embed_texts:
         runtime=30,
     script:
         "../scripts/embed_texts.py"
-
-
-ALL_TARGETS += expand(
-    [
-        "results/{dataset}/clip/metrics.json",
-        rules.embed_images.output.store,
-        rules.embed_texts.output.store,
-    ],
-    dataset=DATASETS,
-)
 
 
 # activations.shards: S > 1 also splits embed_images into S jobs (one GPU each) writing
@@ -175,9 +158,7 @@ if config["activations"]["shards"] > 1:
         wildcard_constraints:
             shard=r"\d+",
         params:
-            code=code_version(
-                "clip", "activations.store", "activations.shards", "data.manifest", "data.images"
-            ),
+            code=script_code("embed_images"),
             batch_size=config["clip"]["batch_size"],
             runtime=section("runtime"),
             shards=config["activations"]["shards"],
@@ -205,7 +186,7 @@ if config["activations"]["shards"] > 1:
         benchmark:
             "results/{dataset}/benchmarks/seal_image_embeddings.tsv"
         params:
-            code=code_version("activations"),
+            code=script_code("seal_activations"),
             shards=config["activations"]["shards"],
             layers=["clip_image"],
         conda:

@@ -1,6 +1,5 @@
 # Shared by all rule files — config validation, code fingerprints and
 # input functions — so the rule files read like a table.
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -25,9 +24,9 @@ envvars:
 
 from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
+from neurodissect.dag import code as dag_code  # noqa: E402
+from neurodissect.dag import targets as dag_targets  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
-
-PACKAGE = Path(REPO_DIR) / "workflow" / "neurodissect"
 
 try:
     config.update(
@@ -105,34 +104,15 @@ LAYERS = list(config["layers"])
 # every layer extract_activations writes: the dissected ones plus the SAE's input
 EXTRACT_LAYERS = list(dict.fromkeys([*LAYERS, config["sae"]["layer"]]))
 
-# Each rule file appends the final artifacts it owns; `rule all` requests them.
-ALL_TARGETS = []
-
-
 
 # -- code fingerprints --------------------------------------------------------
-# Snakemake's code trigger only sees the script file. Each rule gets
-# params.code = a hash of the package modules it runs, so editing a module
-# reruns exactly the rules that use it (the core modules are used by all).
-CORE_MODULES = (
-    "__init__", "io", "provenance.__init__", "runtime", "errors", "config", "storage",
-)  # fmt: skip
-
-
-def _module_files(name):
-    p = PACKAGE / name.replace(".", "/")
-    if p.is_dir():
-        return sorted(f for f in p.rglob("*.py"))
-    return [p.with_suffix(".py")]
-
-
-def code_version(*modules):
-    h = hashlib.sha256()
-    for name in (*CORE_MODULES, *modules):
-        for f in _module_files(name):
-            h.update(f.relative_to(PACKAGE).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+# Snakemake's code trigger only sees the script file. Each rule gets params.code = a
+# hash of the package modules its script imports (neurodissect.dag.code walks the
+# imports), so editing a module reruns exactly the rules that can run it.
+def script_code(script):
+    """params.code of a rule running workflow/scripts/<script>.py."""
+    path = os.path.join(REPO_DIR, "workflow", "scripts", f"{script}.py")
+    return dag_code.code_fingerprint(path, Path(_PKG_ROOT) / "neurodissect")
 
 
 # -- config access --------------------------------------------------------------
@@ -262,10 +242,6 @@ def opaque_inputs(wildcards):
 
 # -- data (synthetic datasets, prepare_data) --------------------------------------------
 SYNTH_FORMATS = ("synthderm", "synthcxr")
-SYNTH_MODULES = (
-    "data.synth", "data.synth_derm", "data.synth_derm_draw", "data.synth_cxr",
-    "data.synth_cxr_draw", "data.synth_draw", "data.synth_layout", "data.synth_reports",
-)  # fmt: skip
 PREPARE_KEYS = ("val_fraction", "test_fraction", "split_seed", "on_bad_image")
 
 
@@ -278,20 +254,6 @@ def synth_options(wildcards):
             f"for the synthetic formats {SYNTH_FORMATS} without a `root`"
         )
     return dict(ds["synth"])
-
-
-def prepare_code(wildcards):
-    """prepare_data's code fingerprint: the shared checks plus this format's adapter (the
-    synthetic adapters also read the generators' class and concept tables)."""
-    from neurodissect.data.adapters import ADAPTERS
-
-    fmt = dataset_cfg(wildcards)["format"]
-    adapter = ADAPTERS[fmt].split(":")[0].removeprefix("neurodissect.")
-    synth = SYNTH_MODULES[1:] if fmt in SYNTH_FORMATS else ()
-    return code_version(
-        "data.prepare", "data.manifest", "data.images", "data.adapters.__init__",
-        "data.adapters.common", adapter, *synth,
-    )  # fmt: skip
 
 
 # -- annotate -------------------------------------------------------------------------
@@ -527,10 +489,6 @@ def atlas_inputs(wildcards):
 
 
 # -- verify (synthetic data: names checked by counterfactual rendering) ------------
-VERIFY_MODULES = ("verify", "models", "activations.extract", "data.synth_counterfactual",
-                  *SYNTH_MODULES)  # fmt: skip
-
-
 def model_input():
     """How probe images become model inputs (as in extraction)."""
     return {"image_size": config["opaque"]["image_size"],
@@ -570,3 +528,21 @@ def verification_input(wildcards, units):
         return {}
     run = f"results/{wildcards.dataset}/{wildcards.model}"
     return {"verification": f"{run}/{units}/verification.json"}
+
+
+# -- final targets ----------------------------------------------------------------------
+def run_grid():
+    """What decides the final targets (neurodissect.dag.targets lists them)."""
+    return dag_targets.RunGrid(
+        datasets=tuple(DATASETS),
+        models=tuple(MODELS),
+        layers=tuple(LAYERS),
+        extract_layers=tuple(EXTRACT_LAYERS),
+        train_clip=config["clip"]["source"] == "train",
+        verified=tuple(d for d in DATASETS if generated_synth(d) is not None),
+    )
+
+
+def final_targets():
+    """What `all` requests: every stage's final artifacts, the comparison, the audit."""
+    return dag_targets.final_targets(run_grid())

@@ -1,6 +1,6 @@
 # Stage data: the synthetic raw datasets (only for synthetic formats without a
 # `root`), the manifest every later stage reads, and the dataset overview figure.
-# Input functions: raw_inputs, synth_options, prepare_code (common.smk).
+# Input functions: raw_inputs, synth_options (common.smk).
 
 
 rule synthesize_data:
@@ -11,7 +11,7 @@ rule synthesize_data:
     benchmark:
         "results/{dataset}/benchmarks/synthesize_data.tsv"
     params:
-        code=code_version(*SYNTH_MODULES),
+        code=script_code("synthesize_data"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=synth_options,
     conda:
@@ -38,7 +38,7 @@ rule prepare_data:
     benchmark:
         "results/{dataset}/benchmarks/prepare_data.tsv"
     params:
-        code=prepare_code,
+        code=script_code("prepare_data"),
         fmt=lambda wc: dataset_cfg(wc)["format"],
         root=raw_root,
         options=lambda wc: dataset_cfg(wc).get("options") or {},
@@ -68,7 +68,7 @@ rule dataset_overview:
     log:
         "results/{dataset}/logs/dataset_overview.log",
     params:
-        code=code_version("viz.data", "data.manifest", "data.images"),
+        code=script_code("dataset_overview"),
         per_class=config["data"]["overview_per_class"],
         dpi=config["figures"]["dpi"],
     conda:
@@ -79,9 +79,3 @@ rule dataset_overview:
         runtime=10,
     script:
         "../scripts/dataset_overview.py"
-
-
-ALL_TARGETS += expand(
-    [rules.prepare_data.output.manifest, rules.dataset_overview.output.figure],
-    dataset=DATASETS,
-)

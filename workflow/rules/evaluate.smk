@@ -3,20 +3,20 @@
 
 rule compare:
     input:
-        metrics=lambda wc: [t for t in ALL_TARGETS if t.endswith("metrics.json")],
+        metrics=dag_targets.metrics_files(dag_targets.stage_targets(run_grid())),
     output:
-        summary="results/comparison.parquet",
-        markdown="results/comparison.md",
-        long="results/comparison_long.parquet",
+        summary=dag_targets.COMPARISON["summary"],
+        markdown=dag_targets.COMPARISON["markdown"],
+        long=dag_targets.COMPARISON["long"],
         figure=report(
-            "results/figures/comparison.png",
+            dag_targets.COMPARISON["figure"],
             caption="../report/comparison.rst",
             category="Comparison",
         ),
     log:
         "results/logs/compare.log",
     params:
-        code=code_version("evaluate.compare", "viz.compare"),
+        code=script_code("compare"),
         dpi=config["figures"]["dpi"],
     conda:
         "../../envs/core.yaml"
@@ -27,7 +27,3 @@ rule compare:
     script:
         "../scripts/compare.py"
 
-
-# (only once some stage produces metrics)
-if any(str(t).endswith("metrics.json") for t in ALL_TARGETS):
-    ALL_TARGETS += rules.compare.output

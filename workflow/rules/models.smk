@@ -22,9 +22,7 @@ rule train_opaque:
     benchmark:
         "results/{dataset}/benchmarks/{model}/train_opaque.tsv"
     params:
-        code=code_version(
-            "models", "data.manifest", "data.images", "evaluate.classification", "viz.models"
-        ),
+        code=script_code("train_opaque"),
         cfg=section("opaque"),
         runtime=section("runtime"),
         arch=model_arch,
@@ -40,10 +38,3 @@ rule train_opaque:
         runtime=240,
     script:
         "../scripts/train_opaque.py"
-
-
-ALL_TARGETS += expand(
-    [rules.train_opaque.output.metrics, rules.train_opaque.output.curve],
-    dataset=DATASETS,
-    model=MODELS,
-)

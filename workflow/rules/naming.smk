@@ -21,10 +21,7 @@ rule name_concepts:
     benchmark:
         "results/{dataset}/benchmarks/{model}/name_concepts.tsv"
     params:
-        code=code_version(
-            "naming", "annotate.confidence", "annotate.exemplars", "annotate.matching",
-            "activations.store", "data.manifest", "evaluate.text", "viz.naming",
-        ),
+        code=script_code("name_concepts"),
         cfg=naming_config(),
         dpi=config["figures"]["dpi"],
     conda:
@@ -35,6 +32,3 @@ rule name_concepts:
         runtime=60,
     script:
         "../scripts/name_concepts.py"
-
-
-ALL_TARGETS += expand(rules.name_concepts.output.concepts, dataset=DATASETS, model=MODELS)

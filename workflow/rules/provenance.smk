@@ -1,17 +1,17 @@
-# Provenance audit of everything the DAG built (included last: its input is
-# every other final target), and the RO-Crate export of that provenance.
+# Provenance audit of everything the DAG built (its input: every other final target,
+# see neurodissect.dag.targets), and the RO-Crate export of that provenance.
 
 
 rule audit:
     input:
-        list(ALL_TARGETS),
+        dag_targets.audited_targets(run_grid()),
     output:
-        report="results/audit.json",
-        rocrate="results/ro-crate-metadata.json",
+        report=dag_targets.AUDIT["report"],
+        rocrate=dag_targets.AUDIT["rocrate"],
     log:
         "results/logs/audit.log",
     params:
-        code=code_version("provenance", "data.manifest"),
+        code=script_code("audit"),
         results_dir=storage_results_dir,
     conda:
         "../../envs/core.yaml"
@@ -21,6 +21,3 @@ rule audit:
         runtime=30,
     script:
         "../scripts/audit.py"
-
-
-ALL_TARGETS += rules.audit.output

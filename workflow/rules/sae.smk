@@ -20,7 +20,7 @@ rule train_sae:
     benchmark:
         "results/{dataset}/benchmarks/{model}/train_sae.tsv"
     params:
-        code=code_version("sae", "activations.store", "viz.sae"),
+        code=script_code("train_sae"),
         cfg=sae_train_config(),
         device=config["runtime"]["device"],
         resume=lambda wc: f"results/{wc.dataset}/{wc.model}/sae/.resume",
@@ -47,7 +47,7 @@ rule encode_latents:
     benchmark:
         "results/{dataset}/benchmarks/{model}/encode_latents.tsv"
     params:
-        code=code_version("sae", "activations.store"),
+        code=script_code("encode_latents"),
         device=config["runtime"]["device"],
     conda:
         "../../envs/torch.yaml"
@@ -71,9 +71,7 @@ rule evaluate_sae:
     benchmark:
         "results/{dataset}/benchmarks/{model}/evaluate_sae.tsv"
     params:
-        code=code_version(
-            "sae", "activations.store", "data.manifest", "models", "evaluate", "naming.table"
-        ),
+        code=script_code("evaluate_sae"),
         cfg=section("sae", "eval_split", "recovery_auroc", "probe_c"),
         arch=model_arch,
         device=config["runtime"]["device"],
@@ -107,7 +105,7 @@ rule sae_baselines:
     benchmark:
         "results/{dataset}/benchmarks/{model}/sae_baselines.tsv"
     params:
-        code=code_version("sae", "activations.store", "evaluate", "viz.sae"),
+        code=script_code("sae_baselines"),
         cfg=section("sae", *SAE_BASELINE_KEYS),
         dpi=config["figures"]["dpi"],
     conda:
@@ -118,11 +116,3 @@ rule sae_baselines:
         runtime=30,
     script:
         "../scripts/sae_baselines.py"
-
-
-ALL_TARGETS += expand(
-    [rules.evaluate_sae.output.metrics, rules.train_sae.output.curve,
-     rules.sae_baselines.output.table],
-    dataset=DATASETS,
-    model=MODELS,
-)

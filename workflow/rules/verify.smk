@@ -24,9 +24,7 @@ rule verify_names:
     wildcard_constraints:
         units=ANNOTATE_UNITS,
     params:
-        code=lambda wc: code_version(
-            "viz.verify", *VERIFY_MODULES, *(["sae"] if wc.units == "sae" else [])
-        ),
+        code=script_code("verify_names"),
         cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
@@ -43,12 +41,3 @@ rule verify_names:
         runtime=30,
     script:
         "../scripts/verify_names.py"
-
-
-ALL_TARGETS += [
-    f"results/{d}/{m}/figures/verify/{units}.png"
-    for d in DATASETS
-    if generated_synth(d) is not None
-    for m in MODELS
-    for units in [*(f"annotate/{layer}" for layer in LAYERS), "sae"]
-]

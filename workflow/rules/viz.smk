@@ -19,7 +19,7 @@ rule figures:
     log:
         "results/{dataset}/logs/{model}/figures.log",
     params:
-        code=code_version("viz.summary"),
+        code=script_code("figures"),
         layers=LAYERS,
         dpi=config["figures"]["dpi"],
     conda:
@@ -30,6 +30,3 @@ rule figures:
         runtime=10,
     script:
         "../scripts/figures.py"
-
-
-ALL_TARGETS += expand(rules.figures.output.summary, dataset=DATASETS, model=MODELS)

@@ -15,7 +15,7 @@ rule build_vocabulary:
     benchmark:
         "results/{dataset}/benchmarks/build_vocabulary.tsv"
     params:
-        code=code_version("vocab", "data.manifest"),
+        code=script_code("build_vocabulary"),
         cfg=vocab_config,
     conda:
         "../../envs/nlp.yaml"
@@ -25,6 +25,3 @@ rule build_vocabulary:
         runtime=30,
     script:
         "../scripts/build_vocabulary.py"
-
-
-ALL_TARGETS += expand(rules.build_vocabulary.output.concepts, dataset=DATASETS)
