@@ -104,6 +104,21 @@ def test_sidecars_declared_as_outputs_get_no_provenance_of_their_own(tmp_path):
     assert not Path(side + SIDECAR_SUFFIX).exists()
 
 
+def test_compare_names_runs_from_logical_paths_of_stored_metrics(tmp_path, monkeypatch):
+    from neurodissect.evaluate.compare import collect_metrics
+
+    monkeypatch.chdir(tmp_path)
+    local = ".snakemake/storage/s3/b/run"
+    metrics = Path(local, "results/tiny/resnet18-s0/cbm/metrics.json")
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"cbm_accuracy": 0.5, "split": "test"}')
+    monkeypatch.setenv(LOCAL_ROOT_ENV, local)
+    long = collect_metrics("results", [str(metrics)])
+    assert long[["dataset", "model", "stage", "metric", "value"]].values.tolist() == [
+        ["tiny", "resnet18-s0", "cbm", "cbm_accuracy", 0.5]
+    ]
+
+
 # -- the audit reads a bucket ------------------------------------------------------------------
 def test_s3_urls_need_a_bucket_and_a_prefix():
     assert split_url("s3://bucket/run/results/") == ("bucket", "run/results")

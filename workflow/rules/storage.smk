@@ -70,7 +70,7 @@ def storage_results_dir(wildcards, output):
 IMAGE_RULES = (
     "dataset_overview", "train_opaque", "extract_activations", "extract_activations_shard",
     "train_clip", "load_clip", "embed_images", "embed_images_shard", "evaluate_annotation",
-    "evaluate_cbm", "figures", "atlas",
+    "evaluate_cbm", "atlas",
 )  # fmt: skip
 
 
