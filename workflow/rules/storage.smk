@@ -97,7 +97,8 @@ def declare_storage_files():
         outputs = [f for f in r.output if f.is_storage]
         if outputs:
             r.set_output(*(logical_path(f) + SIDECAR_SUFFIX for f in outputs))
+        # unnamed: scripts pass their named inputs on as keyword arguments
         if r.name in IMAGE_RULES:
-            r.set_input(stored_images=stored_images)
+            r.set_input(stored_images)
         if r.name == "train_clip":
-            r.set_input(stored_corpus_images=stored_corpus_images)
+            r.set_input(stored_corpus_images)
