@@ -66,12 +66,18 @@ def storage_results_dir(wildcards, output):
     return os.path.dirname(output.report)
 
 
-# Rules whose package code opens the dataset's images (manifest root).
-IMAGE_RULES = (
-    "dataset_overview", "train_opaque", "extract_activations", "extract_activations_shard",
-    "train_clip", "load_clip", "embed_images", "embed_images_shard", "evaluate_annotation",
-    "evaluate_cbm", "atlas",
-)  # fmt: skip
+# Rules that produce the image folders (they get none as input).
+IMAGE_PRODUCERS = ("synthesize_data", "prepare_data", "clip_corpus")
+
+
+def reads_images(r):
+    """Whether a rule's script can open a manifest's images: its package import closure
+    holds neurodissect.data.images (derived, so a new image-reading rule is covered)."""
+    if r.script is None or r.name in IMAGE_PRODUCERS:
+        return False
+    script = os.path.join(REPO_DIR, "workflow", "scripts", os.path.basename(r.script))
+    closure = dag_code.import_closure(script, Path(_PKG_ROOT) / "neurodissect")
+    return any(f.as_posix().endswith("neurodissect/data/images.py") for f in closure)
 
 
 def stored_images(wildcards):
@@ -98,7 +104,7 @@ def declare_storage_files():
         if outputs:
             r.set_output(*(logical_path(f) + SIDECAR_SUFFIX for f in outputs))
         # unnamed: scripts pass their named inputs on as keyword arguments
-        if r.name in IMAGE_RULES:
+        if reads_images(r):
             r.set_input(stored_images)
         if r.name == "train_clip":
             r.set_input(stored_corpus_images)
