@@ -137,3 +137,145 @@ def test_every_script_reaches_the_modules_its_stage_runs():
     assert not any(
         name.startswith(("sae/", "clip/", "models/")) for name in closure("match_concepts.py")
     )
+
+
+# -- settings: the dataclasses are the source ----------------------------------------
+# Keys a config section holds that no settings class of that section reads, and who
+# reads them instead (kept short: each is a key the workflow layer itself uses).
+READ_ELSEWHERE = {
+    ("annotate", "cam_layer"): "annotation_evaluation_inputs (which store to read)",
+    ("sae", "layer"): "sae_features (the input path)",
+    ("cbm", "n_concepts"): "select_concepts (cbm.selection takes a plain dict)",
+    ("cbm", "class_relevance"): "select_concepts",
+    ("cbm", "exclude_class_names"): "select_concepts",
+    ("cbm", "explain_top_k"): "evaluate_cbm",
+    ("verify", "n_explanations"): "evaluate_cbm's explanation probe",
+    ("verify", "seed"): "evaluate_cbm's explanation probe",
+}
+# schema default != dataclass default, on purpose (the workflow always passes the key)
+DEFAULTS_DIFFER = {
+    ("activations", "spatial_maps"),  # schema: [layer4]; a bare ExtractParams(): none
+    ("sae", "l1_coefficient"),  # schema: 3e-3 for the demo's features; ReluL1Config: the paper's
+}
+
+
+def _class(spec):
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(f"neurodissect.{module}"), name)
+
+
+def _schema_sections():
+    import yaml
+
+    from conftest import REPO
+    from neurodissect.config import _resolve
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    return {
+        name: {k: _resolve(v, schema) for k, v in _resolve(sub, schema)["properties"].items()}
+        for name, sub in schema["properties"].items()
+        if "properties" in _resolve(sub, schema)
+    }
+
+
+def _plain(value):
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _field_defaults(cls) -> dict:
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default_factory())
+    return out
+
+
+def test_settings_fields_read_from_source_equal_the_real_dataclasses():
+    import dataclasses
+
+    from neurodissect.dag.settings import SECTIONS, field_names
+
+    for specs in SECTIONS.values():
+        for spec in specs:
+            assert field_names(spec) == tuple(f.name for f in dataclasses.fields(_class(spec)))
+
+
+def test_schema_defaults_equal_the_settings_dataclass_defaults():
+    from neurodissect.dag.settings import SECTIONS
+    from neurodissect.sae.base import get_variant
+
+    schema = _schema_sections()
+    classes = {name: [_class(spec) for spec in specs] for name, specs in SECTIONS.items()}
+    variants = schema["sae"]["variant"]["enum"]
+    classes["sae"] += [get_variant(v).config_class for v in variants]
+    classes["clip"] = [_class("clip.train:ClipParams")]
+    checked = 0
+    for name, cls_list in classes.items():
+        for cls in cls_list:
+            for key, default in _field_defaults(cls).items():
+                if key not in schema[name] or (name, key) in DEFAULTS_DIFFER:
+                    continue
+                expected = schema[name][key].get("default")
+                if isinstance(default, dict):  # nested settings (annotate.soft_wpmi)
+                    props = schema[name][key]["properties"]  # (not every field is a key)
+                    default = {k: v for k, v in default.items() if k in props}
+                    expected = {k: props[k].get("default") for k in default}
+                assert default == expected, (
+                    f"{name}.{key}: {cls.__name__} {default!r} != {expected!r}"
+                )
+                checked += 1
+    assert checked > 100
+
+
+def test_every_key_of_a_settings_section_is_read_by_its_classes():
+    """A key no settings class has would reach no rule's params: dropped without a word."""
+    from neurodissect.dag.settings import SECTIONS
+    from neurodissect.sae.base import get_variant
+
+    schema = _schema_sections()
+    for name, specs in SECTIONS.items():
+        known = {f for spec in specs for f in _field_defaults(_class(spec))}
+        if name == "sae":
+            variants = schema["sae"]["variant"]["enum"]
+            known |= {f for v in variants for f in _field_defaults(get_variant(v).config_class)}
+        if name == "naming":  # the SAE latents' exemplar settings (rule select_exemplars)
+            exemplar = _field_defaults(_class("annotate.exemplars:ExemplarParams"))
+            known |= {f"exemplar_{f}" for f in exemplar} | set(exemplar)
+        unread = set(schema[name]) - known - {k for (s, k) in READ_ELSEWHERE if s == name}
+        assert not unread, f"config section {name}: keys no settings class reads: {unread}"
+
+
+def test_a_key_the_settings_class_lacks_is_an_error_naming_it():
+    import pytest
+
+    from neurodissect.annotate.matching import MatchParams
+    from neurodissect.cav import CAVParams
+    from neurodissect.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'cav'.*\['top_fractoin'\]"):
+        CAVParams.from_config({"top_fraction": 0.1, "top_fractoin": 0.2})
+    with pytest.raises(ConfigError, match=r"annotate.soft_wpmi.*\['b'\]"):
+        MatchParams.from_config({"soft_wpmi": {"a": 5.0, "b": 1.0}})
+    params = MatchParams.from_config({"alpha": 80, "soft_wpmi": {"a": 5.0}})
+    assert params.alpha == 80 and params.soft_wpmi.a == 5.0 and params.soft_wpmi.lam == 1.0
+
+
+def test_rule_params_are_the_section_keys_of_the_class_fields():
+    from neurodissect.dag.settings import settings_params
+
+    section = {"alpha": 80, "percentile": 90, "template": "a photo of {}", "cam_layer": "x"}
+    assert settings_params(section, "annotate.matching:MatchParams") == {"alpha": 80}
+    assert settings_params(section, "annotate.exemplars:ExemplarParams") == {"percentile": 90}
+    assert settings_params(section, "evaluate.annotation:EvalParams") == {
+        "template": "a photo of {}"
+    }

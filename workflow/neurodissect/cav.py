@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .config import settings_from
 from .errors import InputError
 from .io import PathLike, atomic_path, write_parquet
 
@@ -63,8 +64,7 @@ class CAVParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> CAVParams:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+        return settings_from(cls, cfg, section="cav")
 
 
 @dataclass

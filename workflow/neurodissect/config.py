@@ -187,15 +187,25 @@ def sort_keys(value: Any) -> Any:
     return value
 
 
-def settings_from(cls, *sections: dict[str, Any] | None):
-    """An instance of the dataclass ``cls`` from config sections merged left to right,
-    ignoring keys it has no field for (a stage's settings are a subset of its sections)."""
+def settings_from(cls, *sections: dict[str, Any] | None, section: str | None = None):
+    """An instance of the dataclass ``cls`` from config sections merged left to right.
+
+    The last mapping is the stage's own (config section ``section``, e.g. "annotate"): a
+    key in it that ``cls`` has no field for is a ConfigError naming it, never dropped.
+    The earlier ones (runtime, a key lent by another section) only fill fields."""
     from dataclasses import fields
 
-    merged: dict[str, Any] = {}
-    for section in sections:
-        merged.update(section or {})
     known = {f.name for f in fields(cls)}
+    if section is not None and sections:
+        unknown = sorted(set(sections[-1] or {}) - known)
+        if unknown:
+            raise ConfigError(
+                f"config section '{section}': unknown key(s) {unknown} for {cls.__name__}; "
+                f"known: {sorted(known)}"
+            )
+    merged: dict[str, Any] = {}
+    for values in sections:
+        merged.update(values or {})
     return cls(**{k: v for k, v in merged.items() if k in known})
 
 

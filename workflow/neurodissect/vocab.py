@@ -110,7 +110,7 @@ class VocabParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> VocabParams:
-        return settings_from(cls, cfg)
+        return settings_from(cls, cfg, section="vocab")
 
 
 # -- spaCy --------------------------------------------------------------------------

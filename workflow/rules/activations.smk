@@ -17,7 +17,7 @@ rule extract_activations:
         "results/{dataset}/benchmarks/{model}/extract_activations.tsv"
     params:
         code=script_code("extract_activations"),
-        cfg=section("activations"),
+        cfg=settings("activations", "activations.extract:ExtractParams"),
         image_size=config["opaque"]["image_size"],
         runtime=section("runtime"),
         layers=EXTRACT_LAYERS,
@@ -56,7 +56,7 @@ if config["activations"]["shards"] > 1:
             shard=r"\d+",
         params:
             code=script_code("extract_activations"),
-            cfg=section("activations"),
+            cfg=settings("activations", "activations.extract:ExtractParams"),
             image_size=config["opaque"]["image_size"],
             runtime=section("runtime"),
             layers=EXTRACT_LAYERS,

@@ -1,7 +1,10 @@
 # Neuron annotation (MAMMI): exemplars per unit -> concepts per unit (with p-value and
 # stability) -> metrics against known truth + figures. `units` is annotate/{layer} or sae
-# (input function units_store in common.smk), so SAE latents get their exemplars from
+# (input function units_store in inputs/annotate.smk), so SAE latents get exemplars from
 # the same rule (with naming.* settings); evaluate_annotation scores the dissected layers.
+
+
+include: "inputs/annotate.smk"
 
 
 rule select_exemplars:
@@ -45,10 +48,7 @@ rule match_concepts:
         units=ANNOTATE_UNITS,
     params:
         code=script_code("match_concepts"),
-        cfg=section(
-            "annotate", "alpha", "scorer", "soft_wpmi", "n_permutations", "n_bootstrap",
-            "significance", "fdr", "null", "seed", "memory_mb", "debias",
-        ),
+        cfg=settings("annotate", "annotate.matching:MatchParams"),
     conda:
         "../../envs/core.yaml"
     threads: 2
@@ -78,10 +78,7 @@ rule evaluate_annotation:
         "results/{dataset}/benchmarks/{model}/annotate/{layer}/evaluate_annotation.tsv"
     params:
         code=script_code("evaluate_annotation"),
-        cfg=section(
-            "annotate", "truth_auroc", "alt_text_space", "localization_top_percent",
-            "n_localization_images", "significance", "template", "memory_mb",
-        ),
+        cfg=settings("annotate", "evaluate.annotation:EvalParams"),
         figures=section("figures", "n_units", "dpi"),
         arch=model_arch,
     conda:

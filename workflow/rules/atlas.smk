@@ -2,6 +2,9 @@
 # a run (open results/{dataset}/{model}/atlas/index.html). Reads only finished artifacts.
 
 
+include: "inputs/atlas.smk"
+
+
 rule atlas:
     input:
         unpack(atlas_inputs),
@@ -19,7 +22,7 @@ rule atlas:
         "results/{dataset}/benchmarks/{model}/atlas.tsv"
     params:
         code=script_code("atlas"),
-        cfg=section("atlas"),
+        cfg=settings("atlas", "atlas.settings:AtlasParams"),
         layers=LAYERS,
     conda:
         "../../envs/core.yaml"

@@ -1,6 +1,9 @@
 # Concept activation vectors for the named SAE latents, then the diverse, class-relevant
 # subset that becomes the CBM's dictionary. Input functions: cav_* / selection_* in
-# common.smk.
+# inputs/cav.smk.
+
+
+include: "inputs/cav.smk"
 
 
 rule train_cavs:
@@ -15,7 +18,7 @@ rule train_cavs:
         "results/{dataset}/benchmarks/{model}/train_cavs.tsv"
     params:
         code=script_code("train_cavs"),
-        cfg=section("cav"),
+        cfg=settings("cav", "cav:CAVParams"),
     conda:
         "../../envs/core.yaml"
     threads: 1

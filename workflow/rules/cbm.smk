@@ -1,6 +1,9 @@
 # The concept bottleneck model: OMP concept scores over the selected CAVs + a logistic
 # regression on them (both feature variants), then opaque vs CBM on the test split,
-# explanations and figures. Input functions: cbm_* in common.smk.
+# explanations and figures. Input functions: cbm_* in inputs/cbm.smk.
+
+
+include: "inputs/cbm.smk"
 
 
 rule build_cbm:
@@ -15,7 +18,7 @@ rule build_cbm:
         "results/{dataset}/benchmarks/{model}/build_cbm.tsv"
     params:
         code=script_code("build_cbm"),
-        cfg=section("cbm", *CBM_BUILD_KEYS),
+        cfg=settings("cbm", "cbm.model:CBMParams"),
         device=config["runtime"]["device"],
     conda:
         "../../envs/torch.yaml"

@@ -4,7 +4,11 @@
 # clip/.resume/ is deliberately not an output) or load_clip (a pretrained or local
 # model). With clip.corpus.n > 0 (synthetic datasets), clip_corpus first generates the
 # CLIP's own image-report corpus (same generator, another seed) under clip/corpus/ and
-# train_clip trains on it only. Input functions: clip_* in common.smk.
+# train_clip trains on it only. Input functions: clip_* in inputs/clip.smk.
+
+
+include: "inputs/clip.smk"
+
 
 if config["clip"]["source"] == "train":
 

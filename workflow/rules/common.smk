@@ -1,5 +1,6 @@
-# Shared by all rule files — config validation, code fingerprints and
-# input functions — so the rule files read like a table.
+# What every rule file shares (config validation, code fingerprints, config access, the
+# helpers several stages use, the final targets). A stage's own input functions
+# live in workflow/rules/inputs/<stage>.smk, which its rule file includes.
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ envvars:
 from neurodissect.config import validate as _validate_config  # noqa: E402
 from neurodissect.config import parse_model  # noqa: E402
 from neurodissect.dag import code as dag_code  # noqa: E402
+from neurodissect.dag import settings as dag_settings  # noqa: E402
 from neurodissect.dag import targets as dag_targets  # noqa: E402
 from neurodissect.errors import ConfigError  # noqa: E402
 
@@ -117,9 +119,20 @@ def script_code(script):
 
 # -- config access --------------------------------------------------------------
 def section(name, *keys):
-    """A config section (or only `keys` of it): the params one rule depends on."""
+    """A config section (or only `keys` of it) that no settings class reads as a whole
+    (runtime, figures, the few keys below); stage settings come from settings()."""
     sec = config[name]
     return {k: sec[k] for k in keys} if keys else dict(sec)
+
+
+def settings(name, spec):
+    """The keys of config section `name` that the settings class `spec` ("module:Class"
+    in the package) has fields for: the params of the rule that builds it."""
+    if spec not in dag_settings.SECTIONS.get(name, ()):
+        raise WorkflowError(
+            f"{spec} is not listed for config section {name!r} in neurodissect.dag.settings"
+        )
+    return dag_settings.settings_params(config[name], spec, Path(_PKG_ROOT) / "neurodissect")
 
 
 def dataset_cfg(wildcards):
@@ -134,361 +147,14 @@ def model_seed(wildcards):
     return parse_model(wildcards.model)[1]
 
 
-# -- input functions ------------------------------------------------------------
-def raw_root(wildcards):
-    """Folder holding the raw dataset: the configured root, or the synthetic one."""
-    ds = dataset_cfg(wildcards)
-    return ds.get("root") or f"results/{wildcards.dataset}/raw"
-
-
-def raw_inputs(wildcards):
-    """Rule inputs for prepare_data: the generated folder for synthetic data, the metadata
-    files of a real root (see raw_metadata_files)."""
-    ds = dataset_cfg(wildcards)
-    if ds.get("root"):
-        return [user_file(f) for f in raw_metadata_files(ds)]
-    return [f"results/{wildcards.dataset}/raw"]
-
-
-# -- naming -----------------------------------------------------------------------
-def naming_inputs(wildcards):
-    """name_concepts inputs: latents + exemplars, then what naming.method reads."""
-    data = f"results/{wildcards.dataset}"
-    sae = f"{data}/{wildcards.model}/sae"
-    inputs = {
-        "exemplars": f"{sae}/exemplars.parquet",
-        "latents": f"{sae}/latents.zarr",
-        "manifest": f"{data}/data/manifest.parquet",  # reports; class names to exclude
-    }
-    if config["naming"]["method"] in ("reports", "llm"):
-        inputs["doc_phrases"] = f"{data}/vocab/doc_phrases.parquet"
-        inputs["vocabulary"] = f"{data}/vocab/concepts.parquet"
-    else:  # clip
-        inputs["vocabulary"] = f"{data}/vocab/concepts.parquet"
-        inputs["image_emb"] = f"{data}/clip/image_emb.zarr"
-        inputs["text_emb"] = f"{data}/clip/text_emb.zarr"
-    return inputs
-
-
-def naming_config():
-    """naming.* for name_concepts; the llm block only when it is used, so editing it
-    does not rerun the offline namers."""
-    cfg = dict(config["naming"])
-    if cfg["method"] != "llm":
-        cfg.pop("llm")
-    return cfg
-
-
-# -- real datasets (adapters stage) -----------------------------------------------------
-def raw_metadata_files(ds):
-    """Metadata files of a real dataset under its root (Data_Entry_2017.csv + split lists +
-    BBox_List_2017.csv, HAM10000_metadata.csv, annotation.json + label CSV, ...), so
-    prepare_data reruns when one changes; images are hashed into the manifest instead."""
-    from neurodissect.data.adapters.raw_files import metadata_files
-
-    return metadata_files(ds["format"], ds["root"], ds.get("options") or {})
-
-
-# -- sae ----------------------------------------------------------------------------
-SAE_EVAL_KEYS = ("eval_split", "recovery_auroc", "probe_c", "baselines", "baseline_max_iter")
-# sae.* the dictionary baselines read (seed: their random starts)
-SAE_BASELINE_KEYS = ("eval_split", "recovery_auroc", "baselines", "baseline_max_iter", "seed")
-
-
-def sae_features(wildcards):
-    """The activation store the SAE reads (sae.layer of this run)."""
-    return (
-        f"results/{wildcards.dataset}/{wildcards.model}/activations/{config['sae']['layer']}.zarr"
-    )
-
-
-def sae_train_config():
-    """sae.* that shape training: not the layer (it is the input path) nor evaluation keys."""
-    return {k: v for k, v in config["sae"].items() if k not in ("layer", *SAE_EVAL_KEYS)}
-
-
-def sae_evaluation_inputs(wildcards):
-    """evaluate_sae inputs (the planted-concept truth is empty for real datasets)."""
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    data = f"results/{wildcards.dataset}/data"
-    inputs = {
-        "model": f"{run}/sae/sae.pt",
-        "acts": sae_features(wildcards),
-        "latents": f"{run}/sae/latents.zarr",
-        "concepts": f"{run}/sae/concepts.parquet",
-        "manifest": f"{data}/manifest.parquet",
-        "opaque": f"{run}/opaque/model.pt",
-        "gt_table": f"{data}/concepts_gt.parquet",
-        "gt_synonyms": f"{data}/concepts_gt.json",
-    }
-    inputs.update(verification_input(wildcards, "sae"))
-    return inputs
-
-
-# -- models / activations ---------------------------------------------------------------
-def opaque_weights_file():
-    """opaque.weights when it names a file (not none / torchvision), else None."""
-    weights = config["opaque"]["weights"]
-    return None if weights in ("none", "torchvision") else weights
-
-
-def opaque_inputs(wildcards):
-    """train_opaque inputs: the manifest, plus the weights file so replacing it retrains."""
-    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
-    if opaque_weights_file():
-        inputs["weights"] = user_file(opaque_weights_file())
-    return inputs
-
-
-# -- data (synthetic datasets, prepare_data) --------------------------------------------
+# -- shared by several stages ------------------------------------------------------------
+# (each stage's own input functions: workflow/rules/inputs/<stage>.smk)
 SYNTH_FORMATS = ("synthderm", "synthcxr")
-PREPARE_KEYS = ("val_fraction", "test_fraction", "split_seed", "on_bad_image")
-
-
-def synth_options(wildcards):
-    """Generator options of a synthetic dataset without a root (schema defaults filled in)."""
-    ds = dataset_cfg(wildcards)
-    if ds["format"] not in SYNTH_FORMATS or ds.get("root"):
-        raise WorkflowError(
-            f"dataset '{wildcards.dataset}': results/{wildcards.dataset}/raw is generated only "
-            f"for the synthetic formats {SYNTH_FORMATS} without a `root`"
-        )
-    return dict(ds["synth"])
-
-
-# -- annotate -------------------------------------------------------------------------
 # `units` = annotate/{layer} (a layer's neurons) or sae (the SAE's latents): the same
-# select_exemplars / match_concepts rules serve both.
+# select_exemplars / match_concepts / verify_names jobs serve both.
 ANNOTATE_UNITS = r"annotate/[A-Za-z0-9_.]+|sae"
-BOX_FORMATS = ("synthcxr", "nih14", "chestx-det")
 
 
-def exemplar_config(wildcards):
-    """select_exemplars settings: annotate.* for a layer's units, naming.exemplar_* for
-    SAE latents (sparse, heavy-tailed activations need a lower adaptive threshold)."""
-    if wildcards.units != "sae":
-        return section("annotate", "percentile", "max_exemplars", "probe_split", "memory_mb")
-    n = config["naming"]
-    return {"percentile": n["exemplar_percentile"], "max_exemplars": n["max_exemplars"],
-            "probe_split": n["probe_split"], "memory_mb": n["memory_mb"]}  # fmt: skip
-
-
-def units_store(wildcards):
-    """The unit-activation store of `units`: a layer's activations or the SAE latents."""
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    if wildcards.units == "sae":
-        return f"{run}/sae/latents.zarr"
-    return f"{run}/activations/{wildcards.units.split('/', 1)[1]}.zarr"
-
-
-def annotation_evaluation_inputs(wildcards):
-    """evaluate_annotation inputs: the layer's annotation, truth tables, and for box
-    datasets what localization needs (the CAM layer's maps and the head for class units)."""
-    data = f"results/{wildcards.dataset}/data"
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    inputs = {
-        "concepts": f"{run}/annotate/{wildcards.layer}/neuron_concepts.parquet",
-        "exemplars": f"{run}/annotate/{wildcards.layer}/exemplars.parquet",
-        "store": f"{run}/activations/{wildcards.layer}.zarr",
-        "manifest": f"{data}/manifest.parquet",
-        "gt_table": f"{data}/concepts_gt.parquet",
-        "gt_synonyms": f"{data}/concepts_gt.json",
-        "boxes": f"{data}/boxes.parquet",
-        "text_emb": f"results/{wildcards.dataset}/clip/text_emb.zarr",
-        "clip_model": f"results/{wildcards.dataset}/clip/model",
-    }
-    inputs.update(verification_input(wildcards, f"annotate/{wildcards.layer}"))
-    cam_layer = config["annotate"]["cam_layer"]
-    if dataset_cfg(wildcards)["format"] in BOX_FORMATS and cam_layer in EXTRACT_LAYERS:
-        inputs["cam_store"] = f"{run}/activations/{cam_layer}.zarr"
-        inputs["opaque"] = f"{run}/opaque/model.pt"
-    return inputs
-
-
-# -- vocab / clip -------------------------------------------------------------------------
-CLIP_LOAD_KEYS = {
-    "open_clip": ("model_name", "pretrained"),
-    "local": ("path",),
-    "transformers": ("model_name", "path"),
-}
-
-
-def vocab_inputs(wildcards):
-    """build_vocabulary inputs: the manifest, plus vocab.concept_list so editing it reruns."""
-    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
-    if config["vocab"]["concept_list"]:
-        inputs["concept_list"] = user_file(config["vocab"]["concept_list"])
-    if REPORTS_FROM is not None and REPORTS_FROM != wildcards.dataset:
-        inputs["reports_manifest"] = f"results/{REPORTS_FROM}/data/manifest.parquet"
-    return inputs
-
-
-def vocab_config(wildcards):
-    """vocab.*; the report source itself mines its own reports (reports_from: null)."""
-    cfg = section("vocab")
-    if cfg["reports_from"] == wildcards.dataset:
-        cfg = {**cfg, "reports_from": None}
-    return cfg
-
-
-def clip_train_config():
-    """clip.* that shape training (not the keys of the other sources)."""
-    skip = ("source", "model_name", "pretrained", "path")
-    return {k: v for k, v in config["clip"].items() if k not in skip}
-
-
-def clip_corpus_on():
-    """clip.corpus.n > 0: train_clip reads the generated corpus, not the dataset's images."""
-    return config["clip"]["source"] == "train" and config["clip"]["corpus"]["n"] > 0
-
-
-def clip_corpus_synth(wildcards):
-    """The dataset's generator options the corpus shares (its n and seed are the corpus')."""
-    from neurodissect.clip.corpus import CorpusSettings, check_corpus_seed
-
-    ds = dataset_cfg(wildcards)
-    if ds["format"] not in SYNTH_FORMATS or ds.get("root"):
-        raise WorkflowError(
-            f"clip.corpus.n > 0 needs a synthetic dataset without a `root` (the corpus comes "
-            f"from its generator); dataset '{wildcards.dataset}' is {ds['format']}: "
-            "set clip.corpus.n: 0 or clip.source: open_clip / local"
-        )
-    try:
-        check_corpus_seed(
-            CorpusSettings.from_config(config["clip"]["corpus"]), ds["synth"]["seed"],
-            wildcards.dataset,
-        )  # fmt: skip
-    except ConfigError as exc:
-        raise WorkflowError(str(exc)) from None
-    return {k: ds["synth"][k] for k in ("size", "noise", "difficulty")}
-
-
-def clip_train_inputs(wildcards):
-    """train_clip inputs: the dataset's manifest (evaluation), plus the corpus' if any."""
-    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
-    if clip_corpus_on():
-        inputs["corpus"] = f"results/{wildcards.dataset}/clip/corpus/data/manifest.parquet"
-    return inputs
-
-
-def clip_load_config():
-    """clip.* of load_clip: the source and its own keys (plus the evaluation batch size)."""
-    source = config["clip"]["source"]
-    keys = CLIP_LOAD_KEYS.get(source, ())
-    if str(config["clip"]["model_name"]).startswith("hf-hub:"):
-        keys = tuple(k for k in keys if k != "pretrained")  # a hub repo has no tag
-    return section("clip", "source", "batch_size", *keys)
-
-
-def clip_load_inputs(wildcards):
-    """load_clip inputs: the manifest, plus the local-dir of clip.source: local."""
-    inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
-    if config["clip"]["source"] == "local":
-        if not config["clip"]["path"]:
-            raise WorkflowError("clip.source is 'local' but clip.path is not set")
-        inputs["local_dir"] = user_file(config["clip"]["path"])
-    elif config["clip"]["source"] == "transformers" and config["clip"]["path"]:
-        inputs["local_dir"] = user_file(config["clip"]["path"])  # a save_pretrained folder
-    return inputs
-
-
-# -- cav / cbm ------------------------------------------------------------------------------
-# build_cbm's cbm.* keys (n_concepts / class_relevance feed select_concepts, explain_top_k
-# evaluate_cbm), so e.g. changing cbm.n_nonzero reruns neither train_cavs nor the selection
-CBM_BUILD_KEYS = (
-    "n_nonzero", "features", "c_grid", "max_iter", "memory_mb", "gpu_memory_mb", "omp_min_pivot",
-)
-
-
-def cav_inputs(wildcards):
-    """train_cavs inputs: the SAE's input features, its latents and names, the manifest."""
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    return {
-        "acts": sae_features(wildcards),
-        "latents": f"{run}/sae/latents.zarr",
-        "concepts": f"{run}/sae/concepts.parquet",
-        "manifest": f"results/{wildcards.dataset}/data/manifest.parquet",
-    }
-
-
-def selection_inputs(wildcards):
-    """select_concepts inputs: the CAVs and their accuracy, plus the opaque model when
-    cbm.class_relevance weighs concepts by its head and the manifest (class names) when
-    cbm.exclude_class_names drops concepts named like a class."""
-    cbm = f"results/{wildcards.dataset}/{wildcards.model}/cbm"
-    inputs = {"cavs": f"{cbm}/cavs.zarr", "accuracy": f"{cbm}/cav_accuracy.parquet"}
-    if config["cbm"]["class_relevance"]:
-        inputs["opaque"] = f"results/{wildcards.dataset}/{wildcards.model}/opaque/model.pt"
-    if config["cbm"]["exclude_class_names"]:
-        inputs["manifest"] = f"results/{wildcards.dataset}/data/manifest.parquet"
-    return inputs
-
-
-def cbm_inputs(wildcards):
-    """build_cbm inputs: features, CAVs, the selection, the manifest."""
-    cbm = f"results/{wildcards.dataset}/{wildcards.model}/cbm"
-    return {
-        "acts": sae_features(wildcards),
-        "cavs": f"{cbm}/cavs.zarr",
-        "selected": f"{cbm}/selected.parquet",
-        "manifest": f"results/{wildcards.dataset}/data/manifest.parquet",
-    }
-
-
-def cbm_evaluation_inputs(wildcards):
-    """evaluate_cbm inputs (the planted-concept truth is empty for real datasets)."""
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    data = f"results/{wildcards.dataset}/data"
-    return {
-        "model": f"{run}/cbm/model.npz",
-        "scores": f"{run}/cbm/scores.zarr",
-        "acts": sae_features(wildcards),
-        "manifest": f"{data}/manifest.parquet",
-        "opaque": f"{run}/opaque/model.pt",
-        "opaque_metrics": f"{run}/opaque/metrics.json",
-        "gt_table": f"{data}/concepts_gt.parquet",
-        "gt_synonyms": f"{data}/concepts_gt.json",
-    }
-
-
-# -- atlas ----------------------------------------------------------------------------------
-def atlas_inputs(wildcards):
-    """atlas inputs: every table, metrics file and activation store the site shows; layer
-    i's files under keys layer<i>_* (params.layers names them); verify_names' tables
-    only where that rule exists (synthetic data)."""
-    data = f"results/{wildcards.dataset}/data"
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    inputs = {
-        "manifest": f"{data}/manifest.parquet",
-        "boxes": f"{data}/boxes.parquet",
-        "opaque_metrics": f"{run}/opaque/metrics.json",
-        "sae_exemplars": f"{run}/sae/exemplars.parquet",
-        "sae_concepts": f"{run}/sae/concepts.parquet",
-        "sae_skipped": f"{run}/sae/skipped_latents.parquet",
-        "sae_groundtruth": f"{run}/sae/groundtruth.parquet",
-        "sae_metrics": f"{run}/sae/metrics.json",
-        "cbm_model": f"{run}/cbm/model.npz",
-        "cbm_metrics": f"{run}/cbm/metrics.json",
-        "cbm_explanations": f"{run}/cbm/explanations.parquet",
-    }
-    verify = "verify_names" in {r.name for r in workflow.rules} and (
-        dataset_cfg(wildcards)["format"] in SYNTH_FORMATS
-    )
-    for i, layer in enumerate(LAYERS):
-        units = f"{run}/annotate/{layer}"
-        inputs[f"layer{i}_exemplars"] = f"{units}/exemplars.parquet"
-        inputs[f"layer{i}_concepts"] = f"{units}/neuron_concepts.parquet"
-        inputs[f"layer{i}_units"] = f"{units}/units.parquet"
-        inputs[f"layer{i}_metrics"] = f"{units}/metrics.json"
-        inputs[f"layer{i}_store"] = f"{run}/activations/{layer}.zarr"
-        if verify:
-            inputs[f"layer{i}_verification"] = f"{units}/verification.parquet"
-    if verify:
-        inputs["sae_verification"] = f"{run}/sae/verification.parquet"
-    return inputs
-
-
-# -- verify (synthetic data: names checked by counterfactual rendering) ------------
 def model_input():
     """How probe images become model inputs (as in extraction)."""
     return {"image_size": config["opaque"]["image_size"],
@@ -505,21 +171,6 @@ def generated_synth(dataset):
 
 def verify_synth(wildcards):
     return generated_synth(wildcards.dataset)
-
-
-def verify_inputs(wildcards):
-    """verify_names inputs: the names of `units`, the models that respond, the synonyms."""
-    run = f"results/{wildcards.dataset}/{wildcards.model}"
-    data = f"results/{wildcards.dataset}/data"
-    inputs = {
-        "names": f"{run}/{wildcards.units}/neuron_concepts.parquet",
-        "opaque": f"{run}/opaque/model.pt",
-        "manifest": f"{data}/manifest.parquet",
-        "gt_synonyms": f"{data}/concepts_gt.json",
-    }
-    if wildcards.units == "sae":
-        inputs.update(names=f"{run}/sae/concepts.parquet", sae=f"{run}/sae/sae.pt")
-    return inputs
 
 
 def verification_input(wildcards, units):

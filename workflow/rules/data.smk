@@ -1,6 +1,9 @@
 # Stage data: the synthetic raw datasets (only for synthetic formats without a
 # `root`), the manifest every later stage reads, and the dataset overview figure.
-# Input functions: raw_inputs, synth_options (common.smk).
+# Input functions: raw_inputs, synth_options (inputs/data.smk).
+
+
+include: "inputs/data.smk"
 
 
 rule synthesize_data:

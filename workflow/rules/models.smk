@@ -4,6 +4,9 @@
 # delete it before rerunning a killed job. Input functions: opaque_inputs.
 
 
+include: "inputs/models.smk"
+
+
 rule train_opaque:
     input:
         unpack(opaque_inputs),
@@ -23,7 +26,7 @@ rule train_opaque:
         "results/{dataset}/benchmarks/{model}/train_opaque.tsv"
     params:
         code=script_code("train_opaque"),
-        cfg=section("opaque"),
+        cfg=settings("opaque", "models.train:TrainParams"),
         runtime=section("runtime"),
         arch=model_arch,
         seed=model_seed,

@@ -1,7 +1,10 @@
 # Naming SAE latents: one table (concepts.parquet) for all namers, every name
 # with its permutation p-value and bootstrap stability; latents that cannot be
 # named are listed in skipped_latents.parquet. Inputs depend on naming.method
-# (naming_inputs in common.smk).
+# (naming_inputs in inputs/naming.smk).
+
+
+include: "inputs/naming.smk"
 
 
 rule name_concepts:

@@ -1,6 +1,9 @@
 # Sparse autoencoder on the opaque model's features: train on the train split,
 # encode every image, evaluate on a held-out split (after naming, which
-# named_correct_fraction needs). Input functions: sae_* in common.smk.
+# named_correct_fraction needs). Input functions: sae_* in inputs/sae.smk.
+
+
+include: "inputs/sae.smk"
 
 
 rule train_sae:
@@ -72,7 +75,7 @@ rule evaluate_sae:
         "results/{dataset}/benchmarks/{model}/evaluate_sae.tsv"
     params:
         code=script_code("evaluate_sae"),
-        cfg=section("sae", "eval_split", "recovery_auroc", "probe_c"),
+        cfg=settings("sae", "sae.evaluate:EvalParams"),
         arch=model_arch,
         device=config["runtime"]["device"],
     conda:
@@ -106,7 +109,7 @@ rule sae_baselines:
         "results/{dataset}/benchmarks/{model}/sae_baselines.tsv"
     params:
         code=script_code("sae_baselines"),
-        cfg=section("sae", *SAE_BASELINE_KEYS),
+        cfg=settings("sae", "sae.baselines:BaselineParams"),
         dpi=config["figures"]["dpi"],
     conda:
         "../../envs/core.yaml"

@@ -2,7 +2,10 @@
 # layer (annotate/{layer}) and every named SAE latent (sae), probe images rendered with
 # and without the named planted concept; a name is confirmed when the unit responds more
 # with it. The evaluate rules merge verification.json into their metrics.json.
-# Input functions: verify_inputs, verify_synth (common.smk).
+# Input functions: verify_inputs (inputs/verify.smk), verify_synth (common.smk).
+
+
+include: "inputs/verify.smk"
 
 
 rule verify_names:
@@ -25,7 +28,7 @@ rule verify_names:
         units=ANNOTATE_UNITS,
     params:
         code=script_code("verify_names"),
-        cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
+        cfg=settings("verify", "verify.run:VerifyParams"),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
         layer=lambda wc: config["sae"]["layer"] if wc.units == "sae" else wc.units.split("/", 1)[1],

@@ -1,7 +1,10 @@
 # The concept vocabulary: spaCy noun phrases of the train-split reports (negated
 # mentions dropped) — its own or those of the dataset vocab.reports_from — or
 # vocab.concept_list; plus the per-report phrases the
-# report namer reads. Input functions: vocab_inputs (common.smk).
+# report namer reads. Input functions: vocab_inputs (inputs/vocab.smk).
+
+
+include: "inputs/vocab.smk"
 
 
 rule build_vocabulary:

@@ -67,7 +67,8 @@ class ExtractParams:
 
     @classmethod
     def from_config(cls, activations: dict, opaque: dict, runtime: dict | None = None) -> ExtractParams:  # fmt: skip
-        return settings_from(cls, runtime, {"image_size": opaque["image_size"]}, activations)
+        keys = {"image_size": opaque["image_size"]}
+        return settings_from(cls, runtime, keys, activations, section="activations")
 
 
 @dataclass(frozen=True)

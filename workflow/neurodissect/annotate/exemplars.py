@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from
 from ..errors import InputError
 from ..io import PathLike, write_parquet
 
@@ -42,8 +43,7 @@ class ExemplarParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ExemplarParams:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in cfg.items() if k in known})
+        return settings_from(cls, cfg, section="annotate")
 
 
 def adaptive_thresholds(amin: np.ndarray, amax: np.ndarray, percentile: float) -> np.ndarray:

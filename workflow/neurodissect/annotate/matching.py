@@ -23,12 +23,13 @@ p-values and bootstrap stability of :mod:`.confidence` apply unchanged.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, write_parquet
 from . import confidence as conf
@@ -67,11 +68,10 @@ class MatchParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MatchParams:
-        known = set(cls.__dataclass_fields__) - {"soft_wpmi"}
-        params = cls(
-            **{k: v for k, v in cfg.items() if k in known},
-            soft_wpmi=SoftWPMIParams(**cfg.get("soft_wpmi", {})),
-        )
+        params = settings_from(cls, cfg, section="annotate")
+        if isinstance(params.soft_wpmi, dict):
+            soft = settings_from(SoftWPMIParams, params.soft_wpmi, section="annotate.soft_wpmi")
+            params = replace(params, soft_wpmi=soft)
         if params.scorer not in SCORERS:
             raise ConfigError(f"annotate.scorer: {params.scorer!r} is not one of {SCORERS}")
         if params.debias not in DEBIAS:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from ..config import settings_from
 
 
 @dataclass(frozen=True)
@@ -19,5 +21,4 @@ class AtlasParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> AtlasParams:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (cfg or {}).items() if k in known})
+        return settings_from(cls, cfg, section="atlas")

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..config import settings_from
+from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path
 from .omp import DEFAULT_GPU_MEMORY_MB, DEFAULT_MEMORY_MB, batched_omp, omp_backend
 
@@ -55,13 +56,11 @@ class CBMParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> CBMParams:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in cfg.items() if k in names}
-        if "c_grid" in kw:
-            kw["c_grid"] = tuple(float(c) for c in kw["c_grid"])
-        if kw.get("features", "coefficients") not in HEADS:
-            raise ValueError(f"cbm.features must be one of {HEADS}")
-        return cls(**kw)
+        params = settings_from(cls, cfg, section="cbm")
+        params = replace(params, c_grid=tuple(float(c) for c in params.c_grid))
+        if params.features not in HEADS:
+            raise ConfigError(f"cbm.features: {params.features!r} is not one of {HEADS}")
+        return params
 
 
 # -- linear heads ----------------------------------------------------------------------

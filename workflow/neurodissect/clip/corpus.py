@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import settings_from
 from ..data.manifest import Manifest
 from ..errors import ConfigError
 from ..io import PathLike
@@ -37,8 +38,7 @@ class CorpusSettings:
 
     @classmethod
     def from_config(cls, corpus: dict | None) -> CorpusSettings:
-        corpus = corpus or {}
-        return cls(**{k: corpus[k] for k in ("n", "seed") if k in corpus})
+        return settings_from(cls, corpus, section="clip.corpus")
 
 
 def check_corpus_seed(corpus: CorpusSettings, dataset_seed: int, dataset: str) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path
 
@@ -42,7 +43,7 @@ class Architecture:
     embed_dim: int = 128
     image_size: int = 64
     vision_tower: str = "resnet"  # resnet | vit
-    vision_width: int = 32
+    vision_width: int = 16
     vision_layers: int = 1  # resnet: blocks per stage; vit: transformer layers (x4)
     text_width: int = 128
     text_layers: int = 3
@@ -50,7 +51,8 @@ class Architecture:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Architecture:
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        # the clip section also holds training keys: only the architecture's are read
+        return settings_from(cls, {k: cfg[k] for k in cfg if k in cls.__dataclass_fields__})
 
 
 def model_config(arch: Architecture) -> dict[str, Any]:

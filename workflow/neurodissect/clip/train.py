@@ -72,7 +72,7 @@ class ClipParams:
     embed_dim: int = 128
     image_size: int = 64
     vision_tower: str = "resnet"
-    vision_width: int = 32
+    vision_width: int = 16
     vision_layers: int = 1
     text_width: int = 128
     text_layers: int = 3

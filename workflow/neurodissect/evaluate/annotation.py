@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from
 from ..errors import InputError
 from ..io import PathLike, read_parquet_metadata, write_json, write_parquet
 from .text import matches
@@ -57,7 +58,7 @@ class EvalParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> EvalParams:
-        return cls(**{k: v for k, v in cfg.items() if k in cls.__dataclass_fields__})
+        return settings_from(cls, cfg, section="annotate")
 
 
 # -- truth ------------------------------------------------------------------------------

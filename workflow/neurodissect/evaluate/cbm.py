@@ -257,7 +257,7 @@ def evaluate_cbm(
     W, b = model.head()
     expl_class = explained_class(probs, multilabel)
     table = explanations(ids, scores, W, b, expl_class, model.concepts, model["latents"],
-                         model.classes, int(params.get("explain_top_k", 5)))  # fmt: skip
+                         model.classes, int(params["explain_top_k"]))  # fmt: skip
 
     metrics["explanation_planted_hit_rate"] = None
     metrics["n_hit_rate_images"] = 0

@@ -63,7 +63,7 @@ class TrainParams:
 
     @classmethod
     def from_config(cls, opaque: dict, runtime: dict | None = None) -> TrainParams:
-        return settings_from(cls, runtime, opaque)
+        return settings_from(cls, runtime, opaque, section="opaque")
 
 
 def _loader(dataset, batch_size: int, num_workers: int, device, sampler=None, generator=None):

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, write_parquet
 from . import table
@@ -39,8 +40,7 @@ class NamingParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> NamingParams:
-        known = set(cls.__dataclass_fields__)
-        params = cls(**{k: v for k, v in cfg.items() if k in known})
+        params = settings_from(cls, cfg, section="naming")
         if params.method not in METHODS:
             raise ConfigError(f"naming.method: {params.method!r} is not one of {METHODS}")
         return params

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..activations.store import ActivationStore
+from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..evaluate.groundtruth import (
     auroc_matrix,
@@ -56,8 +57,7 @@ class BaselineParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> BaselineParams:
-        names = {f.name for f in fields(cls)}
-        params = cls(**{k: v for k, v in cfg.items() if k in names})
+        params = settings_from(cls, cfg, section="sae")
         unknown = [m for m in params.baselines if m not in METHODS]
         if unknown:
             raise ConfigError(f"sae.baselines: unknown methods {unknown}; known: {list(METHODS)}")

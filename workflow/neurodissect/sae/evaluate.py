@@ -22,13 +22,14 @@ groundtruth.parquet lists the per-concept details (empty without truth).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..activations.store import ActivationStore
+from ..config import settings_from
 from ..data.manifest import Manifest, check_same_ids, read_manifest
 from ..errors import InputError
 from ..evaluate.classification import MULTILABEL_THRESHOLD, classification_metrics
@@ -66,8 +67,7 @@ class EvalParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> EvalParams:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+        return settings_from(cls, cfg, section="sae")
 
 
 def prediction_agreement(p_a: np.ndarray, p_b: np.ndarray, multilabel: bool) -> float:

@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..activations.store import ActivationStore
+from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path, load_state_dict, remove_path, save_state_dict
 from ..runtime import out_of_memory_as_error, pick_device, progress
@@ -49,8 +50,8 @@ class TrainParams:
     variant: str = "relu_l1"
     train_splits: tuple[str, ...] = ("train",)  # e.g. ("train", "train_aug"): one pool of rows
     lr: float = 5e-4
-    batch_size: int = 4096
-    epochs: int = 200
+    batch_size: int = 256
+    epochs: int = 150
     normalize: bool = True
     pre_bias_init: str = "mean"
     resample: bool = True
@@ -67,8 +68,8 @@ class TrainParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> TrainParams:
-        names = {f.name for f in fields(cls)}
-        params = cls(**{k: v for k, v in cfg.items() if k in names})
+        # not strict: the sae section also holds the variants' keys (sae.base.SAEConfig)
+        params = settings_from(cls, cfg)
         params = replace(params, train_splits=tuple(params.train_splits))
         if not params.train_splits:
             raise ConfigError("sae.train_splits: empty; list the store splits to train on")
