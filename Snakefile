@@ -19,6 +19,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/storage.smk"
 
 
 wildcard_constraints:
@@ -49,6 +50,7 @@ include: "workflow/rules/provenance.smk"
 
 
 check_rule_resources()
+declare_storage_files()
 
 
 rule all:

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead list every artifact whose content differs from the run in OTHER_DIR "
         "(sha256 of files / Zarr store contents; volatile provenance fields excluded)",
     )
+    s.add_argument("--endpoint-url", metavar="URL",
+                   help="S3-compatible server for an s3:// RESULTS_DIR (default: boto3's "
+                   "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)")  # fmt: skip
     s.add_argument("--rocrate", action="store_true",
                    help="also write RESULTS_DIR/ro-crate-metadata.json (RO-Crate of the provenance)")  # fmt: skip
     s.set_defaults(func=_audit)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ConfigError, NeurodissectError
-from .provenance import build_record, now, sidecar_path, write_provenance
+from .provenance import SIDECAR_SUFFIX, build_record, now, sidecar_path, write_provenance
 
 log = logging.getLogger("neurodissect")
 _progress_stream: TextIO | None = None
@@ -187,6 +187,12 @@ def _flatten_paths(namedlist: Any) -> list[str]:
     return out
 
 
+def _artifacts(output: Any) -> list[str]:
+    """The outputs that get provenance: not the sidecars themselves, which a run on
+    object storage declares as outputs so that Snakemake uploads them."""
+    return [p for p in _flatten_paths(output) if not p.endswith(SIDECAR_SUFFIX)]
+
+
 class RunContext:
     """One rule job: its inputs/outputs/params, log file, and provenance on exit."""
 
@@ -247,7 +253,7 @@ class RunContext:
         self._handlers = handlers
         logging.captureWarnings(True)
         # outputs are about to be rebuilt: provenance left from an earlier run is stale
-        for out in _flatten_paths(self.output):
+        for out in _artifacts(self.output):
             sidecar_path(out).unlink(missing_ok=True)
         log.info("rule %s %s started", self.rule, self.wildcards)
         return self
@@ -288,6 +294,6 @@ class RunContext:
             started=self._started,
             extra=self.extra,
         )
-        for out in _flatten_paths(self.output):
+        for out in _artifacts(self.output):
             if Path(out).exists():
                 write_provenance(out, record)

@@ -12,7 +12,7 @@ rule audit:
         "results/logs/audit.log",
     params:
         code=script_code("audit"),
-        results_dir=lambda wc, output: os.path.dirname(output.report),
+        results_dir=storage_results_dir,
     conda:
         "../../envs/core.yaml"
     threads: 1

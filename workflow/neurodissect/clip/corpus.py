@@ -63,12 +63,14 @@ def build_corpus(
     """
     from ..data.prepare import prepare_dataset
     from ..data.synth import generate
+    from ..storage import to_logical
 
     if corpus.n < 1:
         raise ConfigError("clip.corpus.n is 0: there is no corpus to build")
     generate(kind, raw_out, n=corpus.n, size=size, seed=corpus.seed, noise=noise,
              difficulty=difficulty, workers=workers)  # fmt: skip
-    prepare_dataset(kind, raw_out, data_out, val_fraction=VAL_FRACTION,
+    # the manifest names the logical folder (a stored run's job writes a local copy)
+    prepare_dataset(kind, to_logical(raw_out), data_out, val_fraction=VAL_FRACTION,
                     test_fraction=TEST_FRACTION, split_seed=corpus.seed,
                     threads=workers)  # fmt: skip
     return Path(data_out) / "manifest.parquet"

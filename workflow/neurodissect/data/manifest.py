@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io import PathLike, read_parquet_metadata, write_parquet
+from ..storage import to_local
 
 SPLITS = ("train", "val", "test")
 TASKS = ("multiclass", "multilabel")
@@ -53,7 +54,8 @@ class Manifest:
 
     @property
     def root(self) -> Path:
-        return Path(self.meta["root"])
+        """The image folder as this process sees it (the local copy of a stored run)."""
+        return to_local(self.meta["root"])
 
     @property
     def channels(self) -> int:

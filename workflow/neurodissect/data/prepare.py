@@ -76,6 +76,7 @@ import pandas as pd
 
 from ..errors import InputError, collect
 from ..io import PathLike, remove_path, write_json, write_parquet
+from ..storage import to_local
 from .adapters import RawDataset, get_adapter
 from .images import load_image
 from .manifest import LABEL_PREFIX, SPLITS, TASKS, write_manifest
@@ -128,10 +129,11 @@ def prepare_dataset(
     paths = {k: out_dir / name for k, name in OUTPUT_FILES.items()}
     for p in paths.values():  # a failed run must not leave an earlier run's outputs
         remove_path(p)
-    root_given = Path(root)
-    if not root_given.is_dir():
+    root_given = Path(root)  # recorded in the manifest as given (a logical path)
+    root_read = to_local(root)  # where this job reads it (a stored run's local copy)
+    if not root_read.is_dir():
         raise InputError(f"{root_given}: dataset root is not a folder")
-    raw = get_adapter(fmt)(root_given, dict(options or {}))
+    raw = get_adapter(fmt)(root_read, dict(options or {}))
     check_dataset_fields(raw, fmt)
 
     records = raw.records.reset_index(drop=True).copy()
@@ -139,7 +141,7 @@ def prepare_dataset(
         records["source"] = [f"record {i}" for i in range(len(records))]
     culprits = list(raw.problems)
     culprits += record_culprits(records, raw)
-    images = inspect_images(records, root_given, raw.channels, raw.image_loader, threads)
+    images = inspect_images(records, root_read, raw.channels, raw.image_loader, threads)
     bad = images["problem"].notna()
     skipped = pd.DataFrame(
         {

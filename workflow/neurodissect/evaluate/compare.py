@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io import atomic_path, write_parquet
+from ..storage import to_logical
 
 MODEL_RE = re.compile(r"^(?P<arch>[a-z0-9_]+)-s(?P<seed>[0-9]+)$")
 # headline numbers drawn in the comparison figure, per stage (first present wins)
@@ -40,7 +41,8 @@ def collect_metrics(results_dir: str | os.PathLike, files=None) -> pd.DataFrame:
         sorted(Path(f) for f in files) if files is not None else sorted(root.rglob("metrics.json"))
     )
     for path in paths:
-        parts = path.relative_to(root).parts[:-1]
+        # the logical path: a stored run's job reads local copies under .snakemake/storage
+        parts = Path(to_logical(path)).relative_to(root).parts[:-1]
         if len(parts) < 2 or any(p.startswith(".") for p in parts):
             continue
         dataset, rest = parts[0], parts[1:]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
-import os
 import platform
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..io import PathLike, read_json, write_json
+from ..storage import to_logical
 
 SIDECAR_SUFFIX = ".prov.json"
 LIBRARIES = (
@@ -144,7 +144,8 @@ def build_record(
     return {
         "rule": rule,
         "params": params,
-        "inputs": {os.fspath(p): recorded_digest(p) for p in inputs if Path(p).exists()},
+        # logical paths (results/...), also when Snakemake hands the job storage copies
+        "inputs": {to_logical(p): recorded_digest(p) for p in inputs if Path(p).exists()},
         "package": {"name": "neurodissect", "version": __version__, "git_commit": git_commit()},
         "libraries": library_versions(),
         "seed": seed,
@@ -169,7 +170,7 @@ def write_provenance(artifact: PathLike, record: dict[str, Any]) -> dict[str, An
     """Stamp ``artifact`` with ``record``: Zarr attrs first (so the digest covers them), then
     the sidecar. The attrs get the record less its volatile fields; the sidecar gets it all."""
     artifact = Path(artifact)
-    full = {"artifact": os.fspath(artifact), **record}
+    full = {"artifact": to_logical(artifact), **record}
     if artifact.is_dir() and (artifact / "zarr.json").exists():
         import zarr
 

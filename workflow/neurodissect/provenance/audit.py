@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import read_json, write_json
 from . import SIDECAR_SUFFIX, digest, sha256_file
+from .remote import is_remote, local_results
 
 log_prefix = "audit"
 
@@ -89,7 +90,8 @@ def _check_images(manifest: Path, report: AuditReport, rel: str) -> None:
 
     m = read_manifest(manifest)
     base = _base_dir(manifest, rel)
-    root = m.root if m.root.is_absolute() else base / m.root
+    logical = Path(m.meta["root"])  # as recorded (m.root is where a running job reads it)
+    root = logical if logical.is_absolute() else base / logical
     bad = []
     for image_id, path, sha in zip(m.df["image_id"], m.df["path"], m.df["sha256"], strict=True):
         f = root / path
@@ -103,7 +105,14 @@ def _check_images(manifest: Path, report: AuditReport, rel: str) -> None:
         report.findings.append(Finding(rel, "image", f"{len(bad)} raw image(s) differ: {shown}"))
 
 
-def audit(results_dir: str | os.PathLike, check_images: bool = True) -> AuditReport:
+def audit(
+    results_dir: str | os.PathLike, check_images: bool = True, endpoint_url: str | None = None
+) -> AuditReport:
+    """Audit a local results folder or an ``s3://BUCKET/RUN/results`` URL (read through
+    a temporary copy, see :mod:`.remote`; ``endpoint_url`` for S3-compatible servers)."""
+    if is_remote(results_dir):
+        with local_results(results_dir, endpoint_url) as local:
+            return audit(local, check_images)
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(f"{results_dir}: not a folder")
@@ -159,7 +168,16 @@ def audit(results_dir: str | os.PathLike, check_images: bool = True) -> AuditRep
 
 def audit_main(args) -> int:
     """CLI entry: print one line per problem; exit 0 iff everything agrees."""
-    report = audit(args.results_dir, check_images=not getattr(args, "skip_images", False))
+    endpoint = getattr(args, "endpoint_url", None)
+    if getattr(args, "rocrate", False) and is_remote(args.results_dir):
+        raise InputError(
+            "--rocrate writes into the results folder, which is a bucket here: the "
+            "workflow's audit rule writes results/ro-crate-metadata.json there"
+        )
+    report = audit(
+        args.results_dir, check_images=not getattr(args, "skip_images", False),
+        endpoint_url=endpoint,
+    )  # fmt: skip
     for f in report.findings:
         print(f.line())
     status = "OK" if report.ok else f"{len(report.findings)} problem(s)"

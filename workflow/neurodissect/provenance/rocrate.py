@@ -37,7 +37,9 @@ def _entity_id(path: Path, root: Path) -> str:
     return rel + ("/" if path.is_dir() else "")
 
 
-def write_rocrate(results_dir: str | os.PathLike) -> Path:
+def write_rocrate(results_dir: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """The RO-Crate of every provenance record under ``results_dir``, written to ``dest``
+    (default: ``results_dir/ro-crate-metadata.json``)."""
     from rocrate.model.contextentity import ContextEntity
     from rocrate.rocrate import ROCrate
 
@@ -112,8 +114,8 @@ def write_rocrate(results_dir: str | os.PathLike) -> Path:
                 },
             )
         actions[job_key].append_to("result", out)
-    dest = root / "ro-crate-metadata.json"
-    with tempfile.TemporaryDirectory(dir=root, prefix=".tmp-rocrate-") as tmp:
+    dest = Path(dest) if dest is not None else root / "ro-crate-metadata.json"
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".tmp-rocrate-") as tmp:
         crate.metadata.write(tmp)
-        os.replace(Path(tmp) / dest.name, dest)
+        os.replace(Path(tmp) / "ro-crate-metadata.json", dest)
     return dest

@@ -64,7 +64,7 @@ def clip_load_inputs(wildcards):
     if config["clip"]["source"] == "local":
         if not config["clip"]["path"]:
             raise WorkflowError("clip.source is 'local' but clip.path is not set")
-        inputs["local_dir"] = config["clip"]["path"]
+        inputs["local_dir"] = user_file(config["clip"]["path"])
     elif config["clip"]["source"] == "transformers" and config["clip"]["path"]:
-        inputs["local_dir"] = config["clip"]["path"]  # a save_pretrained folder
+        inputs["local_dir"] = user_file(config["clip"]["path"])  # a save_pretrained folder
     return inputs

@@ -12,7 +12,9 @@ def raw_inputs(wildcards):
     """Rule inputs for prepare_data: the generated folder for synthetic data, the metadata
     files of a real root (see raw_metadata_files)."""
     ds = dataset_cfg(wildcards)
-    return raw_metadata_files(ds) if ds.get("root") else [f"results/{wildcards.dataset}/raw"]
+    if ds.get("root"):
+        return [user_file(f) for f in raw_metadata_files(ds)]
+    return [f"results/{wildcards.dataset}/raw"]
 
 
 def raw_metadata_files(ds):

@@ -12,5 +12,5 @@ def opaque_inputs(wildcards):
     """train_opaque inputs: the manifest, plus the weights file so replacing it retrains."""
     inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
     if opaque_weights_file():
-        inputs["weights"] = opaque_weights_file()
+        inputs["weights"] = user_file(opaque_weights_file())
     return inputs

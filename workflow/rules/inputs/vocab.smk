@@ -6,7 +6,7 @@ def vocab_inputs(wildcards):
     """build_vocabulary inputs: the manifest, plus vocab.concept_list so editing it reruns."""
     inputs = {"manifest": f"results/{wildcards.dataset}/data/manifest.parquet"}
     if config["vocab"]["concept_list"]:
-        inputs["concept_list"] = config["vocab"]["concept_list"]
+        inputs["concept_list"] = user_file(config["vocab"]["concept_list"])
     if REPORTS_FROM is not None and REPORTS_FROM != wildcards.dataset:
         inputs["reports_manifest"] = f"results/{REPORTS_FROM}/data/manifest.parquet"
     return inputs
