@@ -39,7 +39,7 @@ rule select_concepts:
         code=code_version(
             "cav", "cbm.__init__", "cbm.selection", "models", "evaluate.text", "data.manifest"
         ),
-        cfg=section("cbm", "n_concepts", "class_relevance", "exclude_class_names"),
+        cfg=section("cbm", "n_concepts", "class_relevance", "exclude_class_names", "merge_by"),
         arch=model_arch,
     conda:
         "../../envs/torch.yaml"
