@@ -28,7 +28,7 @@ from neurodissect.cbm.selection import (
     similarity,
 )
 from neurodissect.data.manifest import write_manifest
-from neurodissect.errors import InputError
+from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.cbm import (
     EXPLANATION_COLUMNS,
     class_causes,
@@ -190,6 +190,26 @@ def test_duplicates_merged_and_clamp_recorded(caplog):
     assert (sel.n_concepts_requested, sel.n_concepts_used, sel.n_merged) == (10, 3, 1)
     assert list(sel.table.columns) == list(SELECTED_COLUMNS)
     assert sorted(sel.table["latent"]) == [5, 8, 9] and sel.table["rank"].tolist() == [0, 1, 2]
+
+
+def test_duplicates_represented_by_the_strongest_name_unless_asked_otherwise():
+    # latent 4 is named "streak" most strongly; 2 and 7 have perfect (saturated) accuracy
+    cands = pd.DataFrame({
+        "latent": [2, 4, 7, 9],
+        "name": ["streak", "streaks", "Streak", "veil"],
+        "heldout_accuracy": [1.0, 0.95, 1.0, 0.8],
+        "name_score": [3.0, 9.0, 5.0, 1.0],
+    })  # fmt: skip
+    merged = merge_duplicates(cands)
+    assert merged["latent"].tolist() == [4, 9]
+    assert merged.set_index("latent").loc[4, "merged_latents"] == "7,2"  # by score
+    # held-out accuracy first: the tie at 1.0 is broken by the name score (7), not the index
+    by_acc = merge_duplicates(cands, "heldout_accuracy")
+    assert by_acc["latent"].tolist() == [7, 9]
+    # dropping a weak duplicate (e.g. flagged by FDR) leaves the representative unchanged
+    assert merge_duplicates(cands[cands["latent"] != 2])["latent"].tolist() == [4, 9]
+    with pytest.raises(ValueError, match="merge_by"):
+        merge_duplicates(cands, "latent")
 
 
 def test_concepts_named_like_a_class_are_excluded():
@@ -442,6 +462,14 @@ def test_build_cbm_rejects_mismatched_image_ids(planted, tmp_path):
                   r / "manifest.parquet", tmp_path / "s.zarr", tmp_path / "m.npz", {})  # fmt: skip
     assert "feats.zarr" in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_select_concepts_rejects_an_unknown_merge_rule(planted, tmp_path):
+    r = planted
+    with pytest.raises(ConfigError, match="cbm.merge_by"):
+        select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
+                        {"n_concepts": 3, "class_relevance": False, "merge_by": "index"})  # fmt: skip
+    assert not (tmp_path / "sel.parquet").exists()
 
 
 # -- the rules in the tiny run ----------------------------------------------------------------

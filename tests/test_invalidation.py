@@ -140,6 +140,11 @@ def test_fdr_levels_rerun_their_own_test_and_after_only(run):
                                    "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
 
 
+def test_cbm_merge_by_reruns_the_selection_and_after_only(run):
+    jobs = planned_jobs(run, change_config(run, {"cbm": {"merge_by": "heldout_accuracy"}}))
+    assert jobs - ALWAYS_AFTER == {"select_concepts", "build_cbm", "evaluate_cbm"}, jobs
+
+
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):
     after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
                     "build_cbm", "evaluate_cbm", "verify_names:sae"}  # fmt: skip

@@ -27,7 +27,9 @@ unless ``include_uninterpretable``; none at all is an InputError saying so.
 
 Outputs: ``cavs.zarr`` (group: ``cavs`` K x C float32 unit rows, ``bias`` K; attrs
 latents, names, n_units, kind="cavs") and ``cav_accuracy.parquet`` (every named latent,
-also those without a CAV: status ``no_positives`` / ``no_negatives``).
+also those without a CAV: status ``no_positives`` / ``no_negatives``; name_score is the
+naming score of concepts.parquet, which picks the representative of latents named alike
+in select_concepts).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ from .io import PathLike, atomic_path, write_parquet
 log = logging.getLogger(__name__)
 
 ACCURACY_COLUMNS = (
-    "latent", "name", "heldout_accuracy", "heldout_balanced_accuracy", "n_pos", "n_neg",
-    "n_pos_heldout", "n_neg_heldout", "threshold", "status",
+    "latent", "name", "name_score", "heldout_accuracy", "heldout_balanced_accuracy", "n_pos",
+    "n_neg", "n_pos_heldout", "n_neg_heldout", "threshold", "status",
 )  # fmt: skip
 OK, NO_POSITIVES, NO_NEGATIVES = "ok", "no_positives", "no_negatives"
 
@@ -302,6 +304,7 @@ def train_cavs(
     table = pd.DataFrame({
         "latent": latents,
         "name": named["name"].astype(str).to_numpy(),
+        "name_score": named["score"].astype(np.float64).to_numpy(),
         "heldout_accuracy": np.where(status == OK, held["accuracy"], np.nan),
         "heldout_balanced_accuracy": np.where(status == OK, held["balanced_accuracy"], np.nan),
         "n_pos": n_pos.astype(np.int64),

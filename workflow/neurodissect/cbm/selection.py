@@ -9,7 +9,14 @@ of CAVs to be the CBM's dictionary.
    counted in the table's metadata (n_class_names_excluded).
 1. Duplicates merged: CAVs whose names are equal after normalisation (lowercase,
    punctuation, plural — :func:`neurodissect.evaluate.text.normalize_concept`) are
-   one concept; the one with the best held-out accuracy is kept (ties: lower latent).
+   one concept, represented by one of its latents (``merge_by``): ``name_score`` keeps
+   the latent named most strongly (highest naming score: the one whose exemplars
+   over-represent the name most), ``heldout_accuracy`` the best CAV held-out accuracy;
+   the other criterion, then the lower latent, break ties. The naming score is the
+   default because held-out accuracy saturates (dozens of CAVs at 1.0 on a few dozen
+   held-out images), so the representative came down to the latent index and changed
+   whenever a weak duplicate entered or left the candidates (e.g. with naming.fdr),
+   moving the whole selection; the strongest-named latent is never such a weak one.
 2. Similarity s_ij = |cos(d_i, d_j)| of the unit CAVs. The absolute value because
    OMP coefficients are signed: an atom represents its opposite direction as well.
 3. Optional class relevance r_i = ‖W_head d_i‖₂ / max_j ‖W_head d_j‖₂: how much a
@@ -120,20 +127,30 @@ def lazy_greedy(sim: np.ndarray, weights: np.ndarray, n: int) -> tuple[list[int]
     return chosen, gains, evaluations
 
 
-def merge_duplicates(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per normalised name (best held-out accuracy, then lower latent), with
-    ``merged_latents`` listing the other latents of that name ("" when none)."""
+MERGE_BY = ("name_score", "heldout_accuracy")
+
+
+def merge_duplicates(table: pd.DataFrame, merge_by: str = "name_score") -> pd.DataFrame:
+    """One row per normalised name (best ``merge_by``, then the other criterion, then the
+    lower latent), with ``merged_latents`` listing the other latents of that name ("" when
+    none). A table without a ``name_score`` column ranks by held-out accuracy alone."""
+    if merge_by not in MERGE_BY:
+        raise ValueError(f"merge_by must be one of {MERGE_BY}, not {merge_by!r}")
     t = table.copy()
     t["_key"] = [normalize_concept(n) for n in t["name"]]
     t["_acc"] = t["heldout_accuracy"].fillna(-np.inf)
-    t = t.sort_values(["_key", "_acc", "latent"], ascending=[True, False, True], kind="stable")
+    t["_score"] = t["name_score"].fillna(-np.inf) if "name_score" in t else 0.0
+    first, second = ("_score", "_acc") if merge_by == "name_score" else ("_acc", "_score")
+    t = t.sort_values(["_key", first, second, "latent"], ascending=[True, False, False, True],
+                      kind="stable")  # fmt: skip
     kept = []
     for _, group in t.groupby("_key", sort=False):
         row = group.iloc[0].copy()
         row["merged_latents"] = ",".join(str(int(x)) for x in group["latent"].iloc[1:])
         kept.append(row)
-    out = pd.DataFrame(kept).drop(columns=["_key", "_acc"]) if kept else t.drop(
-        columns=["_key", "_acc"]).assign(merged_latents=pd.Series(dtype=str))  # fmt: skip
+    helpers = ["_key", "_acc", "_score"]
+    out = pd.DataFrame(kept).drop(columns=helpers) if kept else t.drop(
+        columns=helpers).assign(merged_latents=pd.Series(dtype=str))  # fmt: skip
     return out.sort_values("latent", kind="stable").reset_index(drop=True)
 
 
@@ -164,9 +181,10 @@ def select(
     n_concepts: int,
     head_w: np.ndarray | None = None,
     class_synonyms: dict[str, list[str]] | None = None,
+    merge_by: str = "name_score",
 ) -> Selection:
     """Pick ``n_concepts`` of the CAVs (rows of ``cavs``, one per row of ``candidates``
-    with columns latent, name, heldout_accuracy).
+    with columns latent, name, heldout_accuracy, and optionally name_score).
 
     ``head_w`` (n_classes, C) turns on class relevance; ``class_synonyms`` (class → names)
     drops concepts named like a class. Asking for more concepts than
@@ -185,7 +203,7 @@ def select(
             log.info("dropped %d concepts named like a class: %s", n_leaks,
                      sorted(set(table.loc[leak, "name"])))  # fmt: skip
         table = table[~leak].reset_index(drop=True)
-    merged = merge_duplicates(table)
+    merged = merge_duplicates(table, merge_by)
     rows = merged["_row"].to_numpy(dtype=np.int64)
     d = np.asarray(cavs, dtype=np.float64)[rows]
     n_used = min(int(n_concepts), len(merged))
@@ -217,6 +235,14 @@ def select(
     )
 
 
+def _column(table: pd.DataFrame, column: str, latents) -> list[float]:
+    """``table[column]`` (indexed by latent) for each of ``latents``; NaN where missing."""
+    if column not in table.columns:
+        return [np.nan] * len(latents)
+    return [float(table.loc[int(j), column]) if int(j) in table.index else np.nan
+            for j in latents]  # fmt: skip
+
+
 def select_concepts(
     cavs_path,
     accuracy_path,
@@ -235,7 +261,7 @@ def select_concepts(
     cbm.exclude_class_names (needs ``manifest_path`` for the class synonyms).
     """
     from ..cav import read_cavs
-    from ..errors import InputError
+    from ..errors import ConfigError, InputError
     from ..io import load_state_dict, write_parquet
 
     cavs = read_cavs(cavs_path)
@@ -247,8 +273,8 @@ def select_concepts(
     candidates = pd.DataFrame({
         "latent": cavs.latents,
         "name": cavs.names,
-        "heldout_accuracy": [float(acc.loc[int(j), "heldout_accuracy"]) if int(j) in acc.index
-                             else np.nan for j in cavs.latents],
+        "heldout_accuracy": _column(acc, "heldout_accuracy", cavs.latents),
+        "name_score": _column(acc, "name_score", cavs.latents),
     })  # fmt: skip
     head_w = None
     if params.get("class_relevance", True) and opaque_path is not None and len(cavs.cavs):
@@ -274,7 +300,11 @@ def select_concepts(
         from ..data.manifest import read_manifest
 
         class_synonyms = read_manifest(manifest_path).class_synonyms
-    sel = select(candidates, cavs.cavs, int(params["n_concepts"]), head_w, class_synonyms)
+    merge_by = params.get("merge_by", "name_score")
+    if merge_by not in MERGE_BY:
+        raise ConfigError(f"cbm.merge_by: {merge_by!r} is not one of {MERGE_BY}")
+    sel = select(candidates, cavs.cavs, int(params["n_concepts"]), head_w, class_synonyms,
+                 merge_by)  # fmt: skip
     if not len(sel.table):
         raise InputError(f"{cavs_path}: every CAV is named like a class: nothing to select "
                          "(set cbm.exclude_class_names: false to keep them)")  # fmt: skip
