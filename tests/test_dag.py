@@ -145,9 +145,6 @@ def test_every_script_reaches_the_modules_its_stage_runs():
 READ_ELSEWHERE = {
     ("annotate", "cam_layer"): "annotation_evaluation_inputs (which store to read)",
     ("sae", "layer"): "sae_features (the input path)",
-    ("cbm", "n_concepts"): "select_concepts (cbm.selection takes a plain dict)",
-    ("cbm", "class_relevance"): "select_concepts",
-    ("cbm", "exclude_class_names"): "select_concepts",
     ("cbm", "explain_top_k"): "evaluate_cbm",
     ("verify", "n_explanations"): "evaluate_cbm's explanation probe",
     ("verify", "seed"): "evaluate_cbm's explanation probe",

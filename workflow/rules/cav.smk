@@ -40,7 +40,7 @@ rule select_concepts:
         "results/{dataset}/benchmarks/{model}/select_concepts.tsv"
     params:
         code=script_code("select_concepts"),
-        cfg=section("cbm", "n_concepts", "class_relevance", "exclude_class_names", "merge_by"),
+        cfg=settings("cbm", "cbm.selection:SelectParams"),
         arch=model_arch,
     conda:
         "../../envs/torch.yaml"

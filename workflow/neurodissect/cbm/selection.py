@@ -36,6 +36,7 @@ from __future__ import annotations
 import heapq
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,6 +129,26 @@ def lazy_greedy(sim: np.ndarray, weights: np.ndarray, n: int) -> tuple[list[int]
 
 
 MERGE_BY = ("name_score", "heldout_accuracy")
+
+
+@dataclass(frozen=True)
+class SelectParams:
+    """Rule ``select_concepts``'s settings (config section ``cbm``)."""
+
+    n_concepts: int = 50
+    class_relevance: bool = True  # needs the opaque head (opaque_path + arch)
+    exclude_class_names: bool = True  # needs the manifest's class synonyms
+    merge_by: str = "name_score"
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> SelectParams:
+        from ..config import settings_from
+        from ..errors import ConfigError
+
+        params = settings_from(cls, cfg, section="cbm")
+        if params.merge_by not in MERGE_BY:
+            raise ConfigError(f"cbm.merge_by: {params.merge_by!r} is not one of {MERGE_BY}")
+        return params
 
 
 def merge_duplicates(table: pd.DataFrame, merge_by: str = "name_score") -> pd.DataFrame:
@@ -247,7 +268,7 @@ def select_concepts(
     cavs_path,
     accuracy_path,
     out_path,
-    params: dict,
+    params: SelectParams | dict,
     *,
     opaque_path=None,
     arch: str | None = None,
@@ -256,14 +277,16 @@ def select_concepts(
     """Rule ``select_concepts``: ``selected.parquet`` (SELECTED_COLUMNS by rank; the
     counts of :meth:`Selection.summary` in its metadata).
 
-    ``params``: cbm.n_concepts, cbm.class_relevance (needs ``opaque_path`` + ``arch``;
-    skipped with a warning when the head does not read the CAVs' feature space),
-    cbm.exclude_class_names (needs ``manifest_path`` for the class synonyms).
+    ``params`` (:class:`SelectParams` or its config section): class_relevance needs
+    ``opaque_path`` + ``arch`` (skipped with a warning when the head does not read the
+    CAVs' feature space); exclude_class_names needs ``manifest_path``.
     """
     from ..cav import read_cavs
     from ..errors import ConfigError, InputError
     from ..io import load_state_dict, write_parquet
 
+    if not isinstance(params, SelectParams):
+        params = SelectParams.from_config(params)
     cavs = read_cavs(cavs_path)
     try:
         acc = pd.read_parquet(accuracy_path)
@@ -277,7 +300,7 @@ def select_concepts(
         "name_score": _column(acc, "name_score", cavs.latents),
     })  # fmt: skip
     head_w = None
-    if params.get("class_relevance", True) and opaque_path is not None and len(cavs.cavs):
+    if params.class_relevance and opaque_path is not None and len(cavs.cavs):
         from ..models import head_weights
 
         try:
@@ -296,15 +319,12 @@ def select_concepts(
     if not len(cavs.cavs):
         raise InputError(f"{cavs_path}: no CAVs (no named latent had positives): nothing to select")
     class_synonyms = None
-    if params.get("exclude_class_names", True) and manifest_path is not None:
+    if params.exclude_class_names and manifest_path is not None:
         from ..data.manifest import read_manifest
 
         class_synonyms = read_manifest(manifest_path).class_synonyms
-    merge_by = params.get("merge_by", "name_score")
-    if merge_by not in MERGE_BY:
-        raise ConfigError(f"cbm.merge_by: {merge_by!r} is not one of {MERGE_BY}")
-    sel = select(candidates, cavs.cavs, int(params["n_concepts"]), head_w, class_synonyms,
-                 merge_by)  # fmt: skip
+    sel = select(candidates, cavs.cavs, params.n_concepts, head_w, class_synonyms,
+                 params.merge_by)  # fmt: skip
     if not len(sel.table):
         raise InputError(f"{cavs_path}: every CAV is named like a class: nothing to select "
                          "(set cbm.exclude_class_names: false to keep them)")  # fmt: skip

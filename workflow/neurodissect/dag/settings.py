@@ -28,7 +28,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "atlas": ("atlas.settings:AtlasParams",),
     "cav": ("cav:CAVParams",),
-    "cbm": ("cbm.model:CBMParams",),
+    "cbm": ("cbm.model:CBMParams", "cbm.selection:SelectParams"),
     "naming": ("naming.run:NamingParams",),
     "opaque": ("models.train:TrainParams",),
     "sae": ("sae.train:TrainParams", "sae.evaluate:EvalParams", "sae.baselines:BaselineParams"),
