@@ -27,7 +27,10 @@ rule verify_names:
         code=lambda wc: code_version(
             "viz.verify", *VERIFY_MODULES, *(["sae"] if wc.units == "sae" else [])
         ),
-        cfg=section("verify", "n_pairs", "batch_size", "significance", "first_index"),
+        cfg=section(
+            "verify", "n_pairs", "batch_size", "significance", "first_index",
+            "min_informative_pairs", "max_pairs",
+        ),
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
         layer=lambda wc: config["sae"]["layer"] if wc.units == "sae" else wc.units.split("/", 1)[1],
