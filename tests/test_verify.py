@@ -163,9 +163,11 @@ def test_verify_names_in_the_tiny_run(tiny_run):
         assert (run / "figures" / "verify" / f"{units}.png").exists()
 
 
-def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path):
+@pytest.mark.parametrize("change", [{"n_pairs": 5}, {"min_informative_pairs": 3},
+                                    {"max_pairs": 40}])  # fmt: skip
+def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path, change):
     run = clone_run(tiny_run, tmp_path / "run")
-    jobs = planned_jobs(run, change_config(run, {"verify": {"n_pairs": 5}}))  # tiny run: 6
+    jobs = planned_jobs(run, change_config(run, {"verify": change}))  # tiny run: n_pairs 6
     assert jobs - ALWAYS_AFTER == {"verify_names:annotate", "verify_names:sae",
                                    "evaluate_annotation", "evaluate_sae"}, jobs  # fmt: skip
 
