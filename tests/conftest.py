@@ -42,7 +42,13 @@ TINY_CONFIG: dict = {
     # 240 images: no name passes the naming confidence test, use the flagged ones
     "cav": {"include_uninterpretable": True},
     "cbm": {"n_concepts": 8, "n_nonzero": 4},
-    "verify": {"n_pairs": 6, "batch_size": 12, "n_explanations": 8},
+    "verify": {
+        "n_pairs": 6,
+        "batch_size": 12,
+        "n_explanations": 8,
+        "min_informative_pairs": 4,
+        "max_pairs": 18,
+    },
 }
 
 

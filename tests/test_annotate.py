@@ -459,6 +459,21 @@ def test_localization_known_answers():
     assert not loc.pointing_hit(heat, loc.box_mask([(6, 4, 2, 2)], 6, 8))
 
 
+def test_pointing_game_points_at_the_peak_cell_centre_of_a_coarse_map():
+    # a 2 x 2 layer4 map of a 64-pixel image: each cell's peak points at its quadrant's
+    # centre (16 or 48), never at the image corner its upsampled plateau reaches
+    for r, c in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        small = np.zeros((2, 2))
+        small[r, c] = 1.0
+        assert loc.peak_point(small, 64, 64) == (16 + 32 * r, 16 + 32 * c)
+        centre_box = loc.box_mask([(32 * c + 8, 32 * r + 8, 16, 16)], 64, 64)
+        corner_box = loc.box_mask([(32 * c, 32 * r, 6, 6)], 64, 64)  # not the quadrant centre
+        assert loc.pointing_hit(small, centre_box)
+        assert not loc.pointing_hit(small, corner_box)
+    assert loc.localize(np.array([[0.0, 0.0], [0.0, 1.0]]), np.array([[40, 40, 16, 16]]),
+                        64, 64, 20)[1]  # fmt: skip
+
+
 def test_cam_equals_grad_cam_for_a_linear_head_after_average_pooling():
     torch.manual_seed(0)
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.ReLU())

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import clone_run
 from neurodissect.errors import InputError
-from neurodissect.verify.probe import ProbeSet, responses
+from neurodissect.verify.probe import Extension, ProbeSet, responses
 from neurodissect.verify.run import (
     planted_concept_of,
     read_names,
@@ -59,6 +59,31 @@ def test_a_unit_wired_to_a_concept_is_confirmed_and_a_random_one_is_not(stats):
     assert vessels["p_value"][0] < 1e-3 and vessels["p_value"][2] == 1.0
     # the red unit does not move when only the ruler is toggled
     assert stats["ruler_marks"]["effect"][0] == 0 and not stats["ruler_marks"]["confirmed"][0]
+
+
+def sparse_units(images: np.ndarray) -> np.ndarray:
+    """Unit 0: the vessel (red) unit gated by the corner pixel, which a pair shares, so it
+    is silent with and without the concept on ~6 of 7 probes (an SAE latent's sparsity);
+    unit 1: constant."""
+    gate = images[:, 0, 0, 0] >= 185
+    return np.stack([wired_units(images)[:, 0] * gate, np.ones(len(images))], axis=1)
+
+
+def test_sparse_units_get_pairs_until_the_test_has_informative_ones():
+    fixed = paired_stats(*responses(PROBES, "vessels", sparse_units, 8), 0.05)
+    assert fixed["n_informative"][0] < 6 and not fixed["confirmed"][0]  # untestable at 20
+    ext = Extension(np.array([0]), min_informative=12, max_pairs=400)
+    r1, r0 = responses(PROBES, "vessels", sparse_units, 8, ext)
+    grown = paired_stats(r1, r0, 0.05)
+    assert 12 <= grown["n_informative"][0] <= 12 + 8 and grown["confirmed"][0]
+    assert len(r1) < 400 and len(r1) % 8 == 20 % 8  # stopped by the count, batch by batch
+    # the same pairs as the fixed run first: extending never re-draws the first n_pairs
+    np.testing.assert_array_equal(r1[:20], responses(PROBES, "vessels", sparse_units, 8)[0])
+    # a unit that never moves is rendered up to the cap, and stays unconfirmed
+    r1, r0 = responses(PROBES, "vessels", sparse_units, 8, Extension(np.array([1]), 4, 36))
+    assert len(r1) == 36 and not paired_stats(r1, r0, 0.05)["confirmed"][1]
+    # min_informative 0: exactly n_pairs
+    assert len(responses(PROBES, "vessels", sparse_units, 8, Extension(np.array([0])))[0]) == 20
 
 
 def test_names_that_are_not_planted_concepts_are_unverifiable_not_failures(stats):
@@ -138,9 +163,11 @@ def test_verify_names_in_the_tiny_run(tiny_run):
         assert (run / "figures" / "verify" / f"{units}.png").exists()
 
 
-def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path):
+@pytest.mark.parametrize("change", [{"n_pairs": 5}, {"min_informative_pairs": 3},
+                                    {"max_pairs": 40}])  # fmt: skip
+def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path, change):
     run = clone_run(tiny_run, tmp_path / "run")
-    jobs = planned_jobs(run, change_config(run, {"verify": {"n_pairs": 5}}))  # tiny run: 6
+    jobs = planned_jobs(run, change_config(run, {"verify": change}))  # tiny run: n_pairs 6
     assert jobs - ALWAYS_AFTER == {"verify_names:annotate", "verify_names:sae",
                                    "evaluate_annotation", "evaluate_sae"}, jobs  # fmt: skip
 

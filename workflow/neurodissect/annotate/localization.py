@@ -3,7 +3,8 @@
 A map (h, w) is upsampled bilinearly to the stored image (H, W) — the model saw the
 whole image resized to a square, so the grid covers the whole image — and thresholded at
 its top q % of pixels. IoU compares that mask with the union of the finding's boxes; the
-pointing game scores a hit when the map's maximum lies inside a box.
+pointing game scores a hit when the centre of the map's highest cell (on the map's own
+grid) lies inside a box.
 
 For a linear head after global average pooling, the CAM of class k is
 Σ_c W[k, c] · A_c(x, y) over the last conv layer's maps A — identical to Grad-CAM there.
@@ -63,9 +64,26 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def peak_point(heat: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """Pixel (row, col) of an (height, width) image under the centre of the (first) highest
+    cell of ``heat`` (h, w), a map at its own resolution.
+
+    The peak is taken on the map's own grid, not on its upsampled copy: bilinear upsampling
+    with clamped edges turns a border cell into a flat plateau that reaches the image
+    border, and the first maximum of that plateau is the image corner (a 2 x 2 layer4 map
+    of a 64-pixel image pointed at a corner for three of its four cells).
+    """
+    heat = np.asarray(heat)
+    r, c = np.unravel_index(np.argmax(heat), heat.shape)
+    y = min(height - 1, int((r + 0.5) * height / heat.shape[0]))
+    x = min(width - 1, int((c + 0.5) * width / heat.shape[1]))
+    return y, x
+
+
 def pointing_hit(heat: np.ndarray, inside: np.ndarray) -> bool:
-    """True when the (first) maximum of ``heat`` lies in ``inside``."""
-    y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    """True when the centre of the highest cell of ``heat`` (a map at its own resolution,
+    or already at the image's) lies in ``inside`` (the image's box mask)."""
+    y, x = peak_point(heat, *inside.shape)
     return bool(inside[y, x])
 
 
@@ -74,4 +92,4 @@ def localize(heat_small: np.ndarray, boxes: np.ndarray, height: int, width: int,
     """(IoU, pointing hit) of one map (h, w) against one image's boxes."""
     heat = upsample(heat_small, height, width)
     inside = box_mask(boxes, height, width)
-    return iou(top_mask(heat, top_percent), inside), pointing_hit(heat, inside)
+    return iou(top_mask(heat, top_percent), inside), pointing_hit(heat_small, inside)

@@ -279,7 +279,7 @@ def localize_units(
             inside = box_mask(img_boxes.to_numpy(), height, width)
             rows.append((unit, image_id, "; ".join(findings),
                          iou(top_mask(heat, params.localization_top_percent), inside),
-                         pointing_hit(heat, inside)))  # fmt: skip
+                         pointing_hit(small, inside)))  # fmt: skip
             if len(examples) < n_examples and image_id == image_ids[0]:
                 examples.append({"unit": unit, "image_id": image_id, "heat": heat,
                                  "boxes": img_boxes.to_numpy(), "truth": truth.labels[0]})  # fmt: skip

@@ -37,22 +37,60 @@ class ProbeSet:
         return render_pair(self.kind, concept, seed=self.seed, index=self.first_index + k,
                            size=self.size, difficulty=self.difficulty, noise=self.noise)  # fmt: skip
 
-    def batches(self, concept: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(with, without) uint8 image batches of ``concept``'s pairs, in probe order."""
-        for start in range(0, self.n_pairs, batch_size):
-            pairs = [
-                self.pair(concept, k) for k in range(start, min(start + batch_size, self.n_pairs))
-            ]
+    def batches(self, concept: str, batch_size: int, start: int = 0,
+                stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+        """(with, without) uint8 image batches of ``concept``'s pairs ``start`` to ``stop``
+        (default ``n_pairs``), in probe order."""
+        stop = self.n_pairs if stop is None else stop
+        for first in range(start, stop, batch_size):
+            pairs = [self.pair(concept, k) for k in range(first, min(first + batch_size, stop))]
             yield np.stack([p.with_concept for p in pairs]), np.stack([p.without for p in pairs])
 
 
-def responses(probes: ProbeSet, concept: str, respond: Responder, batch_size: int):
-    """((n, U) responses with the concept, (n, U) without) of every unit."""
+@dataclass(frozen=True)
+class Extension:
+    """More pairs for units the first ``n_pairs`` leave untestable.
+
+    A sparse unit (an SAE latent silent on most images) is 0 with and without the concept
+    on most pairs; the signed-rank test drops those ties, and with 3 informative pairs its
+    smallest one-sided p-value is 1/8: such a name can never be confirmed, whatever the
+    unit does. Pairs are therefore added, one batch at a time, until every ``watch`` unit
+    has ``min_informative`` pairs whose responses differ, or ``max_pairs`` are rendered.
+    Whether a difference is non-zero does not depend on its sign, so this stopping rule
+    leaves the test's null distribution (symmetric signs) intact.
+    """
+
+    watch: np.ndarray  # unit indices (the units named after this concept)
+    min_informative: int = 0  # 0: no extension (exactly n_pairs)
+    max_pairs: int = 0
+
+    def wants_more(self, informative: np.ndarray, n_rendered: int) -> bool:
+        if self.min_informative <= 0 or n_rendered >= self.max_pairs or not len(self.watch):
+            return False
+        watch = self.watch[self.watch < len(informative)]  # out-of-range units: run.py's error
+        return bool((informative[watch] < self.min_informative).any())
+
+
+def responses(probes: ProbeSet, concept: str, respond: Responder, batch_size: int,
+              extension: Extension | None = None):  # fmt: skip
+    """((n, U) responses with the concept, (n, U) without) of every unit: the first
+    ``probes.n_pairs`` pairs, then more batches while ``extension`` wants them."""
     with_parts, without_parts = [], []
-    for with_batch, without_batch in probes.batches(concept, batch_size):
-        out = respond(np.concatenate([with_batch, without_batch]))
-        with_parts.append(out[: len(with_batch)])
-        without_parts.append(out[len(with_batch) :])
+
+    def run(batches) -> None:
+        for with_batch, without_batch in batches:
+            out = respond(np.concatenate([with_batch, without_batch]))
+            with_parts.append(out[: len(with_batch)])
+            without_parts.append(out[len(with_batch) :])
+
+    run(probes.batches(concept, batch_size))
+    n = probes.n_pairs
+    informative = sum((a != b).sum(axis=0) for a, b in zip(with_parts, without_parts, strict=True))
+    while extension is not None and extension.wants_more(informative, n):
+        stop = min(n + batch_size, extension.max_pairs)
+        run(probes.batches(concept, batch_size, start=n, stop=stop))
+        informative = informative + (with_parts[-1] != without_parts[-1]).sum(axis=0)
+        n = stop
     return np.concatenate(with_parts), np.concatenate(without_parts)
 
 

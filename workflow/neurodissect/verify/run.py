@@ -12,13 +12,13 @@ import pandas as pd
 from ..config import settings_from
 from ..errors import InputError
 from ..io import PathLike, write_json, write_parquet
-from .probe import ProbeSet, responses, unit_responder
+from .probe import Extension, ProbeSet, responses, unit_responder
 from .stats import paired_stats
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("unit", "name", "concept", "verifiable", "n_pairs", "auroc", "effect", "p_value",
-           "confirmed", "best_concept", "best_effect")  # fmt: skip
+COLUMNS = ("unit", "name", "concept", "verifiable", "n_pairs", "n_informative", "auroc", "effect",
+           "p_value", "confirmed", "best_concept", "best_effect")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class VerifyParams:
     """The ``verify`` config section plus the model-input keys the probes need."""
 
     n_pairs: int = 32
+    min_informative_pairs: int = 16  # extend a concept's pairs until its named units have these
+    max_pairs: int = 256  # ... or this many pairs are rendered (see probe.Extension)
     batch_size: int = 64
     significance: float = 0.05
     first_index: int = 1_000_000
@@ -101,7 +103,7 @@ def verification_table(names: pd.DataFrame, synonyms: dict[str, list[str]],
         concept = planted_concept_of(name, synonyms)
         row: dict[str, Any] = {"unit": int(unit), "name": name, "concept": concept or "",
                                "verifiable": concept is not None and concept in stats}  # fmt: skip
-        for key in ("n_pairs", "auroc", "effect", "p_value", "confirmed"):
+        for key in ("n_pairs", "n_informative", "auroc", "effect", "p_value", "confirmed"):
             row[key] = stats[concept][key][unit] if row["verifiable"] else None
         best = ""
         if confirmed is not None and confirmed[:, i].any():
@@ -110,18 +112,22 @@ def verification_table(names: pd.DataFrame, synonyms: dict[str, list[str]],
         row["best_effect"] = stats[best]["effect"][unit] if best else None
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    return df.astype({"verifiable": bool, "n_pairs": "Int64", "auroc": float, "effect": float,
+    return df.astype({"verifiable": bool, "n_pairs": "Int64", "n_informative": "Int64",
+                      "auroc": float, "effect": float,
                       "p_value": float, "confirmed": "boolean", "best_effect": float})  # fmt: skip
 
 
-def verification_metrics(table: pd.DataFrame) -> dict[str, Any]:
+def verification_metrics(table: pd.DataFrame, min_informative: int = 0) -> dict[str, Any]:
     """verified_fraction (confirmed / verifiable), n_verifiable, and
     best_concept_named_fraction: of the verifiable units that respond to some planted
-    concept, how often the one they respond to most is the one they are named after."""
+    concept, how often the one they respond to most is the one they are named after.
+    n_underpowered: verifiable units left with fewer than ``min_informative`` informative
+    pairs after the extension (they still count as not confirmed)."""
     v = table.loc[table["verifiable"].astype(bool)]
     n = len(v)
     responding = v[v["best_concept"] != ""]
     return {
+        "n_underpowered": int((v["n_informative"].fillna(0) < min_informative).sum()),
         "n_verifiable": int(n),
         "n_confirmed": int(v["confirmed"].fillna(False).sum()),
         "verified_fraction": float(v["confirmed"].fillna(False).mean()) if n else None,
@@ -158,6 +164,7 @@ def verify_names(
     concepts = concept_names(kind)
     synonyms = read_synonyms(gt_synonyms, concepts)
     needed = sorted(set(concepts))  # every concept: the best-verified one of each unit
+    named = names["name"].map(lambda n: planted_concept_of(n, synonyms))
     probes = ProbeSet(kind=kind, seed=int(synth["seed"]), size=int(synth["size"]),
                       difficulty=float(synth["difficulty"]), noise=float(synth["noise"]),
                       n_pairs=params.n_pairs, first_index=params.first_index)  # fmt: skip
@@ -167,7 +174,9 @@ def verify_names(
                         pooling=params.pooling, vit_tokens=params.vit_tokens, sae_pt=sae_pt,
                         device=str(pick_device(params.device))) as respond:  # fmt: skip
         for concept in needed:
-            r1, r0 = responses(probes, concept, respond, params.batch_size)
+            watch = names["unit"].to_numpy()[(named == concept).to_numpy()]
+            extension = Extension(watch, params.min_informative_pairs, params.max_pairs)
+            r1, r0 = responses(probes, concept, respond, params.batch_size, extension)
             stats[concept] = paired_stats(r1, r0, params.significance)
     n_units = len(next(iter(stats.values()))["effect"])
     bad = names["unit"][(names["unit"] < 0) | (names["unit"] >= n_units)]
@@ -175,7 +184,7 @@ def verify_names(
         raise InputError(f"{names_path}: units {bad.tolist()[:5]} are not among the "
                          f"{n_units} units of {layer}{' (SAE latents)' if sae_pt else ''}")  # fmt: skip
     table = verification_table(names, synonyms, stats)
-    metrics = verification_metrics(table)
+    metrics = verification_metrics(table, params.min_informative_pairs)
     write_parquet(table, table_out)
     write_json(metrics, metrics_out)
     plot_verification(table, probes, figure_out, dpi=dpi)

@@ -33,7 +33,8 @@ def signed_rank_p(with_concept: np.ndarray, without: np.ndarray) -> np.ndarray:
 
 
 def paired_stats(with_concept: np.ndarray, without: np.ndarray, significance: float) -> dict:
-    """Per unit (columns): n_pairs, auroc, effect, p_value, confirmed."""
+    """Per unit (columns): n_pairs, n_informative (pairs whose responses differ: the
+    signed-rank test's sample), auroc, effect, p_value, confirmed."""
     r1, r0 = np.asarray(with_concept, np.float64), np.asarray(without, np.float64)
     if r1.shape != r0.shape or r1.ndim != 2:
         raise ValueError(f"response pairs must be two (n, U) arrays, got {r1.shape} and {r0.shape}")
@@ -41,6 +42,7 @@ def paired_stats(with_concept: np.ndarray, without: np.ndarray, significance: fl
     p = signed_rank_p(r1, r0)
     return {
         "n_pairs": np.full(r1.shape[1], len(r1), dtype=np.int64),
+        "n_informative": (r1 != r0).sum(axis=0).astype(np.int64),
         "auroc": paired_auroc(r1, r0),
         "effect": effect,
         "p_value": p,
