@@ -282,7 +282,7 @@ def select_concepts(
     CAVs' feature space); exclude_class_names needs ``manifest_path``.
     """
     from ..cav import read_cavs
-    from ..errors import ConfigError, InputError
+    from ..errors import InputError
     from ..io import load_state_dict, write_parquet
 
     if not isinstance(params, SelectParams):
