@@ -107,7 +107,8 @@ def run_stage(stage: str, tmp: str) -> None:
 
         conf_dir = record.ROOT / "config"
         cfg = validate(load_yaml(conf_dir / "config.yaml"), conf_dir / "schema.yaml")
-        params = {**cfg["sae"], "epochs": SAE_EPOCHS}
+        # the demo's SAE on the store's train split (the bench extracts no augmented views)
+        params = {**cfg["sae"], "epochs": SAE_EPOCHS, "train_splits": ["train"]}
         train_sae(acts, tmp / "sae.pt", tmp / "history.csv", None, params, device="cpu")
     else:
         raise ValueError(stage)
