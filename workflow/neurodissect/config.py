@@ -187,12 +187,15 @@ def sort_keys(value: Any) -> Any:
     return value
 
 
-def settings_from(cls, *sections: dict[str, Any] | None, section: str | None = None):
+def settings_from(cls, *sections: dict[str, Any] | None, section: str | None = None,
+                  choices: dict[str, Any] | None = None):  # fmt: skip
     """An instance of the dataclass ``cls`` from config sections merged left to right.
 
     The last mapping is the stage's own (config section ``section``, e.g. "annotate"): a
     key in it that ``cls`` has no field for is a ConfigError naming it, never dropped.
-    The earlier ones (runtime, a key lent by another section) only fill fields."""
+    The earlier ones (runtime, a key lent by another section) only fill fields.
+    ``choices`` (field → allowed values): a value outside them is a ConfigError naming
+    ``section.field``."""
     from dataclasses import fields
 
     known = {f.name for f in fields(cls)}
@@ -206,7 +209,12 @@ def settings_from(cls, *sections: dict[str, Any] | None, section: str | None = N
     merged: dict[str, Any] = {}
     for values in sections:
         merged.update(values or {})
-    return cls(**{k: v for k, v in merged.items() if k in known})
+    params = cls(**{k: v for k, v in merged.items() if k in known})
+    for key, allowed in (choices or {}).items():
+        value = getattr(params, key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}: {value!r} is not one of {allowed}")
+    return params
 
 
 def parse_model(model: str) -> tuple[str, int]:

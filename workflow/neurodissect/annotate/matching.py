@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import settings_from
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..io import PathLike, write_parquet
 from . import confidence as conf
 from .exemplars import read_exemplars
@@ -68,14 +68,12 @@ class MatchParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MatchParams:
-        params = settings_from(cls, cfg, section="annotate")
+        params = settings_from(
+            cls, cfg, section="annotate", choices={"scorer": SCORERS, "debias": DEBIAS}
+        )
         if isinstance(params.soft_wpmi, dict):
             soft = settings_from(SoftWPMIParams, params.soft_wpmi, section="annotate.soft_wpmi")
             params = replace(params, soft_wpmi=soft)
-        if params.scorer not in SCORERS:
-            raise ConfigError(f"annotate.scorer: {params.scorer!r} is not one of {SCORERS}")
-        if params.debias not in DEBIAS:
-            raise ConfigError(f"annotate.debias: {params.debias!r} is not one of {DEBIAS}")
         return params
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..config import settings_from
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..io import PathLike, atomic_path
 from .omp import DEFAULT_GPU_MEMORY_MB, DEFAULT_MEMORY_MB, batched_omp, omp_backend
 
@@ -56,11 +56,8 @@ class CBMParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> CBMParams:
-        params = settings_from(cls, cfg, section="cbm")
-        params = replace(params, c_grid=tuple(float(c) for c in params.c_grid))
-        if params.features not in HEADS:
-            raise ConfigError(f"cbm.features: {params.features!r} is not one of {HEADS}")
-        return params
+        params = settings_from(cls, cfg, section="cbm", choices={"features": HEADS})
+        return replace(params, c_grid=tuple(float(c) for c in params.c_grid))
 
 
 # -- linear heads ----------------------------------------------------------------------

@@ -143,12 +143,8 @@ class SelectParams:
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> SelectParams:
         from ..config import settings_from
-        from ..errors import ConfigError
 
-        params = settings_from(cls, cfg, section="cbm")
-        if params.merge_by not in MERGE_BY:
-            raise ConfigError(f"cbm.merge_by: {params.merge_by!r} is not one of {MERGE_BY}")
-        return params
+        return settings_from(cls, cfg, section="cbm", choices={"merge_by": MERGE_BY})
 
 
 def merge_duplicates(table: pd.DataFrame, merge_by: str = "name_score") -> pd.DataFrame:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import settings_from
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..io import PathLike, write_parquet
 from . import table
 
@@ -40,10 +40,7 @@ class NamingParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> NamingParams:
-        params = settings_from(cls, cfg, section="naming")
-        if params.method not in METHODS:
-            raise ConfigError(f"naming.method: {params.method!r} is not one of {METHODS}")
-        return params
+        return settings_from(cls, cfg, section="naming", choices={"method": METHODS})
 
 
 # -- inputs -----------------------------------------------------------------------
