@@ -62,7 +62,6 @@ listed in skipped.parquet; every other culprit is still an error.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -76,6 +75,7 @@ import pandas as pd
 
 from ..errors import InputError, collect
 from ..io import PathLike, remove_path, write_json, write_parquet
+from ..provenance import sha256_file
 from ..storage import to_local
 from .adapters import RawDataset, get_adapter
 from .images import load_image
@@ -92,7 +92,6 @@ OUTPUT_FILES = {
 }
 BOX_COLUMNS = ["image_id", "finding", "x", "y", "w", "h"]
 SKIPPED_COLUMNS = ["image_id", "path", "source", "reason"]
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -291,7 +290,7 @@ def inspect_images(
         if not path.is_file():
             return None, 0, 0, f"image {row['path']!r} not found under {root}"
         try:
-            sha = sha256_of(path)
+            sha = sha256_file(path)
             img = loader(path, row) if loader else load_image(path, channels)
             width, height = img.size
         except Exception as exc:  # any decoder failure is a corrupt image
@@ -323,14 +322,6 @@ def resolve_inside(root: Path, root_real: Path, rel: Any) -> tuple[Path, str | N
     if not real.is_relative_to(root_real):
         return root, f"image path {rel!r} is a symlink to {real}, outside the dataset root"
     return path, None
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- splits ------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def localize_units(
     without it a unit's own map is used.
     """
     from ..activations.store import ActivationStore
-    from ..annotate.localization import box_mask, iou, pointing_hit, top_mask, upsample
+    from ..annotate.localization import localize, upsample
 
     store = ActivationStore(maps_store)
     where = {}  # image id -> (split, row)
@@ -274,13 +274,13 @@ def localize_units(
                 else maps[unit].reshape(-1)  # fmt: skip
             small = small.reshape(maps.shape[1:])
             height, width = image_size(image_id)
-            heat = upsample(small, height, width)
             img_boxes = sel.loc[sel["image_id"].astype(str) == image_id, ["x", "y", "w", "h"]]
-            inside = box_mask(img_boxes.to_numpy(), height, width)
-            rows.append((unit, image_id, "; ".join(findings),
-                         iou(top_mask(heat, params.localization_top_percent), inside),
-                         pointing_hit(small, inside)))  # fmt: skip
+            overlap, hit = localize(
+                small, img_boxes.to_numpy(), height, width, params.localization_top_percent
+            )
+            rows.append((unit, image_id, "; ".join(findings), overlap, hit))
             if len(examples) < n_examples and image_id == image_ids[0]:
+                heat = upsample(small, height, width)  # the figure shows the upsampled map
                 examples.append({"unit": unit, "image_id": image_id, "heat": heat,
                                  "boxes": img_boxes.to_numpy(), "truth": truth.labels[0]})  # fmt: skip
     per_image = pd.DataFrame(rows, columns=["unit", "image_id", "finding", "iou", "pointing_hit"])

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import write_json
 from . import SIDECAR_SUFFIX, SNAKEMAKE_MARKERS, VOLATILE_FIELDS, sha256_file, stable_record
+from .sidecars import artifact_of, find_sidecars
 
 # provenance documents written next to the artifacts: volatile by design, never compared
 PROVENANCE_DOCUMENTS = frozenset({"ro-crate-metadata.json"})
@@ -72,10 +73,8 @@ def content_digest(path: Path) -> tuple[str, dict[str, str]]:
 def artifacts_under(root: Path) -> dict[str, Path]:
     """Relative path → artifact of every sidecar under ``root`` (provenance documents left out)."""
     out = {}
-    for side in root.rglob(f"*{SIDECAR_SUFFIX}"):
-        if ".tmp-" in side.name:
-            continue
-        artifact = side.with_name(side.name[: -len(SIDECAR_SUFFIX)])
+    for side in find_sidecars(root):
+        artifact = artifact_of(side)
         if artifact.name not in PROVENANCE_DOCUMENTS and artifact.exists():
             out[artifact.relative_to(root).as_posix()] = artifact
     return out

@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..io import read_json, write_json
 from . import SIDECAR_SUFFIX, digest, sha256_file
 from .remote import is_remote, local_results
+from .sidecars import artifact_of, base_dir, find_sidecars
 
 log_prefix = "audit"
 
@@ -58,26 +59,6 @@ class AuditReport:
         }
 
 
-def find_sidecars(results_dir: Path) -> list[Path]:
-    return sorted(p for p in results_dir.rglob(f"*{SIDECAR_SUFFIX}") if ".tmp-" not in p.name)
-
-
-def _artifact_of(sidecar: Path) -> Path:
-    return sidecar.with_name(sidecar.name[: -len(SIDECAR_SUFFIX)])
-
-
-def _base_dir(artifact: Path, recorded: str) -> Path:
-    """The workflow's working directory: ``artifact`` minus its recorded relative path."""
-    rec = Path(recorded)
-    if rec.is_absolute():
-        return Path("/")
-    parts = len(rec.parts)
-    resolved = artifact.resolve()
-    if tuple(resolved.parts[-parts:]) == rec.parts:
-        return Path(*resolved.parts[:-parts]) if len(resolved.parts) > parts else Path("/")
-    return resolved.parent
-
-
 def _current_input_digest(path: Path) -> str:
     side = path.with_name(path.name + SIDECAR_SUFFIX)
     if side.exists():
@@ -89,7 +70,7 @@ def _check_images(manifest: Path, report: AuditReport, rel: str) -> None:
     from ..data.manifest import read_manifest
 
     m = read_manifest(manifest)
-    base = _base_dir(manifest, rel)
+    base = base_dir(manifest, rel)
     logical = Path(m.meta["root"])  # as recorded (m.root is where a running job reads it)
     root = logical if logical.is_absolute() else base / logical
     bad = []
@@ -124,7 +105,7 @@ def audit(
         )
     report = AuditReport()
     for side in sidecars:
-        artifact = _artifact_of(side)
+        artifact = artifact_of(side)
         try:
             rec = read_json(side)
         except ValueError as exc:
@@ -143,7 +124,7 @@ def audit(
                 rel, "modified",
                 f"sha256 is {now[:12]}…, provenance recorded {str(rec.get('sha256'))[:12]}…",
             ))  # fmt: skip
-        base = _base_dir(artifact, rel)
+        base = base_dir(artifact, rel)
         for inp, recorded in sorted(rec.get("inputs", {}).items()):
             path = Path(inp) if Path(inp).is_absolute() else base / inp
             if not path.exists():

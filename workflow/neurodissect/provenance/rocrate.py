@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..io import read_json
 from . import SIDECAR_SUFFIX
-from .audit import _artifact_of, _base_dir, find_sidecars
+from .sidecars import artifact_of, base_dir, find_sidecars
 
 FORMATS = {
     ".parquet": "application/vnd.apache.parquet",
@@ -70,7 +70,7 @@ def write_rocrate(results_dir: str | os.PathLike, dest: str | os.PathLike | None
     actions: dict[tuple, object] = {}
     for side in find_sidecars(root):
         rec = read_json(side)
-        artifact = _artifact_of(side)
+        artifact = artifact_of(side)
         if not artifact.exists():
             continue
         out = data_entity(
@@ -87,7 +87,7 @@ def write_rocrate(results_dir: str | os.PathLike, dest: str | os.PathLike | None
             }))  # fmt: skip
         job_key = (rule, json.dumps(rec.get("params", {}), sort_keys=True), rec.get("started"))
         if job_key not in actions:
-            base = _base_dir(artifact, rec.get("artifact", artifact.name))
+            base = base_dir(artifact, rec.get("artifact", artifact.name))
             inputs = []
             for inp, sha in sorted(rec.get("inputs", {}).items()):
                 p = Path(inp) if Path(inp).is_absolute() else base / inp
