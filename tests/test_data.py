@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from neurodissect.data import synth_cxr, synth_derm
 from neurodissect.data.manifest import read_manifest
 from neurodissect.data.prepare import (
     OUTPUT_FILES,
@@ -25,8 +24,10 @@ from neurodissect.data.prepare import (
     grouped_stratified,
     prepare_dataset,
 )
+from neurodissect.data.synth import cxr as synth_cxr
+from neurodissect.data.synth import derm as synth_derm
 from neurodissect.data.synth import generate
-from neurodissect.data.synth_layout import stream
+from neurodissect.data.synth.layout import stream
 from neurodissect.errors import InputError
 from neurodissect.evaluate.text import matches, normalize_concept
 

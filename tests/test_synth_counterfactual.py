@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from neurodissect.data import synth_cxr, synth_derm
-from neurodissect.data.synth_counterfactual import concept_names, recipe_present, render_pair
-from neurodissect.data.synth_layout import STREAM_CASE, STREAM_RENDER, stream
+from neurodissect.data.synth import cxr as synth_cxr
+from neurodissect.data.synth import derm as synth_derm
+from neurodissect.data.synth.counterfactual import concept_names, recipe_present, render_pair
+from neurodissect.data.synth.layout import STREAM_CASE, STREAM_RENDER, stream
 
 SIZE = 48
 
@@ -64,7 +65,7 @@ def test_a_datasets_images_are_rebuilt_from_their_ids(kind, synth_raw):
     from PIL import Image
 
     from neurodissect.data.synth import DEFAULTS
-    from neurodissect.data.synth_counterfactual import recipes_of
+    from neurodissect.data.synth.counterfactual import recipes_of
 
     root = synth_raw(kind, n=160, size=32, seed=0)
     files = sorted((root / "images").glob("*.png"))[:6]

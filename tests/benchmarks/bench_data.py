@@ -46,7 +46,7 @@ def timed(fn, *args, **kwargs) -> tuple[float, float]:
 
 
 def png_floor(root: Path, n: int, size: int) -> None:
-    from neurodissect.data.synth_layout import save_png
+    from neurodissect.data.synth.layout import save_png
 
     rng = np.random.default_rng(0)
     root.mkdir()

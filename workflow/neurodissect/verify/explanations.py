@@ -47,7 +47,7 @@ class ExplanationProbe:
 def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng) -> list[dict]:
     """Per testable image: its recipe, the class, the cited planted concepts (with their
     contributions) and the random other concept to remove."""
-    from ..data.synth_counterfactual import recipe_present, recipes_of
+    from ..data.synth.counterfactual import recipe_present, recipes_of
 
     images = list(dict.fromkeys(table["image_id"].astype(str)))[: probe.n_images]
     recipes = recipes_of(probe.kind, images, int(probe.synth["seed"]), int(probe.synth["n"]))
@@ -75,7 +75,7 @@ def explanation_faithfulness(table: pd.DataFrame, probe: ExplanationProbe) -> di
     """The metrics of the module doc, from explanations.parquet's table."""
     from scipy.stats import spearmanr
 
-    from ..data.synth_counterfactual import render_pair
+    from ..data.synth.counterfactual import render_pair
     from ..runtime import pick_device
     from .probe import unit_responder
 
@@ -116,7 +116,7 @@ def explanation_probe(kind: str, synth: dict | None, opaque: PathLike, arch: str
     if synth is None:
         return None
     from ..data.manifest import read_manifest
-    from ..data.synth_counterfactual import concept_names
+    from ..data.synth.counterfactual import concept_names
     from .run import read_synonyms
 
     params = VerifyParams.from_config(cfg, model_input, model_input, {"device": device})

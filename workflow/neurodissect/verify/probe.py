@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.synth_counterfactual import Pair, render_pair
+from ..data.synth.counterfactual import Pair, render_pair
 
 Responder = Callable[[np.ndarray], np.ndarray]  # uint8 images (B, H, W[, C]) -> (B, U)
 

@@ -148,7 +148,7 @@ def verify_names(
     """Rule entry point. ``synth``: the generator settings of a generated synthetic dataset,
     or None (then nothing can be rendered: an empty table, empty metrics, one log line)."""
     from ..data.manifest import read_manifest
-    from ..data.synth_counterfactual import concept_names
+    from ..data.synth.counterfactual import concept_names
     from ..runtime import pick_device
     from ..viz.verify import plot_verification
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import InputError
-from ..synth_layout import GT_CONCEPTS_CSV, GT_CONCEPTS_JSON, REPORTS_CSV
+from ..synth.layout import GT_CONCEPTS_CSV, GT_CONCEPTS_JSON, REPORTS_CSV
 from . import RawDataset
 from .common import check_options, line_of, read_json, read_table, records_frame, to_float
 
@@ -32,7 +32,7 @@ RECORD_COLUMNS = ["image_id", "path", "source", "label", "split", "report", "gro
 
 
 def read_synthderm(root: Path, options: dict | None = None) -> RawDataset:
-    from .. import synth_derm as derm
+    from ..synth import derm
 
     root = Path(root)
     check_options("synthderm", options, {})
@@ -69,7 +69,7 @@ def read_synthderm(root: Path, options: dict | None = None) -> RawDataset:
 
 
 def read_synthcxr(root: Path, options: dict | None = None) -> RawDataset:
-    from .. import synth_cxr as cxr
+    from ..synth import cxr
 
     root = Path(root)
     check_options("synthcxr", options, {})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .synth_reports import PlantedConcept
+from .reports import PlantedConcept
 
 IMAGES_DIR = "images"
 REPORTS_CSV = "reports.csv"
@@ -53,7 +53,7 @@ def run_items(
     """``[make_item(root, params, i, keys[i]) for i]``, in order, over ``workers``
     processes. Each item draws from its own random streams, so the result (and every
     file) is the same for any number of workers."""
-    from ..runtime import progress
+    from ...runtime import progress
 
     chunk = 64
     starts = range(0, len(keys), chunk)

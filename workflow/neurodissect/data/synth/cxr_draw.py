@@ -2,7 +2,7 @@
 mediastinum, heart, diaphragm, clavicles) with small random variation, then the
 planted findings and devices. Every planted structure's box is measured from the
 mask it was drawn with, in pixels of the output image. :func:`render_scene` renders
-the same recipe with one concept added or removed (see :class:`.synth_draw.Scene`).
+the same recipe with one concept added or removed (see :class:`.draw.Scene`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .synth_draw import (
+from .draw import (
     SUPERSAMPLE,
     Canvas,
     Scene,

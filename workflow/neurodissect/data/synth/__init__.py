@@ -10,9 +10,9 @@ through its adapter (:mod:`neurodissect.data.adapters.synthetic`) like any other
 plus, for both, reports.csv, ground_truth/{concepts.csv, concepts.json, labels.csv}
 and dataset_card.md (classes, concepts, prevalences, the spurious correlations).
 What is planted and how cases, labels and reports are sampled lives in
-:mod:`.synth_derm` / :mod:`.synth_cxr`; how images look in :mod:`.synth_derm_draw` /
-:mod:`.synth_cxr_draw` (on the primitives of :mod:`.synth_draw`); report sentences
-in :mod:`.synth_reports`; file writing in :mod:`.synth_layout`.
+:mod:`.derm` / :mod:`.cxr`; how images look in :mod:`.derm_draw` /
+:mod:`.cxr_draw` (on the primitives of :mod:`.draw`); report sentences
+in :mod:`.reports`; file writing in :mod:`.layout`.
 
 Deterministic: every image, case and report comes from its own random stream
 keyed by (seed, kind, purpose, index), so the same arguments give byte-identical
@@ -25,8 +25,8 @@ import logging
 import time
 from pathlib import Path
 
-from ..errors import InputError
-from ..io import PathLike, atomic_path
+from ...errors import InputError
+from ...io import PathLike, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def generate(
     An existing ``out`` is replaced only if it holds an earlier synthetic dataset.
     ``workers`` processes render images in parallel (same files for any number).
     """
-    from .synth_layout import SynthParams
+    from .layout import SynthParams
 
     check_arguments(kind, n, size, seed, noise, difficulty)
     out = Path(out)
@@ -64,9 +64,9 @@ def generate(
             "folder (it would be replaced)"
         )
     if kind == "synthderm":
-        from .synth_derm import generate_synthderm as write
+        from .derm import generate_synthderm as write
     else:
-        from .synth_cxr import generate_synthcxr as write
+        from .cxr import generate_synthcxr as write
     start = time.perf_counter()
     with atomic_path(out) as tmp:
         tmp.mkdir()

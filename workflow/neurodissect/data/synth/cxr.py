@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth_cxr_draw import render
-from .synth_layout import (
+from .cxr_draw import render
+from .layout import (
     CARD,
     GT_CONCEPTS_CSV,
     GT_CONCEPTS_JSON,
@@ -38,7 +38,7 @@ from .synth_layout import (
     write_csv,
     write_ground_truth,
 )
-from .synth_reports import PlantedConcept, compose_report, pick
+from .reports import PlantedConcept, compose_report, pick
 
 CLASSES = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Consolidation"]
 CLASS_SYNONYMS = {

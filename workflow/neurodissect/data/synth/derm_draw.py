@@ -2,14 +2,14 @@
 outline, colour and structures are the planted attributes, and artifacts on top.
 :func:`render` is a pure function of the concept flags and a random stream;
 :func:`render_scene` renders the same recipe with one concept added or removed
-(see :class:`.synth_draw.Scene`).
+(see :class:`.draw.Scene`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .synth_draw import (
+from .draw import (
     Canvas,
     Scene,
     bezier,

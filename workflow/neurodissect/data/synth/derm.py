@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth_derm_draw import render
-from .synth_layout import (
+from .derm_draw import render
+from .layout import (
     CARD,
     GT_CONCEPTS_CSV,
     GT_CONCEPTS_JSON,
@@ -36,7 +36,7 @@ from .synth_layout import (
     write_csv,
     write_ground_truth,
 )
-from .synth_reports import PlantedConcept, compose_report, pick
+from .reports import PlantedConcept, compose_report, pick
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 CLASS_SYNONYMS = {

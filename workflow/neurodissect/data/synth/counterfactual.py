@@ -5,7 +5,7 @@ concepts, sensor noise) unchanged.
 An image's recipe is its generator key: (seed, image index, case index). A pair is
 rendered from the image's own random streams; the toggled concept's draws come from
 the image stream when it is present (a dry draw when removed) and from a stream of its
-own when added, so nothing else moves (see :class:`.synth_draw.Scene`). With no
+own when added, so nothing else moves (see :class:`.draw.Scene`). With no
 toggle the render is byte-identical to the generator's image.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .synth_draw import Scene, output_region
-from .synth_layout import STREAM_CASE, STREAM_RENDER, stream
+from .draw import Scene, output_region
+from .layout import STREAM_CASE, STREAM_RENDER, stream
 
 STREAM_TOGGLE = 4  # after the layout's GROUPS, CASE, RENDER, REPORT streams
 
@@ -33,14 +33,15 @@ class Pair:
 
 
 def _generator(kind: str):
-    from . import synth_cxr, synth_cxr_draw, synth_derm, synth_derm_draw
+    from . import cxr, cxr_draw, derm, derm_draw
+
+    def draw_cxr(scene, case, size, d):
+        return cxr_draw.render_scene(scene, case.sides, size, d)[0]
 
     if kind == "synthderm":
-        return synth_derm, lambda scene, case, size, d: synth_derm_draw.render_scene(scene, size, d)
+        return derm, lambda scene, case, size, d: derm_draw.render_scene(scene, size, d)
     if kind == "synthcxr":
-        return synth_cxr, lambda scene, case, size, d: synth_cxr_draw.render_scene(
-            scene, case.sides, size, d
-        )[0]
+        return cxr, draw_cxr
     raise ValueError(f"no counterfactual renderer for dataset kind {kind!r}")
 
 
@@ -79,17 +80,16 @@ def render_pair(kind: str, concept: str, *, seed: int, index: int, size: int,
 
 def recipes_of(kind: str, image_ids, seed: int, n: int) -> list[tuple[int, int]]:
     """(image index, case index) of each generated image id of a dataset of ``n`` images."""
-    from . import synth_cxr, synth_derm
+    from . import cxr, derm
 
     ids = [str(i) for i in image_ids]
     if kind == "synthderm":
-        lesions = synth_derm.lesion_of_images(seed, n)
+        lesions = derm.lesion_of_images(seed, n)
         index = [int(i.removeprefix("SD_")) if i.startswith("SD_") else -1 for i in ids]
         case = [lesions[i] if 0 <= i < n else -1 for i in index]
     elif kind == "synthcxr":
         where = {
-            f"{p:08d}_{f:03d}.png": k
-            for k, (p, f) in enumerate(synth_cxr.patients_of_images(seed, n))
+            f"{p:08d}_{f:03d}.png": k for k, (p, f) in enumerate(cxr.patients_of_images(seed, n))
         }
         index = [where.get(i, -1) for i in ids]
         case = index  # a synthcxr case is sampled per image
