@@ -31,6 +31,7 @@ from neurodissect.data.manifest import write_manifest
 from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.cbm import (
     EXPLANATION_COLUMNS,
+    CBMEvalParams,
     class_causes,
     evaluate_cbm,
     explanations,
@@ -414,7 +415,7 @@ def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     metrics = evaluate_cbm(
         tmp_path / "model.npz", tmp_path / "scores.zarr", r / "feats.zarr", r / "manifest.parquet",
         r / "model.pt", r / "opaque_metrics.json", "resnet18", tmp_path / "metrics.json",
-        tmp_path / "expl.parquet", {"explain_top_k": 3},
+        tmp_path / "expl.parquet", CBMEvalParams(explain_top_k=3),
         gt_table=r / "gt.parquet", gt_synonyms=r / "gt.json",
     )  # fmt: skip
     saved = json.loads((tmp_path / "metrics.json").read_text())

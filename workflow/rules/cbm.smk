@@ -61,11 +61,11 @@ rule evaluate_cbm:
         "results/{dataset}/benchmarks/{model}/evaluate_cbm.tsv"
     params:
         code=script_code("evaluate_cbm"),
-        cfg=section("cbm", "explain_top_k"),
+        cfg=settings("cbm", "evaluate.cbm:CBMEvalParams"),
         arch=model_arch,
         kind=lambda wc: dataset_cfg(wc)["format"],
         synth=verify_synth,
-        verify=section("verify", "n_explanations", "seed", "batch_size"),
+        verify=settings("verify", "verify.run:ExplanationSettings"),
         model_input=model_input(),
         device=config["runtime"]["device"],
         n_images=config["figures"]["n_images"],

@@ -53,7 +53,7 @@ if config["clip"]["source"] == "train":
             "results/{dataset}/benchmarks/train_clip.tsv"
         params:
             code=script_code("train_clip"),
-            cfg=clip_train_config(),
+            cfg=settings("clip", "clip.train:ClipParams"),
             runtime=section("runtime"),
             resume=lambda wc: f"results/{wc.dataset}/clip/.resume",
             dpi=config["figures"]["dpi"],

@@ -45,7 +45,7 @@ rule prepare_data:
         fmt=lambda wc: dataset_cfg(wc)["format"],
         root=raw_root,
         options=lambda wc: dataset_cfg(wc).get("options") or {},
-        cfg=section("data", *PREPARE_KEYS),
+        cfg=settings("data", "data.prepare:PrepareParams"),
     conda:
         "../../envs/core.yaml"
     threads: 2

@@ -5,7 +5,7 @@ import pandas as pd
 
 from neurodissect.cbm.model import load_model
 from neurodissect.data.manifest import read_manifest
-from neurodissect.evaluate.cbm import evaluate_cbm
+from neurodissect.evaluate.cbm import CBMEvalParams, evaluate_cbm
 from neurodissect.runtime import RunContext
 from neurodissect.verify.explanations import explanation_probe
 from neurodissect.viz.cbm import cbm_figures
@@ -18,7 +18,7 @@ with RunContext.from_snakemake(snakemake) as ctx:
     )  # fmt: skip
     result = evaluate_cbm(
         inp.model, inp.scores, inp.acts, inp.manifest, inp.opaque, inp.opaque_metrics,
-        ctx.params.arch, out.metrics, out.explanations, ctx.params.cfg,
+        ctx.params.arch, out.metrics, out.explanations, CBMEvalParams.from_config(p.cfg),
         gt_table=inp.gt_table, gt_synonyms=inp.gt_synonyms, probe=probe,
     )  # fmt: skip
     model = load_model(inp.model)

@@ -1,20 +1,18 @@
 """prepare_data: adapter; the logic is neurodissect.data.prepare.prepare_dataset."""
 
+from dataclasses import asdict
 from pathlib import Path
 
-from neurodissect.data.prepare import prepare_dataset
+from neurodissect.data.prepare import PrepareParams, prepare_dataset
 from neurodissect.runtime import RunContext
 
-cfg = snakemake.params.cfg
-with RunContext.from_snakemake(snakemake, seed=cfg["split_seed"]) as ctx:
+params = PrepareParams.from_config(snakemake.params.cfg)
+with RunContext.from_snakemake(snakemake, seed=params.split_seed) as ctx:
     result = prepare_dataset(
         ctx.params.fmt,
         ctx.params.root,
         Path(ctx.output.manifest).parent,
-        on_bad_image=cfg["on_bad_image"],
-        val_fraction=cfg["val_fraction"],
-        test_fraction=cfg["test_fraction"],
-        split_seed=cfg["split_seed"],
+        **asdict(params),
         options=dict(ctx.params.options),
         threads=ctx.threads,
     )

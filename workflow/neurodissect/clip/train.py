@@ -91,7 +91,7 @@ class ClipParams:
 
     @classmethod
     def from_config(cls, clip: dict, runtime: dict | None = None) -> ClipParams:
-        return settings_from(cls, runtime, clip)
+        return settings_from(cls, runtime, clip, section="clip")
 
     @property
     def architecture(self) -> Architecture:

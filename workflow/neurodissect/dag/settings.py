@@ -28,11 +28,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "atlas": ("atlas.settings:AtlasParams",),
     "cav": ("cav:CAVParams",),
-    "cbm": ("cbm.model:CBMParams", "cbm.selection:SelectParams"),
+    "cbm": ("cbm.model:CBMParams", "cbm.selection:SelectParams", "evaluate.cbm:CBMEvalParams"),
+    "clip": ("clip.train:ClipParams",),
+    "data": ("data.prepare:PrepareParams",),
     "naming": ("naming.run:NamingParams",),
     "opaque": ("models.train:TrainParams",),
     "sae": ("sae.train:TrainParams", "sae.evaluate:EvalParams", "sae.baselines:BaselineParams"),
-    "verify": ("verify.run:VerifyParams",),
+    "verify": ("verify.run:VerifyParams", "verify.run:ExplanationSettings"),
     "vocab": ("vocab:VocabParams",),
 }
 

@@ -73,6 +73,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from
 from ..errors import InputError, collect
 from ..io import PathLike, remove_path, write_json, write_parquet
 from ..provenance import sha256_file
@@ -92,6 +93,21 @@ OUTPUT_FILES = {
 }
 BOX_COLUMNS = ["image_id", "finding", "x", "y", "w", "h"]
 SKIPPED_COLUMNS = ["image_id", "path", "source", "reason"]
+ON_BAD_IMAGE = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """The ``data`` config keys prepare_data reads (how images are split and checked)."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+    on_bad_image: str = "error"
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> PrepareParams:
+        return settings_from(cls, cfg, section="data", choices={"on_bad_image": ON_BAD_IMAGE})
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,7 @@ def prepare_dataset(
     threads: int = 1,
 ) -> PreparedDataset:
     """Read, check, split, hash and write one dataset (see the module docstring)."""
-    if on_bad_image not in ("error", "skip"):
+    if on_bad_image not in ON_BAD_IMAGE:
         raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise InputError(

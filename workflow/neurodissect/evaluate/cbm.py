@@ -41,17 +41,31 @@ it means, so it never outranks a concept the image shows.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from
 from ..errors import InputError
 from ..io import PathLike, read_json, write_json, write_parquet
 from .classification import classification_metrics
 from .text import matches
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CBMEvalParams:
+    """The ``cbm`` config keys evaluate_cbm reads."""
+
+    explain_top_k: int = 5  # concepts per test image in explanations.parquet
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> CBMEvalParams:
+        return settings_from(cls, cfg, section="cbm")
+
 
 EXPLANATION_COLUMNS = (
     "image_id", "class", "rank", "concept", "latent", "score", "contribution", "logit", "bias",
@@ -194,7 +208,7 @@ def evaluate_cbm(
     arch: str,
     metrics_out: PathLike,
     explanations_out: PathLike,
-    params: dict[str, Any],
+    params: CBMEvalParams,
     *,
     gt_table: PathLike | None = None,
     gt_synonyms: PathLike | None = None,
@@ -257,7 +271,7 @@ def evaluate_cbm(
     W, b = model.head()
     expl_class = explained_class(probs, multilabel)
     table = explanations(ids, scores, W, b, expl_class, model.concepts, model["latents"],
-                         model.classes, int(params["explain_top_k"]))  # fmt: skip
+                         model.classes, params.explain_top_k)  # fmt: skip
 
     metrics["explanation_planted_hit_rate"] = None
     metrics["n_hit_rate_images"] = 0

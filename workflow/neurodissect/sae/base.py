@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -76,6 +77,17 @@ def get_variant(name: str) -> type[SparseAutoencoder]:
     if name not in _REGISTRY:
         raise ConfigError(f"sae.variant: unknown SAE variant {name!r} (no module sae/{name}.py)")
     return _REGISTRY[name]
+
+
+def variant_names() -> list[str]:
+    """Every variant: the modules beside this one that register an SAE (one file each)."""
+    here = Path(__file__).parent
+    return sorted(p.stem for p in here.glob("*.py") if "\n@register(" in p.read_text())
+
+
+def variant_keys() -> set[str]:
+    """The config keys any variant's settings class reads (expansion, k, l1_coefficient, ...)."""
+    return {f.name for name in variant_names() for f in fields(get_variant(name).config_class)}
 
 
 def build_sae(variant: str, d_in: int, settings: dict[str, Any]) -> SparseAutoencoder:

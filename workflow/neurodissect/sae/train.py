@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, load_state_dict, remove_path, save_state_dict, write_history
 from ..runtime import out_of_memory_as_error, pick_device, progress
-from .base import SparseAutoencoder, build_sae
+from .base import SparseAutoencoder, build_sae, variant_keys
 from .metrics import evaluate_arrays
 from .stream import StoreRows, epoch_rng, feature_moments
 
@@ -68,15 +68,14 @@ class TrainParams:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> TrainParams:
-        # not strict: the sae section also holds the variants' keys (sae.base.SAEConfig)
-        params = settings_from(cls, cfg)
+        # the sae section also holds the variants' keys (sae.base.SAEConfig): not unknown
+        variant_only = variant_keys() - {f.name for f in fields(cls)}
+        loop = {k: v for k, v in cfg.items() if k not in variant_only}
+        choices = {"pre_bias_init": PRE_BIAS_INITS}
+        params = settings_from(cls, loop, section="sae", choices=choices)
         params = replace(params, train_splits=tuple(params.train_splits))
         if not params.train_splits:
             raise ConfigError("sae.train_splits: empty; list the store splits to train on")
-        if params.pre_bias_init not in PRE_BIAS_INITS:
-            raise ConfigError(
-                f"sae.pre_bias_init: {params.pre_bias_init!r} is not one of {PRE_BIAS_INITS}"
-            )
         return params
 
     def resample_due(self, epoch: int) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,15 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("unit", "name", "concept", "verifiable", "n_pairs", "n_informative", "auroc", "effect",
            "p_value", "confirmed", "best_concept", "best_effect")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExplanationSettings:
+    """The ``verify`` keys evaluate_cbm's explanation probe reads (its rule's params)."""
+
+    n_explanations: int = 100  # explained test images re-rendered without a cited concept
+    seed: int = 0  # draws the random other concept removed from each explained image
+    batch_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,10 @@ class VerifyParams:
                     runtime: dict | None = None) -> VerifyParams:  # fmt: skip
         keys = {"image_size": opaque["image_size"], "pooling": activations["pooling"],
                 "vit_tokens": activations["vit_tokens"]}  # fmt: skip
-        return settings_from(cls, runtime, keys, verify)
+        # the verify section is shared with the explanation probe: its keys are not unknown
+        probe_only = {f.name for f in fields(ExplanationSettings)} - {f.name for f in fields(cls)}
+        verify = {k: v for k, v in verify.items() if k not in probe_only}
+        return settings_from(cls, runtime, keys, verify, section="verify")
 
 
 def read_names(path: PathLike) -> pd.DataFrame:

@@ -9,12 +9,6 @@ CLIP_LOAD_KEYS = {
 }
 
 
-def clip_train_config():
-    """clip.* that shape training (not the keys of the other sources)."""
-    skip = ("source", "model_name", "pretrained", "path")
-    return {k: v for k, v in config["clip"].items() if k not in skip}
-
-
 def clip_corpus_on():
     """clip.corpus.n > 0: train_clip reads the generated corpus, not the dataset's images."""
     return config["clip"]["source"] == "train" and config["clip"]["corpus"]["n"] > 0

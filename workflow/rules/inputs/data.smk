@@ -26,9 +26,6 @@ def raw_metadata_files(ds):
     return metadata_files(ds["format"], ds["root"], ds.get("options") or {})
 
 
-PREPARE_KEYS = ("val_fraction", "test_fraction", "split_seed", "on_bad_image")
-
-
 def synth_options(wildcards):
     """Generator options of a synthetic dataset without a root (schema defaults filled in)."""
     ds = dataset_cfg(wildcards)
