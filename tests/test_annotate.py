@@ -33,8 +33,8 @@ from neurodissect.annotate.matching import (
 )
 from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.annotation import (
+    AnnotationEvalParams,
     AnnotationInputs,
-    EvalParams,
     Truth,
     annotation_metrics,
     evaluate_annotation,
@@ -409,7 +409,7 @@ def annotate_layer(paths, layer, tmp_path, **inputs):
                          gt_synonyms=data / "concepts_gt.json", boxes=data / "boxes.parquet",
                          **inputs),
         tmp_path / "metrics.json", tmp_path / "units.parquet", tmp_path / "figures",
-        EvalParams(alt_text_space="none"), arch="resnet18",
+        AnnotationEvalParams(alt_text_space="none"), arch="resnet18",
     )  # fmt: skip
     return json.loads((tmp_path / "metrics.json").read_text())
 

@@ -275,6 +275,6 @@ def test_rule_params_are_the_section_keys_of_the_class_fields():
     section = {"alpha": 80, "percentile": 90, "template": "a photo of {}", "cam_layer": "x"}
     assert settings_params(section, "annotate.matching:MatchParams") == {"alpha": 80}
     assert settings_params(section, "annotate.exemplars:ExemplarParams") == {"percentile": 90}
-    assert settings_params(section, "evaluate.annotation:EvalParams") == {
+    assert settings_params(section, "evaluate.annotation:AnnotationEvalParams") == {
         "template": "a photo of {}"
     }

@@ -32,7 +32,7 @@ from neurodissect.models import (
     predict_from_penultimate,
     resolve_layer,
 )
-from neurodissect.models.train import TrainParams, balanced_sampler, train_opaque
+from neurodissect.models.train import OpaqueTrainParams, balanced_sampler, train_opaque
 
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
 CLASSES = ["red", "green", "blue"]
@@ -88,7 +88,7 @@ def outputs(d: Path) -> dict[str, Path]:
 def train(manifest: Path, out: Path, arch: str = "resnet18", **params) -> dict:
     base = {"image_size": 32, "epochs": 2, "batch_size": 16}
     return train_opaque(manifest, **outputs(out), arch=arch, seed=0,
-                        params=TrainParams(**{**base, **params}), threads=2)  # fmt: skip
+                        params=OpaqueTrainParams(**{**base, **params}), threads=2)  # fmt: skip
 
 
 # -- architectures, layers, head --------------------------------------------------------
@@ -314,11 +314,11 @@ def test_balanced_sampler_weights_are_inverse_class_frequencies():
 
 _TRAIN_CHILD = """
 import json, sys
-from neurodissect.models.train import TrainParams, train_opaque
+from neurodissect.models.train import OpaqueTrainParams, train_opaque
 out = sys.argv[2]
 summary = train_opaque(sys.argv[1], f"{out}/model.pt", f"{out}/metrics.json", f"{out}/history.csv",
                        None, arch="resnet18", seed=0, threads=1,
-                       params=TrainParams(image_size=32, epochs=4, batch_size=4))
+                       params=OpaqueTrainParams(image_size=32, epochs=4, batch_size=4))
 print(json.dumps(summary))
 """
 
@@ -452,7 +452,7 @@ def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(few_shapes
     device = torch.device("cpu")
 
     def run(epochs: int):
-        params = TrainParams(image_size=32, epochs=epochs, batch_size=8)
+        params = OpaqueTrainParams(image_size=32, epochs=epochs, batch_size=8)
         torch.manual_seed(0)
         model, _ = build_model_with_report("resnet18", len(manifest.classes), image_size=32)
         data = _split_datasets(manifest, params, "other")

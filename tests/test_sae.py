@@ -39,7 +39,7 @@ from neurodissect.sae.stream import ArrayRows, StoreRows
 from neurodissect.sae.synthetic import planted_features
 from neurodissect.sae.train import (
     ResumeState,
-    TrainParams,
+    SAETrainParams,
     fit,
     geometric_median,
     prepare_model,
@@ -222,7 +222,7 @@ def test_amp_training_runs_on_cpu_and_inference_stays_float32(planted):
     results = {}
     for amp in (False, True):
         torch.manual_seed(0)
-        params = TrainParams(batch_size=128, epochs=15, lr=3e-3, resample=False)
+        params = SAETrainParams(batch_size=128, epochs=15, lr=3e-3, resample=False)
         m = build_sae("topk", D, {"expansion": 4, "k": 8})
         m.amp = amp
         variance = prepare_model(m, [planted.features[:1600]], params)
@@ -330,7 +330,7 @@ def test_streamed_training_matches_in_memory_quality(store, planted):
     results = []
     for source_kind in ("store", "ram"):
         torch.manual_seed(0)
-        params = TrainParams(batch_size=128, epochs=15, lr=3e-3, resample=False)
+        params = SAETrainParams(batch_size=128, epochs=15, lr=3e-3, resample=False)
         if source_kind == "store":
             source = StoreRows(ActivationStore(store), "train", 128, buffer_mb=0.02)
             assert source.streamed
@@ -352,7 +352,7 @@ def test_resampling_revives_deliberately_killed_latents(planted, caplog):
     def run(resample: bool):
         torch.manual_seed(0)
         m = build_sae("relu_l1", D, {"expansion": 4, "l1_coefficient": 0.1})
-        params = TrainParams(batch_size=128, epochs=12, lr=3e-3, resample=resample,
+        params = SAETrainParams(batch_size=128, epochs=12, lr=3e-3, resample=resample,
                              resample_every=4, resample_until=0.5)  # fmt: skip
         variance = prepare_model(m, [x_train], params)
         with torch.no_grad():

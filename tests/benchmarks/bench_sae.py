@@ -120,7 +120,7 @@ def main() -> int:
     from neurodissect.sae.metrics import evaluate_arrays
     from neurodissect.sae.stream import ArrayRows, StoreRows
     from neurodissect.sae.synthetic import SparseDictionary
-    from neurodissect.sae.train import TrainParams, fit, prepare_model
+    from neurodissect.sae.train import SAETrainParams, fit, prepare_model
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -137,11 +137,13 @@ def main() -> int:
     rows = store.read("train")
     print(f"data: {N_TRAIN} x {D} rows written to {store_path} in {time.perf_counter() - t:.1f}s")
 
-    params = TrainParams(batch_size=BATCH, epochs=1, lr=LR, resample=False)
+    params = SAETrainParams(batch_size=BATCH, epochs=1, lr=LR, resample=False)
     model = build_sae("relu_l1", D, {"expansion": EXPANSION, "l1_coefficient": L1})
     total_variance = prepare_model(model, [rows], params)
     t = time.perf_counter()
-    warm = TrainParams(batch_size=WARMUP_BATCH, epochs=WARMUP_EPOCHS, lr=WARMUP_LR, resample=False)
+    warm = SAETrainParams(
+        batch_size=WARMUP_BATCH, epochs=WARMUP_EPOCHS, lr=WARMUP_LR, resample=False
+    )
     opt = torch.optim.Adam(model.parameters(), lr=WARMUP_LR)
     fit(model, ArrayRows(rows[:WARMUP_ROWS], WARMUP_BATCH), warm, total_variance=total_variance,
         optimizer=opt)  # fmt: skip

@@ -78,7 +78,7 @@ rule evaluate_annotation:
         "results/{dataset}/benchmarks/{model}/annotate/{layer}/evaluate_annotation.tsv"
     params:
         code=script_code("evaluate_annotation"),
-        cfg=settings("annotate", "evaluate.annotation:EvalParams"),
+        cfg=settings("annotate", "evaluate.annotation:AnnotationEvalParams"),
         figures=section("figures", "n_units", "dpi"),
         arch=model_arch,
     conda:

@@ -26,7 +26,7 @@ rule train_opaque:
         "results/{dataset}/benchmarks/{model}/train_opaque.tsv"
     params:
         code=script_code("train_opaque"),
-        cfg=settings("opaque", "models.train:TrainParams"),
+        cfg=settings("opaque", "models.train:OpaqueTrainParams"),
         runtime=section("runtime"),
         arch=model_arch,
         seed=model_seed,

@@ -75,7 +75,7 @@ rule evaluate_sae:
         "results/{dataset}/benchmarks/{model}/evaluate_sae.tsv"
     params:
         code=script_code("evaluate_sae"),
-        cfg=settings("sae", "sae.evaluate:EvalParams"),
+        cfg=settings("sae", "sae.evaluate:SAEEvalParams"),
         arch=model_arch,
         device=config["runtime"]["device"],
     conda:

@@ -1,8 +1,8 @@
 """evaluate_annotation: adapter; the logic is neurodissect.evaluate.annotation.evaluate_annotation."""
 
 from neurodissect.evaluate.annotation import (
+    AnnotationEvalParams,
     AnnotationInputs,
-    EvalParams,
     clip_encoder,
     evaluate_annotation,
 )
@@ -15,7 +15,7 @@ with RunContext.from_snakemake(snakemake) as ctx:
         ctx.output.metrics,
         ctx.output.units,
         ctx.output.figures,
-        EvalParams.from_config(ctx.params.cfg),
+        AnnotationEvalParams.from_config(ctx.params.cfg),
         arch=ctx.params.arch,
         n_figure_units=ctx.params.figures["n_units"],
         dpi=ctx.params.figures["dpi"],

@@ -1,6 +1,6 @@
 """train_opaque: adapter; the logic is neurodissect.models.train.train_opaque."""
 
-from neurodissect.models.train import TrainParams, train_opaque
+from neurodissect.models.train import OpaqueTrainParams, train_opaque
 from neurodissect.runtime import RunContext
 
 with RunContext.from_snakemake(snakemake, seed=snakemake.params.seed) as ctx:
@@ -12,7 +12,7 @@ with RunContext.from_snakemake(snakemake, seed=snakemake.params.seed) as ctx:
         ctx.output.curve,
         arch=ctx.params.arch,
         seed=ctx.params.seed,
-        params=TrainParams.from_config(ctx.params.cfg, ctx.params.runtime),
+        params=OpaqueTrainParams.from_config(ctx.params.cfg, ctx.params.runtime),
         resume_dir=ctx.params.resume,
         threads=ctx.threads,
         dpi=ctx.params.dpi,

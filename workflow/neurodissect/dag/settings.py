@@ -24,7 +24,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "annotate": (
         "annotate.exemplars:ExemplarParams",
         "annotate.matching:MatchParams",
-        "evaluate.annotation:EvalParams",
+        "evaluate.annotation:AnnotationEvalParams",
     ),
     "atlas": ("atlas.settings:AtlasParams",),
     "cav": ("cav:CAVParams",),
@@ -32,8 +32,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "clip": ("clip.train:ClipParams",),
     "data": ("data.prepare:PrepareParams",),
     "naming": ("naming.run:NamingParams",),
-    "opaque": ("models.train:TrainParams",),
-    "sae": ("sae.train:TrainParams", "sae.evaluate:EvalParams", "sae.baselines:BaselineParams"),
+    "opaque": ("models.train:OpaqueTrainParams",),
+    "sae": (
+        "sae.train:SAETrainParams",
+        "sae.evaluate:SAEEvalParams",
+        "sae.baselines:BaselineParams",
+    ),
     "verify": ("verify.run:VerifyParams", "verify.run:ExplanationSettings"),
     "vocab": ("vocab:VocabParams",),
 }

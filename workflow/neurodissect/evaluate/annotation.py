@@ -47,7 +47,7 @@ class Truth:
 
 
 @dataclass(frozen=True)
-class EvalParams:
+class AnnotationEvalParams:
     truth_auroc: float = 0.9
     alt_text_space: str = "minilm"
     localization_top_percent: float = 20.0
@@ -57,7 +57,7 @@ class EvalParams:
     memory_mb: float = 1024.0
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> EvalParams:
+    def from_config(cls, cfg: dict[str, Any]) -> AnnotationEvalParams:
         return settings_from(cls, cfg, section="annotate")
 
 
@@ -245,7 +245,7 @@ def localize_units(
     maps_store: PathLike,
     splits: list[str],
     image_size: Callable[[str], tuple[int, int]],
-    params: EvalParams,
+    params: AnnotationEvalParams,
     head_weight: np.ndarray | None = None,
     n_examples: int = 4,
 ) -> LocalizationResult:
@@ -318,7 +318,7 @@ def read_concepts(path: PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def unit_truths(inputs: AnnotationInputs, store_attrs: dict, manifest, splits: list[str],
-                params: EvalParams) -> dict[int, Truth]:  # fmt: skip
+                params: AnnotationEvalParams) -> dict[int, Truth]:  # fmt: skip
     """Class truth for class-logit layers, planted-concept truth (synthetic) for the others."""
     from ..activations.store import ActivationStore
     from .groundtruth import read_planted_concepts
@@ -342,7 +342,7 @@ def evaluate_annotation(
     metrics_out: PathLike,
     units_out: PathLike,
     figures_dir: PathLike,
-    params: EvalParams,
+    params: AnnotationEvalParams,
     *,
     arch: str | None = None,
     n_figure_units: int = 8,

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class OpaqueTrainParams:
     """The ``opaque`` config section plus the ``runtime`` keys training uses."""
 
     train: bool = True
@@ -62,7 +62,7 @@ class TrainParams:
     num_workers: int = 0
 
     @classmethod
-    def from_config(cls, opaque: dict, runtime: dict | None = None) -> TrainParams:
+    def from_config(cls, opaque: dict, runtime: dict | None = None) -> OpaqueTrainParams:
         return settings_from(cls, runtime, opaque, section="opaque")
 
 
@@ -135,7 +135,7 @@ class FitResult:
 
 
 def fit(
-    model: nn.Module, train_ds, val_ds, *, params: TrainParams, seed: int, device,
+    model: nn.Module, train_ds, val_ds, *, params: OpaqueTrainParams, seed: int, device,
     multilabel: bool, resume_path: PathLike, job_fingerprint: str,
 ) -> FitResult:  # fmt: skip
     """Train for ``params.epochs``, checkpointing every epoch to ``resume_path``; resume from it."""
@@ -201,7 +201,7 @@ def fit(
     return FitResult(best_state, best_epoch, history, start)
 
 
-def _split_datasets(manifest: Manifest, params: TrainParams, modality: str) -> dict[str, Any]:
+def _split_datasets(manifest: Manifest, params: OpaqueTrainParams, modality: str) -> dict[str, Any]:
     # workers would each fill (and, not being persistent, drop) their own copy
     cache = ImageCache(params.image_size) if params.num_workers == 0 else None
     evalt = eval_transform(params.image_size)
@@ -231,7 +231,7 @@ def _probe_head(model, arch, data, manifest, params, device) -> dict[str, Any]:
 
 
 def evaluate_splits(
-    model, data, manifest: Manifest, params: TrainParams, device
+    model, data, manifest: Manifest, params: OpaqueTrainParams, device
 ) -> dict[str, float]:
     """Flat ``{split}_{metric}`` for every non-empty split, scored with the eval transform."""
     out: dict[str, float] = {}
@@ -254,7 +254,7 @@ def history_frame(history: list[dict], multilabel: bool) -> pd.DataFrame:
 
 def train_opaque(
     manifest_path: PathLike, model_out: PathLike, metrics_out: PathLike, history_out: PathLike,
-    curve_out: PathLike | None, *, arch: str, seed: int, params: TrainParams,
+    curve_out: PathLike | None, *, arch: str, seed: int, params: OpaqueTrainParams,
     resume_dir: PathLike | None = None, threads: int | None = None, dpi: int = 120,
     title: str = "",
 ) -> dict[str, Any]:  # fmt: skip

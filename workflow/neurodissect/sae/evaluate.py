@@ -60,13 +60,13 @@ PROBE_SPLIT = "train"  # the probe learns where the SAE learned
 
 
 @dataclass(frozen=True)
-class EvalParams:
+class SAEEvalParams:
     eval_split: str = "test"
     recovery_auroc: float = 0.9
     probe_c: float = 1.0
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> EvalParams:
+    def from_config(cls, cfg: dict[str, Any]) -> SAEEvalParams:
         return settings_from(cls, cfg, section="sae")
 
 
@@ -174,7 +174,7 @@ def best_latent_f1(store: ActivationStore, split: str, best: np.ndarray, present
 
 
 def encoding_metrics(
-    acts: ActivationStore, split: str, truth: PlantedConcepts, p: EvalParams, recovered
+    acts: ActivationStore, split: str, truth: PlantedConcepts, p: SAEEvalParams, recovered
 ) -> tuple[dict[str, float | None], np.ndarray]:
     """(encoded_fraction, planted_recovered_of_encoded) and each concept's probe AUROC."""
     if PROBE_SPLIT not in acts.splits or acts.n_rows(PROBE_SPLIT) == 0:
@@ -245,7 +245,7 @@ def evaluate_sae(
     from ..models import head_weights
     from ..naming.table import read_concepts
 
-    p = EvalParams.from_config(params)
+    p = SAEEvalParams.from_config(params)
     split = p.eval_split
     manifest = read_manifest(manifest_path)
     model = load_sae(model_path, pick_device(device))

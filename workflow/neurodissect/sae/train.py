@@ -44,7 +44,7 @@ PRE_BIAS_INITS = ("mean", "geometric_median")
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class SAETrainParams:
     """Loop settings; the variant's own settings (λ, k, ...) live in its config class."""
 
     variant: str = "relu_l1"
@@ -67,7 +67,7 @@ class TrainParams:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> TrainParams:
+    def from_config(cls, cfg: dict[str, Any]) -> SAETrainParams:
         # the sae section also holds the variants' keys (sae.base.SAEConfig): not unknown
         variant_only = variant_keys() - {f.name for f in fields(cls)}
         loop = {k: v for k, v in cfg.items() if k not in variant_only}
@@ -118,7 +118,7 @@ def input_statistics(blocks, normalize: bool = True, where: str = "features"):
     return mean, scale, sq_dist / scale**2
 
 
-def prepare_model(model: SparseAutoencoder, blocks, params: TrainParams, source=None, where=""):
+def prepare_model(model: SparseAutoencoder, blocks, params: SAETrainParams, source=None, where=""):
     """Set the model's normalisation and pre-bias start from the training rows; returns
     the total variance (normalised units) that turns squared error into FVU."""
     mean, scale, total_variance = input_statistics(blocks, params.normalize, where)
@@ -206,7 +206,7 @@ class ResumeState:
 
 
 def fingerprint(
-    params: TrainParams, settings: dict[str, Any], store: ActivationStore, device: str = "cpu"
+    params: SAETrainParams, settings: dict[str, Any], store: ActivationStore, device: str = "cpu"
 ) -> str:
     """What a resumed run must share with the interrupted one (the device type too: a
     CPU-written state continued on a GPU would give neither run's weights)."""
@@ -261,7 +261,7 @@ def _train_epoch(model, optimizer, batches, since_fired, dead_after) -> dict[str
 def fit(
     model: SparseAutoencoder,
     source,
-    params: TrainParams,
+    params: SAETrainParams,
     *,
     total_variance: float,
     monitor: np.ndarray | None = None,
@@ -348,7 +348,7 @@ def train_sae(
     """Train an SAE on ``sae.train_splits`` of ``acts_path``; write sae.pt, history CSV, curve."""
     import pandas as pd
 
-    p = TrainParams.from_config(params)
+    p = SAETrainParams.from_config(params)
     store = ActivationStore(acts_path)
     if "train" not in store.splits or store.n_rows("train") == 0:
         raise InputError(f"{store.path}: no train rows to fit the SAE on (splits {store.splits})")

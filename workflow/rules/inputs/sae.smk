@@ -12,8 +12,8 @@ def sae_features(wildcards):
 def sae_train_config():
     """sae.* that shape training: the loop's and the variants' settings (every sae key but
     the layer, which is the input path, and those only evaluation or baselines read)."""
-    train = settings("sae", "sae.train:TrainParams")
-    evaluation = {**settings("sae", "sae.evaluate:EvalParams"),
+    train = settings("sae", "sae.train:SAETrainParams")
+    evaluation = {**settings("sae", "sae.evaluate:SAEEvalParams"),
                   **settings("sae", "sae.baselines:BaselineParams")}  # fmt: skip
     return {k: v for k, v in config["sae"].items()
             if k != "layer" and (k in train or k not in evaluation)}  # fmt: skip
