@@ -133,7 +133,7 @@ def test_train_cavs_rule_function(world, tmp_path):
     out = {"cavs": tmp_path / "cavs.zarr", "acc": tmp_path / "acc.parquet"}
     summary = train_cavs(feats, lat, _names(tmp_path, uninterpretable_latent=3),
                          _manifest(tmp_path), out["cavs"], out["acc"],
-                         {"top_fraction": 0.05, "seed": 0})  # fmt: skip
+                         CAVParams(top_fraction=0.05, seed=0))  # fmt: skip
     table = pd.read_parquet(out["acc"])
     assert list(table.columns) == list(ACCURACY_COLUMNS)
     # latent 3 is flagged uninterpretable: not trained; latent 4 never fires: listed
@@ -156,6 +156,6 @@ def test_train_cavs_rejects_mismatched_image_ids(world, tmp_path):
                  ids=lambda s: [f"other{i}" for i in _ids(s)])  # fmt: skip
     with pytest.raises(InputError) as err:
         train_cavs(feats, lat, _names(tmp_path), _manifest(tmp_path), tmp_path / "c.zarr",
-                   tmp_path / "a.parquet", {})  # fmt: skip
+                   tmp_path / "a.parquet", CAVParams())  # fmt: skip
     assert "latents.zarr" in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "c.zarr").exists()

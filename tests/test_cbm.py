@@ -15,10 +15,11 @@ import torch
 
 from neurodissect.activations.store import ActivationStore, StoreWriter
 from neurodissect.cav import CAVs, write_cavs
-from neurodissect.cbm.model import HEADS, build_cbm, fit_head, load_model, predict_proba
+from neurodissect.cbm.model import HEADS, CBMParams, build_cbm, fit_head, load_model, predict_proba
 from neurodissect.cbm.omp import batched_omp
 from neurodissect.cbm.selection import (
     SELECTED_COLUMNS,
+    SelectParams,
     greedy_brute_force,
     lazy_greedy,
     marginal_gain,
@@ -394,14 +395,14 @@ def planted(tmp_path_factory):
 def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     r = planted
     summary = select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
-                              {"n_concepts": 20, "class_relevance": True},
+                              SelectParams(n_concepts=20, class_relevance=True),
                               opaque_path=r / "model.pt", arch="resnet18")  # fmt: skip
     sel = pd.read_parquet(tmp_path / "sel.parquet")
     assert summary["n_concepts_used"] == 7 and summary["n_merged"] == 1  # noisy "veil" merged
     assert 7 not in sel["latent"].tolist()
     build_cbm(r / "feats.zarr", r / "cavs.zarr", tmp_path / "sel.parquet", r / "manifest.parquet",
               tmp_path / "scores.zarr", tmp_path / "model.npz",
-              {"n_nonzero": 4, "c_grid": [0.1, 1.0, 10.0]})  # fmt: skip
+              CBMParams.from_config({"n_nonzero": 4, "c_grid": [0.1, 1.0, 10.0]}))  # fmt: skip
     model = load_model(tmp_path / "model.npz")  # allow_pickle=False inside
     assert model["W"].shape == (3, 7) and int(model["n_nonzero"]) == 4
     assert model.concepts == sel["name"].tolist()
@@ -457,10 +458,10 @@ def test_build_cbm_rejects_mismatched_image_ids(planted, tmp_path):
             w.begin_split(s, [f"x{i}" for i in _ids(s)])
             w.append(s, x.read(s))
     select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
-                    {"n_concepts": 3, "class_relevance": False})  # fmt: skip
+                    SelectParams(n_concepts=3, class_relevance=False))  # fmt: skip
     with pytest.raises(InputError) as err:
         build_cbm(tmp_path / "feats.zarr", r / "cavs.zarr", tmp_path / "sel.parquet",
-                  r / "manifest.parquet", tmp_path / "s.zarr", tmp_path / "m.npz", {})  # fmt: skip
+                  r / "manifest.parquet", tmp_path / "s.zarr", tmp_path / "m.npz", CBMParams())  # fmt: skip
     assert "feats.zarr" in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "m.npz").exists()
 
@@ -469,7 +470,7 @@ def test_select_concepts_rejects_an_unknown_merge_rule(planted, tmp_path):
     r = planted
     with pytest.raises(ConfigError, match="cbm.merge_by"):
         select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
-                        {"n_concepts": 3, "class_relevance": False, "merge_by": "index"})  # fmt: skip
+                        SelectParams(n_concepts=3, class_relevance=False, merge_by="index"))  # fmt: skip
     assert not (tmp_path / "sel.parquet").exists()
 
 

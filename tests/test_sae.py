@@ -33,7 +33,7 @@ from neurodissect.io import load_state_dict, save_state_dict, write_json
 from neurodissect.sae import sparse_ops
 from neurodissect.sae.base import build_sae, get_variant, load_sae
 from neurodissect.sae.encode import encode_latents
-from neurodissect.sae.evaluate import evaluate_sae
+from neurodissect.sae.evaluate import SAEEvalParams, evaluate_sae
 from neurodissect.sae.metrics import SAEMetrics, dead_fraction, evaluate_arrays, fvu, l0
 from neurodissect.sae.stream import ArrayRows, StoreRows
 from neurodissect.sae.synthetic import planted_features
@@ -599,7 +599,7 @@ def test_evaluate_sae_writes_held_out_metrics(tmp_path, eval_inputs, trained, st
     metrics = evaluate_sae(
         folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
         eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        {"eval_split": "test", "recovery_auroc": 0.9}, concepts_path=names,
+        SAEEvalParams(eval_split="test", recovery_auroc=0.9), concepts_path=names,
         gt_table=eval_inputs / "concepts_gt.parquet", gt_synonyms=eval_inputs / "concepts_gt.json",
     )  # fmt: skip
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -653,7 +653,7 @@ def test_evaluate_sae_without_planted_concepts_leaves_them_null(tmp_path, eval_i
     metrics = evaluate_sae(
         folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
         eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        {"eval_split": "val"}, gt_table=tmp_path / "empty.parquet",
+        SAEEvalParams(eval_split="val"), gt_table=tmp_path / "empty.parquet",
         gt_synonyms=tmp_path / "empty.json",
     )  # fmt: skip
     assert metrics["split"] == "val"
@@ -673,7 +673,7 @@ def test_latent_store_with_foreign_image_ids_names_both_files(tmp_path, eval_inp
         evaluate_sae(
             trained["relu_l1"] / "sae.pt", store, bad, eval_inputs / "manifest.parquet",
             eval_inputs / "model.pt", "resnet18", tmp_path / "m.json", tmp_path / "g.parquet",
-            {"eval_split": "test"},
+            SAEEvalParams(eval_split="test"),
         )  # fmt: skip
     assert str(bad) in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "m.json").exists()
@@ -924,7 +924,7 @@ def test_evaluate_sae_reports_encoding_mcc_and_f1(tmp_path, eval_inputs, trained
     metrics = evaluate_sae(
         folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
         eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        {"eval_split": "test", "recovery_auroc": 0.9},
+        SAEEvalParams(eval_split="test", recovery_auroc=0.9),
         gt_table=eval_inputs / "concepts_gt.parquet", gt_synonyms=eval_inputs / "concepts_gt.json",
     )  # fmt: skip
     table = pd.read_parquet(tmp_path / "gt.parquet")
@@ -939,16 +939,16 @@ def test_evaluate_sae_reports_encoding_mcc_and_f1(tmp_path, eval_inputs, trained
 
 def test_baselines_table_scores_every_method_like_the_sae(tmp_path, eval_inputs, trained,
                                                           store, planted):  # fmt: skip
-    from neurodissect.sae.baselines import sae_baselines
+    from neurodissect.sae.baselines import BaselineParams, sae_baselines
 
     folder = trained["topk"]
     evaluate_sae(
         folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
         eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        {"eval_split": "test"}, gt_table=eval_inputs / "concepts_gt.parquet",
+        SAEEvalParams(eval_split="test"), gt_table=eval_inputs / "concepts_gt.parquet",
     )  # fmt: skip
     args = (store, folder / "sae.pt", folder / "latents.zarr")
-    cfg = {"eval_split": "test", "seed": 0, "baseline_max_iter": 200}
+    cfg = BaselineParams(eval_split="test", seed=0, baseline_max_iter=200)
     table = sae_baselines(*args, tmp_path / "b.parquet", cfg,
                           gt_table=eval_inputs / "concepts_gt.parquet",
                           figure_out=tmp_path / "b.png")  # fmt: skip

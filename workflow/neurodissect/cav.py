@@ -267,16 +267,15 @@ def train_cavs(
     manifest_path: PathLike,
     cavs_out: PathLike,
     accuracy_out: PathLike,
-    params: dict[str, Any] | CAVParams,
+    params: CAVParams,
 ) -> dict[str, Any]:
     """Rule ``train_cavs``: CAVs of every interpretable named latent (see module doc)."""
     from .data.manifest import read_manifest
     from .naming.table import read_concepts
     from .runtime import progress
 
-    p = params if isinstance(params, CAVParams) else CAVParams.from_config(params)
     manifest = read_manifest(manifest_path)
-    named = read_concepts(concepts_path, interpretable_only=not p.include_uninterpretable)
+    named = read_concepts(concepts_path, interpretable_only=not params.include_uninterpretable)
     if not len(named):
         n_all = len(read_concepts(concepts_path))
         raise InputError(
@@ -287,17 +286,17 @@ def train_cavs(
         )
     latents = named["latent"].to_numpy(dtype=np.int64)
     stores = {}
-    for split in ("train", p.heldout_split):
+    for split in ("train", params.heldout_split):
         feats = _checked_store(features_path, manifest, split)
         lat = _checked_store(latents_path, manifest, split)
         stores[split] = (feats, _latent_columns(lat, split, latents, latents_path))
 
     feats, train_acts = stores["train"]
     blocks = (b for _, _, b in progress(feats.iter_chunks("train"), desc="CAV moments (train)"))
-    cavs, bias, n_pos, n_neg, thresholds = fit_cavs(blocks, train_acts, latents, p)
-    feats_h, held_acts = stores[p.heldout_split]
-    blocks = (b for _, _, b in feats_h.iter_chunks(p.heldout_split))
-    held = heldout_scores(blocks, held_acts, thresholds, cavs, bias, latents, p)
+    cavs, bias, n_pos, n_neg, thresholds = fit_cavs(blocks, train_acts, latents, params)
+    feats_h, held_acts = stores[params.heldout_split]
+    blocks = (b for _, _, b in feats_h.iter_chunks(params.heldout_split))
+    held = heldout_scores(blocks, held_acts, thresholds, cavs, bias, latents, params)
 
     status = np.where(n_pos == 0, NO_POSITIVES, np.where(n_neg == 0, NO_NEGATIVES, OK))
     status = np.where((status == OK) & ~np.any(cavs != 0, axis=1), NO_POSITIVES, status)
@@ -321,7 +320,7 @@ def train_cavs(
     write_cavs(
         CAVs(cavs[ok], bias[ok], latents[ok], table.loc[ok, "name"].tolist()),
         cavs_out,
-        attrs={"features": str(features_path), "top_fraction": p.top_fraction},
+        attrs={"features": str(features_path), "top_fraction": params.top_fraction},
     )
     write_parquet(table, accuracy_out)
     summary = {

@@ -1,7 +1,7 @@
 """evaluate_sae: adapter; the logic is neurodissect.sae.evaluate.evaluate_sae."""
 
 from neurodissect.runtime import RunContext, pick_device
-from neurodissect.sae.evaluate import evaluate_sae
+from neurodissect.sae.evaluate import SAEEvalParams, evaluate_sae
 
 with RunContext.from_snakemake(snakemake) as ctx:
     inp = ctx.input
@@ -14,7 +14,7 @@ with RunContext.from_snakemake(snakemake) as ctx:
         ctx.params.arch,
         ctx.output.metrics,
         ctx.output.groundtruth,
-        ctx.params.cfg,
+        SAEEvalParams.from_config(ctx.params.cfg),
         concepts_path=inp.concepts,
         gt_table=inp.gt_table,
         gt_synonyms=inp.gt_synonyms,

@@ -1,6 +1,6 @@
 """select_concepts: adapter; the logic is neurodissect.cbm.selection.select_concepts."""
 
-from neurodissect.cbm.selection import select_concepts
+from neurodissect.cbm.selection import SelectParams, select_concepts
 from neurodissect.runtime import RunContext
 
 with RunContext.from_snakemake(snakemake) as ctx:
@@ -8,7 +8,7 @@ with RunContext.from_snakemake(snakemake) as ctx:
         ctx.input.cavs,
         ctx.input.accuracy,
         ctx.output.selected,
-        ctx.params.cfg,
+        SelectParams.from_config(ctx.params.cfg),
         opaque_path=dict(ctx.input.items()).get("opaque"),
         arch=ctx.params.arch,
         manifest_path=dict(ctx.input.items()).get("manifest"),

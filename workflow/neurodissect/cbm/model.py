@@ -226,7 +226,7 @@ def build_cbm(
     manifest_path: PathLike,
     scores_out: PathLike,
     model_out: PathLike,
-    params: dict[str, Any] | CBMParams,
+    params: CBMParams,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Rule ``build_cbm`` (see module doc)."""
@@ -239,7 +239,6 @@ def build_cbm(
     from ..runtime import pick_device, progress
     from .selection import SELECTED_COLUMNS
 
-    p = params if isinstance(params, CBMParams) else CBMParams.from_config(params)
     manifest = read_manifest(manifest_path)
     store = _checked_features(features_path, manifest)
     cavs = read_cavs(cavs_path)
@@ -259,10 +258,10 @@ def build_cbm(
                          f"{features_path} has {store.n_units}")  # fmt: skip
     D = cavs.cavs[[row[int(j)] for j in selected["latent"]]].astype(np.float64)
     k = len(D)
-    n_nonzero = min(int(p.n_nonzero), k)
-    if n_nonzero < p.n_nonzero:
+    n_nonzero = min(int(params.n_nonzero), k)
+    if n_nonzero < params.n_nonzero:
         log.info("cbm.n_nonzero = %d > %d concepts: every image uses at most %d",
-                 p.n_nonzero, k, n_nonzero)  # fmt: skip
+                 params.n_nonzero, k, n_nonzero)  # fmt: skip
     dev = str(pick_device(device))  # cpu → the compiled OMP, cuda → the torch one
 
     # feature mean of the train split (streamed)
@@ -282,8 +281,8 @@ def build_cbm(
             parts = []
             for _, _, block in progress(store.iter_chunks(split), desc=f"OMP scores ({split})"):
                 s = batched_omp(np.asarray(block, np.float64) - mean, D, n_nonzero,
-                                memory_mb=p.memory_mb, device=dev,
-                                gpu_memory_mb=p.gpu_memory_mb, min_pivot=p.omp_min_pivot)  # fmt: skip
+                                memory_mb=params.memory_mb, device=dev,
+                                gpu_memory_mb=params.gpu_memory_mb, min_pivot=params.omp_min_pivot)  # fmt: skip
                 writer.append(split, s.astype(np.float32))
                 if split in ("train", "val"):
                     parts.append(s)
@@ -300,7 +299,7 @@ def build_cbm(
         "dictionary": D.astype(np.float32), "feature_mean": mean,
         "latents": selected["latent"].to_numpy(np.int64), "concepts": np.asarray(names, dtype=str),
         "classes": np.asarray(manifest.classes, dtype=str), "multilabel": manifest.multilabel,
-        "n_nonzero": n_nonzero, "omp_min_pivot": p.omp_min_pivot, "features": p.features, "c_grid": np.asarray(p.c_grid),
+        "n_nonzero": n_nonzero, "omp_min_pivot": params.omp_min_pivot, "features": params.features, "c_grid": np.asarray(params.c_grid),
     }  # fmt: skip
     meta = read_parquet_metadata(selected_path)
     for key in ("n_concepts_requested", "n_concepts_used"):
@@ -313,15 +312,15 @@ def build_cbm(
             return kept[split] if head == "coefficients" else kept[split] @ D
 
         fit = fit_head(inputs("train"), labels["train"], inputs("val"), labels["val"],
-                       n_classes, manifest.multilabel, p.c_grid, p.max_iter)  # fmt: skip
+                       n_classes, manifest.multilabel, params.c_grid, params.max_iter)  # fmt: skip
         W = fit.W if head == "coefficients" else fit.W @ D.T  # fold x̂ = s·D into concept space
         arrays.update({f"{head}_W": W, f"{head}_b": fit.b, f"{head}_C": fit.C,
                        f"{head}_val_score": fit.val_score})  # fmt: skip
         summary[f"{head}_C"] = fit.C
         summary[f"{head}_val_score"] = fit.val_score
         log.info("%s head: val scores by C %s → C = %g", head, fit.grid, fit.C)
-    arrays.update(W=arrays[f"{p.features}_W"], b=arrays[f"{p.features}_b"],
-                  C=arrays[f"{p.features}_C"])  # fmt: skip
+    arrays.update(W=arrays[f"{params.features}_W"], b=arrays[f"{params.features}_b"],
+                  C=arrays[f"{params.features}_C"])  # fmt: skip
     save_model(arrays, model_out)
     return summary
 

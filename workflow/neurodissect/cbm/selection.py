@@ -264,7 +264,7 @@ def select_concepts(
     cavs_path,
     accuracy_path,
     out_path,
-    params: SelectParams | dict,
+    params: SelectParams,
     *,
     opaque_path=None,
     arch: str | None = None,
@@ -273,7 +273,7 @@ def select_concepts(
     """Rule ``select_concepts``: ``selected.parquet`` (SELECTED_COLUMNS by rank; the
     counts of :meth:`Selection.summary` in its metadata).
 
-    ``params`` (:class:`SelectParams` or its config section): class_relevance needs
+    ``params``: class_relevance needs
     ``opaque_path`` + ``arch`` (skipped with a warning when the head does not read the
     CAVs' feature space); exclude_class_names needs ``manifest_path``.
     """
@@ -281,8 +281,6 @@ def select_concepts(
     from ..errors import InputError
     from ..io import load_state_dict, write_parquet
 
-    if not isinstance(params, SelectParams):
-        params = SelectParams.from_config(params)
     cavs = read_cavs(cavs_path)
     try:
         acc = pd.read_parquet(accuracy_path)

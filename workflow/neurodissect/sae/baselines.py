@@ -138,32 +138,33 @@ def sae_baselines(
     model_path: PathLike,
     latents_path: PathLike,
     table_out: PathLike,
-    params: dict[str, Any],
+    params: BaselineParams,
     *,
     gt_table: PathLike | None = None,
     figure_out: PathLike | None = None,
     dpi: int = 120,
 ) -> pd.DataFrame:
     """Fit every baseline, add the SAE's row, write baselines.parquet (+ a figure)."""
-    p = BaselineParams.from_config(params)
     acts = ActivationStore(acts_path)
-    for split in (TRAIN_SPLIT, p.eval_split):
+    for split in (TRAIN_SPLIT, params.eval_split):
         if split not in acts.splits or acts.n_rows(split) == 0:
             raise InputError(f"{acts_path}: no {split} rows (splits {acts.splits})")
     from .base import load_sae
 
     latents = ActivationStore(latents_path)
-    ids = acts.image_ids(p.eval_split)
-    if list(latents.image_ids(p.eval_split)) != list(ids):
-        raise InputError(f"{latents_path} and {acts_path} list other images in {p.eval_split}")
-    test = acts.acts_array(p.eval_split)[:]
+    ids = acts.image_ids(params.eval_split)
+    if list(latents.image_ids(params.eval_split)) != list(ids):
+        raise InputError(f"{latents_path} and {acts_path} list other images in {params.eval_split}")
+    test = acts.acts_array(params.eval_split)[:]
     present = None
     truth = read_planted_concepts(gt_table) if gt_table is not None else None
     if truth is not None and truth.concepts:
-        present = truth.aligned(ids, f"{acts_path} ({p.eval_split})")
-    sae = sae_row(load_sae(model_path), latents.acts_array(p.eval_split)[:], test, present, p)
+        present = truth.aligned(ids, f"{acts_path} ({params.eval_split})")
+    sae = sae_row(
+        load_sae(model_path), latents.acts_array(params.eval_split)[:], test, present, params
+    )
     rows = [sae, *baseline_rows(acts.acts_array(TRAIN_SPLIT)[:], test, present,
-                                max(1, sae["n_components"]), p)]  # fmt: skip
+                                max(1, sae["n_components"]), params)]  # fmt: skip
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in COLUMNS[2:]:
         table[col] = table[col].astype("float64")

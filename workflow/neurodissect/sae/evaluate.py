@@ -231,7 +231,7 @@ def evaluate_sae(
     arch: str,
     metrics_out: PathLike,
     groundtruth_out: PathLike,
-    params: dict[str, Any],
+    params: SAEEvalParams,
     *,
     concepts_path: PathLike | None = None,
     gt_table: PathLike | None = None,
@@ -245,8 +245,7 @@ def evaluate_sae(
     from ..models import head_weights
     from ..naming.table import read_concepts
 
-    p = SAEEvalParams.from_config(params)
-    split = p.eval_split
+    split = params.eval_split
     manifest = read_manifest(manifest_path)
     model = load_sae(model_path, pick_device(device))
     acts = _checked_split(acts_path, manifest, split)
@@ -277,12 +276,12 @@ def evaluate_sae(
     if truth is not None and truth.concepts:  # real datasets have an empty table
         names = read_concepts(concepts_path) if concepts_path is not None else None
         gt_metrics, table = planted_concept_metrics(
-            latents_path, split, truth, names, p.recovery_auroc
+            latents_path, split, truth, names, params.recovery_auroc
         )
         enc_metrics, table["probe_auroc"] = encoding_metrics(
-            acts, split, truth, p, table["recovered"]
+            acts, split, truth, params, table["recovered"]
         )
-        table["encoded"] = np.nan_to_num(table["probe_auroc"]) >= p.recovery_auroc
+        table["encoded"] = np.nan_to_num(table["probe_auroc"]) >= params.recovery_auroc
         gt_metrics.update(enc_metrics)
         table = table[list(GROUNDTRUTH_COLUMNS)]
     metrics.update(gt_metrics)
