@@ -39,6 +39,7 @@ from neurodissect.sae.stream import ArrayRows, StoreRows
 from neurodissect.sae.synthetic import planted_features
 from neurodissect.sae.train import (
     ResumeState,
+    SAESettings,
     SAETrainParams,
     fit,
     geometric_median,
@@ -87,7 +88,7 @@ def trained(tmp_path_factory, store) -> dict[str, Path]:
     for variant, extra in VARIANTS.items():
         folder = tmp_path_factory.mktemp(variant)
         train_sae(store, folder / "sae.pt", folder / "history.csv", folder / "curve.png",
-                  {"variant": variant, **FAST, **extra})  # fmt: skip
+                  SAESettings.from_config({"variant": variant, **FAST, **extra}))  # fmt: skip
         encode_latents(folder / "sae.pt", store, folder / "latents.zarr")
         out[variant] = folder
     return out
@@ -249,7 +250,8 @@ def test_out_of_memory_while_training_the_sae_is_a_clear_error(store, tmp_path):
     with pytest.raises(ConfigError, match=r"out of GPU memory training the SAE .* at "
                        r"sae.batch_size=64 on cpu; lower sae.batch_size") as info:  # fmt: skip
         train_sae(store, tmp_path / "sae.pt", tmp_path / "history.csv", None,
-                  {"variant": "full_gpu_test", "batch_size": 64, "epochs": 1, "k": 4})  # fmt: skip
+                  SAESettings.from_config({"variant": "full_gpu_test", "batch_size": 64,
+                                           "epochs": 1, "k": 4}))  # fmt: skip
     assert info.value.__cause__ is None and not (tmp_path / "sae.pt").exists()
 
 
@@ -311,9 +313,10 @@ def test_store_rows_pool_several_splits(store_with_views, buffer_mb):
 
 def test_train_splits_choose_the_training_rows(tmp_path, store_with_views):
     settings = {"variant": "relu_l1", **FAST, "epochs": 2, **VARIANTS["relu_l1"]}
-    one = train_sae(store_with_views, tmp_path / "a.pt", tmp_path / "a.csv", None, settings)
+    one = train_sae(store_with_views, tmp_path / "a.pt", tmp_path / "a.csv", None,
+                    SAESettings.from_config(settings))  # fmt: skip
     both = train_sae(store_with_views, tmp_path / "b.pt", tmp_path / "b.csv", None,
-                     {**settings, "train_splits": ["train", "train_aug"]})  # fmt: skip
+                     SAESettings.from_config({**settings, "train_splits": ["train", "train_aug"]}))  # fmt: skip
     assert (one["train_rows"], both["train_rows"]) == (1600, 4800)
     assert both["train_splits"] == ["train", "train_aug"]
     assert load_state_dict(tmp_path / "b.pt")["training"]["train_splits"] == ("train", "train_aug")
@@ -322,7 +325,7 @@ def test_train_splits_choose_the_training_rows(tmp_path, store_with_views):
 def test_train_splits_naming_absent_views_is_one_clear_error(tmp_path, store):
     with pytest.raises(InputError, match="no split 'train_aug'.*augment_views"):
         train_sae(store, tmp_path / "sae.pt", tmp_path / "h.csv", None,
-                  {**FAST, "train_splits": ["train", "train_aug"]})  # fmt: skip
+                  SAESettings.from_config({**FAST, "train_splits": ["train", "train_aug"]}))  # fmt: skip
 
 
 def test_streamed_training_matches_in_memory_quality(store, planted):
@@ -466,10 +469,11 @@ def test_encode_rejects_features_of_another_layer(trained, tmp_path, planted):
 TRAIN_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from neurodissect.sae.train import train_sae
+from neurodissect.sae.train import SAESettings, train_sae
 train_sae(sys.argv[1], sys.argv[2] + "/sae.pt", sys.argv[2] + "/history.csv", None,
+          SAESettings.from_config(
           {{"variant": "relu_l1", "expansion": 2, "l1_coefficient": 0.1, "batch_size": 400,
-            "epochs": {epochs}, "lr": 3e-3, "resample_every": 10, "checkpoint_seconds": 0}},
+            "epochs": {epochs}, "lr": 3e-3, "resample_every": 10, "checkpoint_seconds": 0}}),
           resume_dir=sys.argv[2] + "/.resume")
 """
 
@@ -734,7 +738,7 @@ def trained_new(tmp_path_factory, store) -> dict[str, Path]:
     for variant, extra in NEW_VARIANTS.items():
         folder = tmp_path_factory.mktemp(f"new-{variant}")
         train_sae(store, folder / "sae.pt", folder / "history.csv", None,
-                  {"variant": variant, **NEW_FAST, **extra})  # fmt: skip
+                  SAESettings.from_config({"variant": variant, **NEW_FAST, **extra}))  # fmt: skip
         out[variant] = folder
     return out
 
@@ -859,8 +863,8 @@ def test_new_variants_resume_from_the_store_to_the_uninterrupted_result(
     from neurodissect.sae import train as train_module
 
     # streamed from the Zarr store in small windows, as a large train split would be
-    params = {"variant": variant, **NEW_FAST, "epochs": 6, "resample_every": 2, "k": 4,
-              "buffer_mb": 0.05}  # fmt: skip
+    params = SAESettings.from_config({"variant": variant, **NEW_FAST, "epochs": 6,
+                                      "resample_every": 2, "k": 4, "buffer_mb": 0.05})  # fmt: skip
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_sae(store, full / "sae.pt", full / "h.csv", None, params)
 

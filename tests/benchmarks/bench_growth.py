@@ -102,13 +102,19 @@ def run_stage(stage: str, tmp: str) -> None:
         match_units(mammi_scorer(image_emb, text_emb, template), conf.pad_sets(sets),
                     conf.AlphaCut(95.0), memory_mb=MEMORY_MB)  # fmt: skip
     elif stage == "sae":
+        from dataclasses import fields
+
         from neurodissect.config import load_yaml, validate
-        from neurodissect.sae.train import train_sae
+        from neurodissect.sae.base import variant_keys
+        from neurodissect.sae.train import SAESettings, SAETrainParams, train_sae
 
         conf_dir = record.ROOT / "config"
         cfg = validate(load_yaml(conf_dir / "config.yaml"), conf_dir / "schema.yaml")
         # the demo's SAE on the store's train split (the bench extracts no augmented views)
+        # (the keys train_sae reads: not the layer nor those only evaluation reads)
         params = {**cfg["sae"], "epochs": SAE_EPOCHS, "train_splits": ["train"]}
+        keys = {f.name for f in fields(SAETrainParams)} | variant_keys()
+        params = SAESettings.from_config({k: v for k, v in params.items() if k in keys})
         train_sae(acts, tmp / "sae.pt", tmp / "history.csv", None, params, device="cpu")
     else:
         raise ValueError(stage)

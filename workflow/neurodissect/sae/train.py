@@ -33,7 +33,7 @@ from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, load_state_dict, remove_path, save_state_dict, write_history
 from ..runtime import out_of_memory_as_error, pick_device, progress
-from .base import SparseAutoencoder, build_sae, variant_keys
+from .base import SAEConfig, SparseAutoencoder, get_variant, variant_keys
 from .metrics import evaluate_arrays
 from .stream import StoreRows, epoch_rng, feature_moments
 
@@ -87,6 +87,20 @@ class SAETrainParams:
             and done <= self.resample_until * self.epochs
             and done < self.epochs
         )
+
+
+@dataclass(frozen=True)
+class SAESettings:
+    """What train_sae reads from the ``sae`` section: the loop's settings and the chosen
+    variant's own (λ, k, ...: its :class:`~.base.SAEConfig` subclass)."""
+
+    train: SAETrainParams
+    variant: SAEConfig
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> SAESettings:
+        train = SAETrainParams.from_config(cfg)
+        return cls(train, get_variant(train.variant).config_class.from_dict(cfg))
 
 
 # -- initialisation ------------------------------------------------------------
@@ -339,7 +353,7 @@ def train_sae(
     model_out: PathLike,
     history_out: PathLike,
     curve_out: PathLike | None,
-    params: dict[str, Any],
+    params: SAESettings,
     *,
     device: str = "auto",
     resume_dir: PathLike | None = None,
@@ -348,7 +362,7 @@ def train_sae(
     """Train an SAE on ``sae.train_splits`` of ``acts_path``; write sae.pt, history CSV, curve."""
     import pandas as pd
 
-    p = SAETrainParams.from_config(params)
+    p = params.train
     store = ActivationStore(acts_path)
     if "train" not in store.splits or store.n_rows("train") == 0:
         raise InputError(f"{store.path}: no train rows to fit the SAE on (splits {store.splits})")
@@ -356,7 +370,7 @@ def train_sae(
     torch.manual_seed(p.seed)
     splits = list(p.train_splits)
     source = StoreRows(store, splits, p.batch_size, seed=p.seed, buffer_mb=p.buffer_mb)
-    model = build_sae(p.variant, store.n_units, params)
+    model = get_variant(p.variant)(store.n_units, params.variant)
     blocks = (b for _, _, b in store.iter_chunks(splits))
     total_variance = prepare_model(model, blocks, p, source, f"{store.path} ({'+'.join(splits)})")
     model.to(dev).train()
