@@ -137,16 +137,17 @@ def test_every_script_reaches_the_modules_its_stage_runs():
     assert not any(
         name.startswith(("sae/", "clip/", "models/")) for name in closure("match_concepts.py")
     )
+    # the data/synth package: its __init__ and the modules the generator and adapters import
+    synth = {f"data/synth/{m}.py" for m in ("__init__", "derm", "cxr", "layout", "reports")}
+    assert synth <= closure("synthesize_data.py")
+    assert {"data/synth/__init__.py", "data/synth/layout.py"} <= closure("prepare_data.py")
+    assert "data/synth/counterfactual.py" in closure("verify_names.py")
 
 
 # -- settings: the dataclasses are the source ----------------------------------------
 # Keys a config section holds that no settings class of that section reads, and who
 # reads them instead (kept short: each is a key the workflow layer itself uses).
 READ_ELSEWHERE = {
-    ("clip", "source"): "which CLIP rule runs (clip.smk) and load_clip",
-    ("clip", "model_name"): "load_clip",
-    ("clip", "pretrained"): "load_clip",
-    ("clip", "path"): "load_clip",
     ("clip", "corpus"): "clip_corpus (clip.corpus:CorpusSettings)",
     ("data", "overview_per_class"): "dataset_overview (a figure's size)",
     ("annotate", "cam_layer"): "annotation_evaluation_inputs (which store to read)",
@@ -267,6 +268,32 @@ def test_a_key_the_settings_class_lacks_is_an_error_naming_it():
         MatchParams.from_config({"soft_wpmi": {"a": 5.0, "b": 1.0}})
     params = MatchParams.from_config({"alpha": 80, "soft_wpmi": {"a": 5.0}})
     assert params.alpha == 80 and params.soft_wpmi.a == 5.0 and params.soft_wpmi.lam == 1.0
+
+
+def test_clip_verify_sae_and_prepare_settings_are_strict():
+    import pytest
+
+    from neurodissect.clip.train import ClipParams
+    from neurodissect.data.prepare import PrepareParams
+    from neurodissect.errors import ConfigError
+    from neurodissect.sae.train import SAESettings
+    from neurodissect.verify.run import VerifyParams
+
+    with pytest.raises(ConfigError, match=r"'clip'.*\['corpus'\]"):
+        ClipParams.from_config({"epochs": 2, "corpus": {"n": 0}})
+    model_input = {"image_size": 64, "pooling": "mean", "vit_tokens": "cls"}
+    with pytest.raises(ConfigError, match=r"'verify'.*\['n_pairz'\]"):
+        VerifyParams.from_config({"n_pairz": 3}, model_input, model_input)
+    probe = {"n_explanations": 5, "seed": 1, "batch_size": 8}  # the probe's share of verify
+    assert VerifyParams.from_config(probe, model_input, model_input).batch_size == 8
+    with pytest.raises(ConfigError, match=r"'sae'.*\['epoch'\]"):
+        SAESettings.from_config({"variant": "topk", "epoch": 3})
+    s = SAESettings.from_config({"variant": "topk", "k": 7, "l1_coefficient": 1.0, "epochs": 3})
+    assert s.train.epochs == 3 and s.variant.k == 7  # another variant's key is not unknown
+    with pytest.raises(ConfigError, match=r"sae.pre_bias_init: 'median' is not one of"):
+        SAESettings.from_config({"pre_bias_init": "median"})
+    with pytest.raises(ConfigError, match=r"data.on_bad_image: 'ignore' is not one of"):
+        PrepareParams.from_config({"on_bad_image": "ignore"})
 
 
 def test_rule_params_are_the_section_keys_of_the_class_fields():

@@ -13,6 +13,7 @@ split where it has reports, zero-shot classification with class-name prompts).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from ..data.manifest import read_manifest
@@ -24,6 +25,40 @@ from .model import copy_local, fetch_pretrained, load_clip
 from .train import evaluate_alignment
 
 log = logging.getLogger(__name__)
+
+
+# The rule's params: LoadParams plus the class of clip.source (neurodissect.dag.settings
+# CLIP_SOURCES), each listing exactly the keys that source's loader reads, so a change to
+# another source's keys reruns nothing.
+@dataclass(frozen=True)
+class LoadParams:
+    """The clip keys every ready-made source reads."""
+
+    source: str = "train"
+    batch_size: int = 128  # of the evaluation
+
+
+@dataclass(frozen=True)
+class OpenClipSource:
+    """clip.source open_clip (an hf-hub:ORG/NAME model has no pretrained tag to read)."""
+
+    model_name: str = "ViT-B-32"
+    pretrained: str = "openai"
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """clip.source local: an open_clip local-dir folder."""
+
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class TransformersSource:
+    """clip.source transformers: a hub id, or a save_pretrained folder in ``path``."""
+
+    model_name: str = "ViT-B-32"
+    path: str | None = None
 
 
 def obtain_clip(

@@ -16,6 +16,13 @@ from typing import Any
 
 from .code import PACKAGE_DIR
 
+# clip.source -> the settings class of that ready-made source's own keys (rule load_clip)
+CLIP_SOURCES: dict[str, str] = {
+    "open_clip": "clip.load:OpenClipSource",
+    "local": "clip.load:LocalSource",
+    "transformers": "clip.load:TransformersSource",
+}
+
 # config section -> the settings classes ("module:Class" in the package) that read it.
 # The schema-defaults test walks this table: a key of a section that none of its
 # classes has (nor WORKFLOW_KEYS) would be dropped silently, so it fails the test.
@@ -29,7 +36,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "atlas": ("atlas.settings:AtlasParams",),
     "cav": ("cav:CAVParams",),
     "cbm": ("cbm.model:CBMParams", "cbm.selection:SelectParams", "evaluate.cbm:CBMEvalParams"),
-    "clip": ("clip.train:ClipParams",),
+    "clip": ("clip.train:ClipParams", "clip.load:LoadParams", *CLIP_SOURCES.values()),
     "data": ("data.prepare:PrepareParams",),
     "naming": ("naming.run:NamingParams",),
     "opaque": ("models.train:OpaqueTrainParams",),

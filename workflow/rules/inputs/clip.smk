@@ -2,13 +2,6 @@
 # file; functions only, so `snakemake --lint` keeps rules and functions apart).
 
 
-CLIP_LOAD_KEYS = {
-    "open_clip": ("model_name", "pretrained"),
-    "local": ("path",),
-    "transformers": ("model_name", "path"),
-}
-
-
 def clip_corpus_on():
     """clip.corpus.n > 0: train_clip reads the generated corpus, not the dataset's images."""
     return config["clip"]["source"] == "train" and config["clip"]["corpus"]["n"] > 0
@@ -44,12 +37,15 @@ def clip_train_inputs(wildcards):
 
 
 def clip_load_config():
-    """clip.* of load_clip: the source and its own keys (plus the evaluation batch size)."""
+    """clip.* of load_clip: the source and the evaluation batch size (LoadParams), plus the
+    keys of the source's own settings class (neurodissect.dag.settings.CLIP_SOURCES)."""
     source = config["clip"]["source"]
-    keys = CLIP_LOAD_KEYS.get(source, ())
+    cfg = settings("clip", "clip.load:LoadParams")
+    if source in dag_settings.CLIP_SOURCES:
+        cfg.update(settings("clip", dag_settings.CLIP_SOURCES[source]))
     if str(config["clip"]["model_name"]).startswith("hf-hub:"):
-        keys = tuple(k for k in keys if k != "pretrained")  # a hub repo has no tag
-    return section("clip", "source", "batch_size", *keys)
+        cfg.pop("pretrained", None)  # a hub repo has no tag
+    return cfg
 
 
 def clip_load_inputs(wildcards):
