@@ -31,7 +31,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 test-slurm: setup
-	$(BIN)/python -m pytest -m slurm -p no:cacheprovider
+	$(BIN)/python -m pytest -m slurm -p no:cacheprovider -n 0
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run_all.py

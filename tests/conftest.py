@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,25 @@ TINY_CONFIG: dict = {
 }
 
 
+# Test files that start the suite: the first builds the shared tiny run, the second is the
+# longest file that does not need it (the S3 DAG). Files that need the tiny run come last,
+# so under xdist the other worker works through the rest while the tiny run is built.
+FIRST_FILES = ("test_workflow.py", "test_storage.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order whole files (a file's tests stay together, so its module fixtures are built once)
+    as FIRST_FILES says, then files without the tiny run, then files with it."""
+    with_tiny_run = {item.path for item in items if "tiny_run" in getattr(item, "fixturenames", ())}
+
+    def rank(item) -> int:
+        if item.path.name in FIRST_FILES:
+            return FIRST_FILES.index(item.path.name)
+        return len(FIRST_FILES) + (item.path in with_tiny_run)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
+
+
 def deep_update(base: dict, changes: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in changes.items():
@@ -65,6 +85,14 @@ def deep_update(base: dict, changes: dict) -> dict:
 def write_config(path: Path, changes: dict | None = None, base: dict | None = None) -> Path:
     cfg = deep_update(base if base is not None else TINY_CONFIG, changes or {})
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def config_with(run: Path, changes: dict, path: Path) -> Path:
+    """``run``'s config.yaml with ``changes``, written to ``path``; the run stays untouched
+    (key order kept: a re-sorted synth section would count as another dataset)."""
+    base = yaml.safe_load((run / "config.yaml").read_text())
+    path.write_text(yaml.safe_dump(deep_update(base, changes), sort_keys=False))
     return path
 
 
@@ -92,6 +120,10 @@ def run_snakemake(
         cmd += ["--workflow-profile", "none", "--profile", str(profile)]
     if configfile is not None:
         cmd.append(f"--configfile={configfile}")  # '=' so positional targets aren't eaten
+    if "-n" in args:
+        # a dry run writes nothing, so it needs no lock: tests in both workers may dry-run
+        # the shared tiny run at once (Snakemake locks a directory even for a dry run)
+        cmd.append("--nolock")
     cmd += list(args)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     if check and proc.returncode != 0:
@@ -100,6 +132,32 @@ def run_snakemake(
             f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+def job_names(output: str) -> set[str]:
+    """Rule names of the jobs in Snakemake's output (a dry run's plan or a run's log), the
+    one parser of it for every test; select_exemplars and verify_names split by their unit
+    kind (neurons of a layer or SAE latents)."""
+    jobs = set()
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", output, flags=re.M):
+        if rule in ("select_exemplars", "verify_names"):
+            kind = (
+                "sae" if re.search(r"/sae/(exemplars|verification)\.parquet", body) else "annotate"
+            )
+            rule = f"{rule}:{kind}"
+        jobs.add(rule)
+    return jobs
+
+
+def planned_jobs(
+    workdir: Path, config: Path, *targets: str, snakefile: Path | None = None
+) -> set[str]:
+    """Rule names (see :func:`job_names`) of the jobs a dry run of ``targets`` (default:
+    all) plans in ``workdir``; it writes nothing there, so ``workdir`` may be shared."""
+    args = ["-n", *targets]
+    if snakefile is not None:
+        args += ["--snakefile", str(snakefile)]
+    return job_names(run_snakemake(workdir, *args, configfile=config).stdout)
 
 
 def clone_run(src: Path, dst: Path) -> Path:
@@ -144,10 +202,26 @@ def synth_data(tmp_path_factory, synth_raw):
     return make
 
 
+def session_root(tmp_path_factory) -> Path:
+    """A folder every process of this pytest session sees: the base temp folder, or
+    under pytest-xdist (``make test`` runs two workers) the one above the workers' own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A finished run of the whole DAG on TINY_CONFIG. Read-only: clone it to modify."""
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    cfg = write_config(workdir / "config.yaml")
-    run_snakemake(workdir, configfile=cfg)
+    """A finished run of the whole DAG on TINY_CONFIG, built once per session: the first
+    worker that needs it builds it, the others wait on the lock. Read-only: clone it to
+    modify."""
+    from filelock import FileLock
+
+    root = session_root(tmp_path_factory)
+    workdir, built = root / "tiny_run", root / "tiny_run.built"
+    with FileLock(str(root / "tiny_run.lock")):
+        if not built.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a build that failed in another worker
+            workdir.mkdir()
+            run_snakemake(workdir, configfile=write_config(workdir / "config.yaml"))
+            built.touch()
     return workdir

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 import torch
 import zarr
 
-from conftest import clone_run, run_snakemake
+from conftest import clone_run, job_names, run_snakemake
 from neurodissect.activations.store import StoreWriter
 from neurodissect.io import load_state_dict, save_state_dict, write_history, write_json
 from neurodissect.provenance import VOLATILE_FIELDS, digest, read_provenance, write_provenance
@@ -175,7 +174,7 @@ def test_rerunning_rules_of_the_tiny_dag_gives_the_same_bytes(tiny_run, tmp_path
     target = f"{model_dir}/cbm/metrics.json"
     before = _files(run / "results")
     proc = run_snakemake(run, target, "--forcerun", *RERUN, configfile=run / "config.yaml")
-    ran = set(re.findall(r"^(?:local)?rule (\w+):$", proc.stdout + proc.stderr, re.M))
+    ran = {job.split(":")[0] for job in job_names(proc.stdout + proc.stderr)}
     assert set(RERUN) <= ran, ran
     after = _files(run / "results")
     assert before.keys() == after.keys()

@@ -520,17 +520,7 @@ def test_cbm_rules_in_the_tiny_run(tiny_run):
     ],
 )
 def test_cbm_config_changes_rerun_only_their_rules(tiny_run, tmp_path, changes, expected):
-    import re
+    from conftest import config_with, planned_jobs
 
-    import yaml
-
-    from conftest import clone_run, deep_update, run_snakemake
-
-    run = clone_run(tiny_run, tmp_path / "run")
-    cfg = run / "config.yaml"
-    # sort_keys=False: re-sorting the synth options would count as a change of synthesize_data
-    changed = deep_update(yaml.safe_load(cfg.read_text()), changes)
-    cfg.write_text(yaml.safe_dump(changed, sort_keys=False))
-    out = run_snakemake(run, "-n", configfile=cfg).stdout
-    jobs = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
+    jobs = planned_jobs(tiny_run, config_with(tiny_run, changes, tmp_path / "config.yaml"))
     assert jobs - {"figures", "atlas", "compare", "audit", "all"} == expected, jobs

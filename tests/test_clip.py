@@ -8,11 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import deep_update, run_snakemake, write_config
+from conftest import clone_run, deep_update, job_names, planned_jobs, run_snakemake, write_config
 from neurodissect.activations.store import ActivationStore
 from neurodissect.clip import encode_texts, l2_normalise, load_clip, model_info
 from neurodissect.clip.data import sample_sentences, split_sentences
@@ -42,6 +40,7 @@ from neurodissect.clip.train import ClipParams, contrastive_loss, train_clip
 from neurodissect.data.manifest import read_manifest, write_manifest
 from neurodissect.errors import ConfigError, InputError
 from neurodissect.io import read_json, save_state_dict
+from neurodissect.runtime import KILL_AFTER_EPOCH_ENV
 
 TINY_ARCH = {"embed_dim": 32, "image_size": 32, "vision_width": 8, "text_width": 32,
              "text_layers": 1, "context_length": 32}  # fmt: skip
@@ -246,14 +245,16 @@ print(json.dumps(summary))
 """
 
 
-def _train_child(manifest: Path, out: Path, params: ClipParams) -> subprocess.Popen:
+def _train_child(manifest: Path, out: Path, params: ClipParams, kill_after_epoch=None):
+    """Train in a child process (finished); with ``kill_after_epoch`` the child SIGKILLs
+    itself once that epoch's resume checkpoint is written (runtime.checkpoint_written)."""
     from dataclasses import asdict
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if kill_after_epoch is not None:
+        env[KILL_AFTER_EPOCH_ENV] = str(kill_after_epoch)
     args = [sys.executable, "-c", _TRAIN_CHILD, str(manifest), str(out), json.dumps(asdict(params))]
-    return subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -265,24 +266,16 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
 def test_training_killed_mid_run_resumes_to_identical_weights(discs, tmp_path):
     params = tiny_params(epochs=4)
     reference = _train_child(discs, tmp_path / "a", params)
-    out, err = reference.communicate(timeout=600)
-    assert reference.returncode == 0, err[-3000:]
-    assert json.loads(out.splitlines()[-1])["resumed_from_epoch"] == 0
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert json.loads(reference.stdout.splitlines()[-1])["resumed_from_epoch"] == 0
 
-    killed = _train_child(discs, tmp_path / "b", params)
-    checkpoint = tmp_path / "b" / ".resume" / "last.pt"
-    deadline = time.monotonic() + 600
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.communicate()
-    assert killed.returncode == -signal.SIGKILL
+    killed = _train_child(discs, tmp_path / "b", params, kill_after_epoch=2)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / "b" / "model").exists()  # really killed mid-training
 
     resumed = _train_child(discs, tmp_path / "b", params)
-    out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err[-3000:]
-    assert json.loads(out.splitlines()[-1])["resumed_from_epoch"] >= 1
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from_epoch"] == 2
     a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
     assert a.keys() == b.keys()
     for k in a:
@@ -415,31 +408,27 @@ def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
 
 
 # -- the rules -----------------------------------------------------------------------------
-def test_clip_rules_on_synthetic_data(tmp_path):
-    cfg = write_config(tmp_path / "config.yaml")
+def test_clip_rules_on_synthetic_data(tiny_run, tmp_path):
+    """The session's tiny run trained the CLIP and embedded images and texts (read-only)."""
     targets = [
         f"results/tiny/clip/{f}" for f in ("image_emb.zarr", "text_emb.zarr", "training.png")
     ]
-    run_snakemake(tmp_path, *targets, configfile=cfg)
-    clip = tmp_path / "results/tiny/clip"
+    assert all((tiny_run / t).exists() for t in targets)
+    clip = tiny_run / "results/tiny/clip"
     metrics = read_json(clip / "metrics.json")
     assert {"recall_at_1", "recall_at_5", "n_test", "train_loss"} <= set(metrics)
-    vocab = pd.read_parquet(tmp_path / "results/tiny/vocab/concepts.parquet")
+    vocab = pd.read_parquet(tiny_run / "results/tiny/vocab/concepts.parquet")
     assert (
         read_text_embeddings(clip / "text_emb.zarr")["concepts"].tolist()
         == vocab["concept"].tolist()
     )
-    manifest = read_manifest(tmp_path / "results/tiny/data/manifest.parquet")
+    manifest = read_manifest(tiny_run / "results/tiny/data/manifest.parquet")
     store = ActivationStore(clip / "image_emb.zarr")
     assert len(store.image_ids("all")) == len(manifest)
     assert read_json(clip / "image_emb.zarr.prov.json")["rule"] == "embed_images"
     # a new template re-embeds the texts only
-    dry = run_snakemake(tmp_path, *targets, "-n", configfile=cfg,
-                        ).stdout  # fmt: skip
-    assert "Nothing to be done" in dry or "nothing to be done" in dry.lower()
     cfg2 = write_config(tmp_path / "config2.yaml", {"annotate": {"template": "a photo of {}"}})
-    dry = run_snakemake(tmp_path, *targets, "-n", configfile=cfg2).stdout
-    assert "embed_texts" in dry and "train_clip" not in dry and "embed_images" not in dry
+    assert planned_jobs(tiny_run, cfg2, *targets) == {"embed_texts"}
 
 
 # -- clip.corpus: the CLIP's own generated corpus --------------------------------------------
@@ -506,14 +495,8 @@ def test_clip_corpus_rule_and_what_its_keys_rerun(tmp_path):
     assert metrics["n_train_pairs"] == (corpus.df["split"] != "val").sum()
 
     def dry(changes) -> set[str]:
-        """Rules of the jobs a dry run with ``changes`` plans (its job table)."""
         c = write_config(tmp_path / "c.yaml", deep_update(corpus_cfg, changes))
-        proc = run_snakemake(tmp_path, "results/tiny/clip/metrics.json", "-n", configfile=c)
-        out = proc.stdout + proc.stderr
-        rows = [line.split() for line in out.splitlines() if line.strip()]
-        return {r[0] for r in rows if len(r) == 2 and r[0].isidentifier() and r[1].isdigit()} - {
-            "total"
-        }
+        return planned_jobs(tmp_path, c, "results/tiny/clip/metrics.json")
 
     assert dry({}) == set()
     assert dry({"clip": {"epochs": 2}}) == {"train_clip"}  # training keys leave the corpus be
@@ -631,13 +614,12 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     assert not (tmp_path / "m2").exists()
 
 
-def test_published_models_run_through_the_tiny_dag(hub_cache, tmp_path):
+def test_published_models_run_through_the_tiny_dag(hub_cache, tiny_run, tmp_path):
     """Each published layout runs load_clip → embed_images / embed_texts → match_concepts
     in a real run; switching models reruns that chain and nothing upstream of it."""
     from fixtures_hub import HUB_REPO, transformers_clip_folder
 
-    run = tmp_path / "run"
-    run.mkdir()
+    run = clone_run(tiny_run, tmp_path / "run")  # everything upstream of the CLIP is built
     target = "results/tiny/resnet18-s0/annotate/layer4/neuron_concepts.parquet"
     sources = [
         {"source": "open_clip", "model_name": f"hf-hub:{HUB_REPO}"},
@@ -646,11 +628,11 @@ def test_published_models_run_through_the_tiny_dag(hub_cache, tmp_path):
     for i, clip in enumerate(sources):
         cfg = write_config(tmp_path / f"c{i}.yaml", {"clip": clip})
         out = run_snakemake(run, target, configfile=cfg)
-        ran = set(re.findall(r"^(?:local)?rule (\w+):", out.stdout + out.stderr, flags=re.M))
+        ran = job_names(out.stdout + out.stderr)
         assert {"load_clip", "embed_images", "embed_texts", "match_concepts"} <= ran, ran
-        assert "train_clip" not in ran
-        if i:  # only the CLIP chain reruns for another model
-            assert not ran & {"train_opaque", "extract_activations", "build_vocabulary"}, ran
+        # only the CLIP chain reruns for another model
+        assert not ran & {"train_clip", "train_opaque", "extract_activations",
+                          "build_vocabulary"}, ran  # fmt: skip
         clip_dir = run / "results/tiny/clip"
         assert model_info(clip_dir / "model")["source"] == clip["source"]
         assert ActivationStore(clip_dir / "image_emb.zarr").n_units == 16  # the tiny models' width

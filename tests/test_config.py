@@ -118,10 +118,10 @@ def test_a_text_value_that_cannot_be_coerced_names_the_key():
 
 
 def test_snakemake_config_on_the_command_line_reruns_exactly_the_sae_chain(tiny_run, tmp_path):
-    from conftest import clone_run
-    from test_invalidation import ALWAYS_AFTER, ANNOTATION, SAE_CHAIN, job_names
+    from conftest import job_names
+    from test_invalidation import ALWAYS_AFTER, ANNOTATION, SAE_CHAIN
 
-    run = clone_run(tiny_run, tmp_path / "run")
+    run = tiny_run  # dry runs only: shared read-only
     out = run_snakemake(run, "-n", "--config", "sae={l1_coefficient: 7e-4}",
                         configfile=run / "config.yaml").stdout  # fmt: skip
     jobs = job_names(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, clone_run, deep_update, run_snakemake
+from conftest import REPO, clone_run, config_with, job_names, planned_jobs, run_snakemake
 
 # Everything downstream of the annotation branch / the SAE branch, by rule.
 ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation",
@@ -24,38 +24,16 @@ SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concep
 ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
-def planned_jobs(workdir: Path, config: Path, snakefile: Path | None = None) -> set[str]:
-    """Rule names of the jobs a dry run would run (see :func:`job_names`)."""
-    args = ["-n"]
-    if snakefile is not None:
-        args += ["--snakefile", str(snakefile)]
-    return job_names(run_snakemake(workdir, *args, configfile=config).stdout)
-
-
-def job_names(dry_run_output: str) -> set[str]:
-    """Rule names in a dry run's output; select_exemplars and verify_names split by their
-    unit kind (neurons of a layer or SAE latents)."""
-    jobs = set()
-    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", dry_run_output,
-                                 flags=re.M):  # fmt: skip
-        if rule in ("select_exemplars", "verify_names"):
-            kind = (
-                "sae" if re.search(r"/sae/(exemplars|verification)\.parquet", body) else "annotate"
-            )
-            rule = f"{rule}:{kind}"
-        jobs.add(rule)
-    return jobs
-
-
-def change_config(run: Path, changes: dict) -> Path:
-    cfg = run / "config.yaml"
-    cfg.write_text(yaml.safe_dump(deep_update(yaml.safe_load(cfg.read_text()), changes)))
-    return cfg
+@pytest.fixture
+def changed(tiny_run, tmp_path):
+    """changes -> a config file (in this test's folder): the tiny run's config with them."""
+    return lambda changes: config_with(tiny_run, changes, tmp_path / "config.yaml")
 
 
 @pytest.fixture
-def run(tiny_run, tmp_path) -> Path:
-    return clone_run(tiny_run, tmp_path / "run")
+def run(tiny_run) -> Path:
+    """The session's tiny run, shared read-only: every check here is a dry run."""
+    return tiny_run
 
 
 def test_finished_run_has_nothing_to_do(run):
@@ -68,54 +46,58 @@ def _reversed_keys(value):
     return value
 
 
-def test_the_same_config_in_another_key_order_reruns_nothing(run):
-    cfg = run / "config.yaml"
-    cfg.write_text(yaml.safe_dump(_reversed_keys(yaml.safe_load(cfg.read_text())), sort_keys=False))
+def test_the_same_config_in_another_key_order_reruns_nothing(run, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            _reversed_keys(yaml.safe_load((run / "config.yaml").read_text())), sort_keys=False
+        )
+    )
     assert planned_jobs(run, cfg) == set()
 
 
-def test_sae_l1_coefficient_reruns_the_sae_chain_only(run):
-    jobs = planned_jobs(run, change_config(run, {"sae": {"l1_coefficient": 1e-3}}))
+def test_sae_l1_coefficient_reruns_the_sae_chain_only(run, changed):
+    jobs = planned_jobs(run, changed({"sae": {"l1_coefficient": 1e-3}}))
     assert "train_sae" in jobs
     assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
     assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
 
 
-def test_sae_train_splits_reruns_the_sae_chain_only(run):
-    jobs = planned_jobs(run, change_config(run, {"sae": {"train_splits": ["train"]}}))
+def test_sae_train_splits_reruns_the_sae_chain_only(run, changed):
+    jobs = planned_jobs(run, changed({"sae": {"train_splits": ["train"]}}))
     assert "train_sae" in jobs
     assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
 
 
-def test_augment_views_reruns_extraction_and_after_not_training(run):
-    jobs = planned_jobs(run, change_config(run, {"activations": {"augment_views": 3}}))
+def test_augment_views_reruns_extraction_and_after_not_training(run, changed):
+    jobs = planned_jobs(run, changed({"activations": {"augment_views": 3}}))
     assert {"extract_activations", "train_sae", "match_concepts"} <= jobs
     assert not jobs & {"prepare_data", "train_opaque", "build_vocabulary", "train_clip",
                        "embed_images", "embed_texts"}  # fmt: skip
 
 
-def test_training_on_views_that_are_not_extracted_is_rejected(run):
-    cfg = change_config(run, {"activations": {"augment_views": 0}})
+def test_training_on_views_that_are_not_extracted_is_rejected(run, changed):
+    cfg = changed({"activations": {"augment_views": 0}})
     proc = run_snakemake(run, "-n", configfile=cfg, check=False)
     assert proc.returncode != 0 and "augment_views" in proc.stderr + proc.stdout
 
 
-def test_sae_evaluation_keys_rerun_their_rule_only(run):
-    jobs = planned_jobs(run, change_config(run, {"sae": {"probe_c": 0.5}}))
+def test_sae_evaluation_keys_rerun_their_rule_only(run, changed):
+    jobs = planned_jobs(run, changed({"sae": {"probe_c": 0.5}}))
     assert jobs - ALWAYS_AFTER == {"evaluate_sae"}, jobs
-    jobs = planned_jobs(run, change_config(run, {"sae": {"probe_c": 1.0,
+    jobs = planned_jobs(run, changed({"sae": {"probe_c": 1.0,
                                                          "baselines": ["pca"]}}))  # fmt: skip
     assert jobs - ALWAYS_AFTER == {"sae_baselines"}, jobs
 
 
-def test_sae_variant_reruns_the_sae_chain_only(run):
-    jobs = planned_jobs(run, change_config(run, {"sae": {"variant": "batchtopk"}}))
+def test_sae_variant_reruns_the_sae_chain_only(run, changed):
+    jobs = planned_jobs(run, changed({"sae": {"variant": "batchtopk"}}))
     assert "train_sae" in jobs and "sae_baselines" in jobs
     assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
 
 
-def test_annotate_alpha_reruns_matching_and_after_only(run):
-    jobs = planned_jobs(run, change_config(run, {"annotate": {"alpha": 80}}))
+def test_annotate_alpha_reruns_matching_and_after_only(run, changed):
+    jobs = planned_jobs(run, changed({"annotate": {"alpha": 80}}))
     assert jobs - ALWAYS_AFTER == {
         "match_concepts",
         "verify_names:annotate",
@@ -123,40 +105,40 @@ def test_annotate_alpha_reruns_matching_and_after_only(run):
     }, jobs
 
 
-def test_naming_method_reruns_naming_and_after_only(run):
-    jobs = planned_jobs(run, change_config(run, {"naming": {"method": "clip"}}))
+def test_naming_method_reruns_naming_and_after_only(run, changed):
+    jobs = planned_jobs(run, changed({"naming": {"method": "clip"}}))
     assert "name_concepts" in jobs
     assert jobs - ALWAYS_AFTER <= {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
                                    "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
 
 
-def test_fdr_levels_rerun_their_own_test_and_after_only(run):
-    jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": None}}))
+def test_fdr_levels_rerun_their_own_test_and_after_only(run, changed):
+    jobs = planned_jobs(run, changed({"annotate": {"fdr": None}}))
     assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation",
                                    "verify_names:annotate"}, jobs  # fmt: skip
-    jobs = planned_jobs(run, change_config(run, {"annotate": {"fdr": 0.05},
+    jobs = planned_jobs(run, changed({"annotate": {"fdr": 0.05},
                                                  "naming": {"fdr": 0.2}}))  # fmt: skip
     assert jobs - ALWAYS_AFTER == {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
                                    "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
 
 
-def test_cbm_merge_by_reruns_the_selection_and_after_only(run):
-    jobs = planned_jobs(run, change_config(run, {"cbm": {"merge_by": "heldout_accuracy"}}))
+def test_cbm_merge_by_reruns_the_selection_and_after_only(run, changed):
+    jobs = planned_jobs(run, changed({"cbm": {"merge_by": "heldout_accuracy"}}))
     assert jobs - ALWAYS_AFTER == {"select_concepts", "build_cbm", "evaluate_cbm"}, jobs
 
 
-def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run):
+def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run, changed):
     after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
                     "build_cbm", "evaluate_cbm", "verify_names:sae"}  # fmt: skip
-    jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 70}}))
+    jobs = planned_jobs(run, changed({"naming": {"exemplar_percentile": 70}}))
     assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | after_naming, jobs
-    jobs = planned_jobs(run, change_config(run, {"naming": {"exemplar_percentile": 50},
+    jobs = planned_jobs(run, changed({"naming": {"exemplar_percentile": 50},
                                                  "annotate": {"percentile": 90}}))  # fmt: skip
     assert jobs - ALWAYS_AFTER == ANNOTATION, jobs
 
 
-def test_a_new_model_seed_runs_that_models_chain_only(run):
-    cfg = change_config(run, {"models": ["resnet18-s0", "resnet18-s1"]})
+def test_a_new_model_seed_runs_that_models_chain_only(run, changed):
+    cfg = changed({"models": ["resnet18-s0", "resnet18-s1"]})
     out = run_snakemake(run, "-n", configfile=cfg).stdout
     wildcard_models = set(re.findall(r"model=([a-z0-9_]+-s[0-9]+)", out))
     assert wildcard_models == {"resnet18-s1"}, wildcard_models
@@ -202,7 +184,7 @@ def test_editing_a_package_module_changes_the_code_of_exactly_its_importers(run,
     for folder in ("workflow", "config", "envs"):
         shutil.copytree(REPO / folder, repo / folder, copy_function=shutil.copy2,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    assert planned_jobs(run, run / "config.yaml", repo / "Snakefile") == set()
+    assert planned_jobs(run, run / "config.yaml", snakefile=repo / "Snakefile") == set()
     package = repo / "workflow" / "neurodissect"
     scripts = rule_scripts(repo)
     before = {rule: code_fingerprint(script, package) for rule, script in scripts.items()}
@@ -225,14 +207,15 @@ def test_editing_a_package_module_changes_the_code_of_exactly_its_importers(run,
                                "select_exemplars:annotate", "match_concepts"}  # fmt: skip
 
 
-def test_an_atlas_setting_reruns_the_atlas_only(run):
-    jobs = planned_jobs(run, change_config(run, {"atlas": {"thumb_px": 48}}))
+def test_an_atlas_setting_reruns_the_atlas_only(run, changed):
+    jobs = planned_jobs(run, changed({"atlas": {"thumb_px": 48}}))
     assert jobs - {"compare", "audit", "all"} == {"atlas"}, jobs
 
 
-def test_rejected_config_touches_nothing(run):
+def test_rejected_config_touches_nothing(tiny_run, tmp_path, changed):
+    run = clone_run(tiny_run, tmp_path / "run")  # a real run, not a dry one: on a copy
     before = {p: p.stat().st_mtime_ns for p in (run / "results").rglob("*") if p.is_file()}
-    cfg = change_config(run, {"sae": {"l1_coefficent": 1.0}})  # typo
+    cfg = changed({"sae": {"l1_coefficent": 1.0}})  # typo
     proc = run_snakemake(run, configfile=cfg, check=False)
     assert proc.returncode != 0
     assert "sae" in proc.stderr and "l1_coefficent" in proc.stderr

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from neurodissect.models import (
     resolve_layer,
 )
 from neurodissect.models.train import OpaqueTrainParams, balanced_sampler, train_opaque
+from neurodissect.runtime import KILL_AFTER_EPOCH_ENV
 
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
 CLASSES = ["red", "green", "blue"]
@@ -323,33 +323,29 @@ print(json.dumps(summary))
 """
 
 
-def _train_child(manifest: Path, out: Path) -> subprocess.Popen:
+def _train_child(manifest: Path, out: Path, kill_after_epoch: int | None = None):
+    """Train in a child process (finished); with ``kill_after_epoch`` the child SIGKILLs
+    itself once that epoch's resume checkpoint is written (runtime.checkpoint_written)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", _TRAIN_CHILD, str(manifest), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    if kill_after_epoch is not None:
+        env[KILL_AFTER_EPOCH_ENV] = str(kill_after_epoch)
+    return subprocess.run([sys.executable, "-c", _TRAIN_CHILD, str(manifest), str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
 
 
 def test_training_killed_mid_run_resumes_to_bit_identical_weights(few_shapes, tmp_path):
     reference = _train_child(few_shapes, tmp_path / "a")
-    out, err = reference.communicate(timeout=600)
-    assert reference.returncode == 0, err[-3000:]
-    assert json.loads(out.splitlines()[-1])["resumed_from_epoch"] == 0
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert json.loads(reference.stdout.splitlines()[-1])["resumed_from_epoch"] == 0
 
-    killed = _train_child(few_shapes, tmp_path / "b")
-    checkpoint = tmp_path / "b" / ".resume" / "last.pt"
-    deadline = time.monotonic() + 600
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.communicate()
-    assert killed.returncode == -signal.SIGKILL
+    killed = _train_child(few_shapes, tmp_path / "b", kill_after_epoch=2)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / "b" / "model.pt").exists()  # really killed mid-training
-    assert load_state_dict(checkpoint)["epoch"] < 4
+    assert load_state_dict(tmp_path / "b" / ".resume" / "last.pt")["epoch"] == 2
 
     resumed = _train_child(few_shapes, tmp_path / "b")
-    out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err[-3000:]
-    assert json.loads(out.splitlines()[-1])["resumed_from_epoch"] >= 1
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from_epoch"] == 2
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     assert a.keys() == b.keys()

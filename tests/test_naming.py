@@ -536,21 +536,12 @@ def test_name_concepts_rule_writes_the_contract(tiny_run):
 
 
 def test_llm_settings_do_not_rerun_the_offline_namer(tiny_run, tmp_path):
-    import re
+    from conftest import config_with, planned_jobs
 
-    import yaml
-
-    from conftest import clone_run, deep_update, run_snakemake
-
-    run = clone_run(tiny_run, tmp_path / "run")
-    cfg = run / "config.yaml"
     target = "results/tiny/resnet18-s0/sae/concepts.parquet"
 
     def planned(changes):
-        base = yaml.safe_load((tiny_run / "config.yaml").read_text())
-        cfg.write_text(yaml.safe_dump(deep_update(base, changes)))
-        out = run_snakemake(run, "-n", target, configfile=cfg).stdout
-        return set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
+        return planned_jobs(tiny_run, config_with(tiny_run, changes, tmp_path / "c.yaml"), target)
 
     assert planned({"naming": {"llm": {"model": "another-model"}}}) == set()
     assert planned({"naming": {"significance": 0.01}}) == {"name_concepts"}

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from neurodissect.evaluate.groundtruth import (
     store_auroc,
 )
 from neurodissect.io import load_state_dict, save_state_dict, write_json
+from neurodissect.runtime import KILL_AFTER_EPOCH_ENV
 from neurodissect.sae import sparse_ops
 from neurodissect.sae.base import build_sae, get_variant, load_sae
 from neurodissect.sae.encode import encode_latents
@@ -38,6 +38,7 @@ from neurodissect.sae.metrics import SAEMetrics, dead_fraction, evaluate_arrays,
 from neurodissect.sae.stream import ArrayRows, StoreRows
 from neurodissect.sae.synthetic import planted_features
 from neurodissect.sae.train import (
+    RESUME_FILE,
     ResumeState,
     SAESettings,
     SAETrainParams,
@@ -478,38 +479,28 @@ train_sae(sys.argv[1], sys.argv[2] + "/sae.pt", sys.argv[2] + "/history.csv", No
 """
 
 
-def _train_in_subprocess(store, out, epochs, kill_at_epoch=None):
-    script = TRAIN_SCRIPT.format(epochs=epochs)
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(store), str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    if kill_at_epoch is None:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        return None
-    state = out / ".resume" / "state.pt"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.exists():
-            try:
-                epoch = load_state_dict(state)["epoch"]
-            except (ValueError, FileNotFoundError):  # replaced while reading
-                continue
-            if epoch >= kill_at_epoch:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    return load_state_dict(state)["epoch"]
+def _train_in_subprocess(store, out, epochs, kill_after_epoch=None):
+    """Train in a child process; with ``kill_after_epoch`` the child SIGKILLs itself once
+    that epoch's resume state is written (runtime.checkpoint_written)."""
+    env = {**os.environ}
+    if kill_after_epoch is not None:
+        env[KILL_AFTER_EPOCH_ENV] = str(kill_after_epoch)
+    script = textwrap.dedent(TRAIN_SCRIPT.format(epochs=epochs))
+    proc = subprocess.run([sys.executable, "-c", script, str(store), str(out)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=300)  # fmt: skip
+    expected = 0 if kill_after_epoch is None else -signal.SIGKILL
+    assert proc.returncode == expected, proc.stderr[-3000:]
 
 
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, store):
-    epochs = 150
+    # killed after the first dead-latent resampling (every 10 epochs), resumed across the next
+    epochs = 24
     full, cut = tmp_path / "full", tmp_path / "cut"
     full.mkdir(), cut.mkdir()
-    killed_after = _train_in_subprocess(store, cut, epochs, kill_at_epoch=3)
+    _train_in_subprocess(store, cut, epochs, kill_after_epoch=12)
     assert not (cut / "sae.pt").exists()
-    assert 3 <= killed_after < epochs
+    assert load_state_dict(cut / ".resume" / RESUME_FILE)["epoch"] == 12
     _train_in_subprocess(store, cut, epochs)  # resumes
     _train_in_subprocess(store, full, epochs)
     a, b = load_state_dict(cut / "sae.pt")["state"], load_state_dict(full / "sae.pt")["state"]

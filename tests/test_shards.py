@@ -142,30 +142,33 @@ def test_shards_with_augmented_views_is_one_clear_error(tmp_path):
     assert proc.returncode != 0 and "activations.shards > 1 with activations.augment_views" in out
 
 
-def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tmp_path, monkeypatch):
-    """activations.shards: 2 on the tiny config: two shard jobs + seal_activations; the sealed
-    stores' arrays equal one unsharded extraction byte for byte; provenance lists shards."""
+def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tiny_run, tmp_path, monkeypatch):
+    """activations.shards: 2 on a copy of the tiny run: two shard jobs + seal_activations (the
+    opaque model is reused); the sealed stores' arrays equal one unsharded extraction byte for
+    byte; provenance lists shards."""
     import json
 
-    from conftest import run_snakemake, write_config
+    from conftest import clone_run, config_with, job_names, run_snakemake
     from neurodissect.activations.extract import ExtractParams, extract_activations
 
+    workdir = clone_run(tiny_run, tmp_path / "run")
     acts = {"shards": 2, "chunk_rows": 8, "batch_size": 4, **NO_VIEWS["activations"]}
-    cfg = write_config(tmp_path / "config.yaml", {**NO_VIEWS, "activations": acts})
-    run = tmp_path / "results" / "tiny" / "resnet18-s0"
+    cfg = config_with(tiny_run, {**NO_VIEWS, "activations": acts}, tmp_path / "config.yaml")
+    run = workdir / "results" / "tiny" / "resnet18-s0"
     layers = ("layer4", "fc", "penultimate")
     targets = [f"results/tiny/resnet18-s0/activations/{n}.zarr" for n in layers]
-    proc = run_snakemake(tmp_path, *targets, configfile=cfg)
-    assert "seal_activations" in proc.stdout + proc.stderr
+    proc = run_snakemake(workdir, *targets, configfile=cfg)
+    ran = job_names(proc.stdout + proc.stderr)
+    assert "seal_activations" in ran and "train_opaque" not in ran, ran
     sealed = {n: run / "activations" / f"{n}.zarr" for n in layers}
     prov = ActivationStore(sealed["penultimate"]).attrs["provenance"]
     assert prov["rule"] == "seal_activations" and '"shards": 2' in json.dumps(prov)
     # the same extraction in one job (the rule's settings: tiny image size, spatial maps)
-    monkeypatch.chdir(tmp_path)  # the manifest's image root is relative to the run directory
+    monkeypatch.chdir(workdir)  # the manifest's image root is relative to the run directory
     one = {n: tmp_path / "one" / f"{n}.zarr" for n in layers}
     attrs = ActivationStore(sealed["layer4"]).attrs
     extract_activations(
-        tmp_path / "results" / "tiny" / "data" / "manifest.parquet", run / "opaque" / "model.pt",
+        workdir / "results" / "tiny" / "data" / "manifest.parquet", run / "opaque" / "model.pt",
         one, arch="resnet18", model_name="resnet18-s0",
         params=ExtractParams(image_size=attrs["preprocess"]["image_size"], chunk_rows=8,
                              batch_size=4, spatial_maps=["layer4"], device="cpu"),
@@ -176,7 +179,7 @@ def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tmp_path, monkey
             k for k in b if not k.endswith("zarr.json")
         }
         assert all(a[k] == b[k] for k in b if not k.endswith("zarr.json")), n
-    again = run_snakemake(tmp_path, *targets, configfile=cfg)
+    again = run_snakemake(workdir, *targets, configfile=cfg)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

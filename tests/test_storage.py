@@ -25,8 +25,13 @@ from neurodissect.storage import LOCAL_ROOT_ENV, to_local, to_logical
 from test_provenance import Named, build_chain
 
 BUCKET = "neurodissect-test"
-# the tiny DAG without the augmented views (fewer jobs; storage changes nothing there)
-STORAGE_CONFIG = {"activations": {"augment_views": 0}, "sae": {"train_splits": ["train"]}}
+# the tiny DAG with one dissected layer and no augmented views: every rule still runs, with
+# fewer jobs (storage changes nothing in what a second layer or the views do)
+STORAGE_CONFIG = {
+    "layers": ["fc"],
+    "activations": {"augment_views": 0},
+    "sae": {"train_splits": ["train"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +182,7 @@ def test_tiny_dag_on_s3_completes_reruns_nothing_and_audits_from_the_bucket(s3, 
     for artifact in ("results/tiny/data/manifest.parquet", "results/audit.json",
                      "results/tiny/resnet18-s0/cbm/metrics.json"):  # fmt: skip
         assert f"tiny/{artifact}" in keys and f"tiny/{artifact}{SIDECAR_SUFFIX}" in keys
-    assert any(k.startswith("tiny/results/tiny/resnet18-s0/activations/layer4.zarr/") for k in keys)
+    assert any(k.startswith("tiny/results/tiny/resnet18-s0/activations/fc.zarr/") for k in keys)
     # no artifact is left in the working directory (only the training jobs' emptied
     # resume-checkpoint folders) besides Snakemake's own
     assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file()]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import clone_run
+from conftest import config_with, planned_jobs
 from neurodissect.errors import InputError
 from neurodissect.verify.probe import Extension, ProbeSet, responses
 from neurodissect.verify.run import (
@@ -20,7 +20,7 @@ from neurodissect.verify.run import (
     verify_names,
 )
 from neurodissect.verify.stats import paired_stats
-from test_invalidation import ALWAYS_AFTER, change_config, planned_jobs
+from test_invalidation import ALWAYS_AFTER
 
 PROBES = ProbeSet(kind="synthderm", seed=0, size=32, difficulty=0.3, noise=0.1, n_pairs=20,
                   first_index=1_000_000)  # fmt: skip
@@ -166,8 +166,8 @@ def test_verify_names_in_the_tiny_run(tiny_run):
 @pytest.mark.parametrize("change", [{"n_pairs": 5}, {"min_informative_pairs": 3},
                                     {"max_pairs": 40}])  # fmt: skip
 def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path, change):
-    run = clone_run(tiny_run, tmp_path / "run")
-    jobs = planned_jobs(run, change_config(run, {"verify": change}))  # tiny run: n_pairs 6
+    cfg = config_with(tiny_run, {"verify": change}, tmp_path / "config.yaml")
+    jobs = planned_jobs(tiny_run, cfg)  # tiny run: n_pairs 6
     assert jobs - ALWAYS_AFTER == {"verify_names:annotate", "verify_names:sae",
                                    "evaluate_annotation", "evaluate_sae"}, jobs  # fmt: skip
 

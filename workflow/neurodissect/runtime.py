@@ -147,6 +147,21 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
+# Deterministic interruption for the resume tests: a training loop calls
+# checkpoint_written(epoch) once the epoch's resume checkpoint is on disk, and when this
+# variable names that epoch the process kills itself with SIGKILL (as a scheduler's or the
+# OOM killer's kill would), instead of a test racing a kill against a long training.
+KILL_AFTER_EPOCH_ENV = "NEURODISSECT_KILL_AFTER_EPOCH"
+
+
+def checkpoint_written(epoch: int) -> None:
+    """Die by SIGKILL here when ``$NEURODISSECT_KILL_AFTER_EPOCH`` equals ``epoch``."""
+    if os.environ.get(KILL_AFTER_EPOCH_ENV) == str(epoch):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def set_threads(n: int) -> None:
     """Bound intra-op threads to the job's ``threads:`` so parallel jobs don't oversubscribe."""
     n = max(1, int(n))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..io import PathLike, load_state_dict, save_state_dict
+from ..runtime import checkpoint_written
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ def restore_training(
 def save_resume(path: PathLike, state: dict[str, Any]) -> None:
     """Write the checkpoint atomically: a kill mid-write leaves the previous epoch's."""
     save_state_dict(state, path)
+    checkpoint_written(int(state["epoch"]))
 
 
 def load_resume(path: PathLike, expected_fingerprint: str) -> dict[str, Any] | None:

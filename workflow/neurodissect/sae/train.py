@@ -32,7 +32,7 @@ from ..activations.store import ActivationStore
 from ..config import settings_from
 from ..errors import ConfigError, InputError
 from ..io import PathLike, load_state_dict, remove_path, save_state_dict, write_history
-from ..runtime import out_of_memory_as_error, pick_device, progress
+from ..runtime import checkpoint_written, out_of_memory_as_error, pick_device, progress
 from .base import SAEConfig, SparseAutoencoder, get_variant, variant_keys
 from .metrics import evaluate_arrays
 from .stream import StoreRows, epoch_rng, feature_moments
@@ -214,6 +214,7 @@ class ResumeState:
 
     def save(self, state: dict[str, Any]) -> None:
         save_state_dict({**state, "fingerprint": self.fingerprint}, self.path)
+        checkpoint_written(int(state["epoch"]))
 
     def clear(self) -> None:
         remove_path(self.path.parent)
