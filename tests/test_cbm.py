@@ -413,7 +413,7 @@ def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     assert scores.attrs["kind"] == "cbm_scores"
     assert ((scores.read("test") != 0).sum(1) <= 4).all()
 
-    metrics = evaluate_cbm(
+    result = evaluate_cbm(
         tmp_path / "model.npz", tmp_path / "scores.zarr", r / "feats.zarr", r / "manifest.parquet",
         r / "model.pt", r / "opaque_metrics.json", "resnet18", tmp_path / "metrics.json",
         tmp_path / "expl.parquet", CBMEvalParams(explain_top_k=3),
@@ -431,7 +431,7 @@ def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     assert saved["opaque_accuracy"] > 0.8
     assert saved["cbm_accuracy"] > saved["opaque_accuracy"] - 0.05
     assert saved["explanation_planted_hit_rate"] > 0.8 and saved["n_hit_rate_images"] > 100
-    assert metrics["cbm_accuracy"] == saved["cbm_accuracy"]
+    assert result.metrics["cbm_accuracy"] == saved["cbm_accuracy"]
     expl = pd.read_parquet(tmp_path / "expl.parquet")
     assert list(expl.columns) == list(EXPLANATION_COLUMNS) and len(expl) == 200 * 3
 
@@ -439,7 +439,7 @@ def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     from neurodissect.data.manifest import read_manifest
     from neurodissect.viz.cbm import class_concept_table, plot_class_concepts, plot_concept_strip
 
-    arr = metrics["_arrays"]
+    arr = result.arrays
     table = class_concept_table(arr["scores"], arr["W"], arr["labels"], CLASSES, model.concepts)
     top = table[table["rank"] == 1].set_index("class")["concept"]
     assert all(top[c].removeprefix("pink ") in CAUSES[c] for c in CLASSES)
@@ -466,12 +466,10 @@ def test_build_cbm_rejects_mismatched_image_ids(planted, tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
-def test_select_concepts_rejects_an_unknown_merge_rule(planted, tmp_path):
-    r = planted
+def test_select_concepts_rejects_an_unknown_merge_rule():
+    # checked where the rule's settings are built, before select_concepts writes anything
     with pytest.raises(ConfigError, match="cbm.merge_by"):
-        select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
-                        SelectParams(n_concepts=3, class_relevance=False, merge_by="index"))  # fmt: skip
-    assert not (tmp_path / "sel.parquet").exists()
+        SelectParams.from_config({"n_concepts": 3, "class_relevance": False, "merge_by": "index"})
 
 
 # -- the rules in the tiny run ----------------------------------------------------------------

@@ -29,4 +29,4 @@ with RunContext.from_snakemake(snakemake) as ctx:
          "heatstrip": out.heatstrip},
         ctx.params.n_images, ctx.params.dpi,
     )  # fmt: skip
-    ctx.record(**{k: v for k, v in result.items() if not k.startswith("_")})
+    ctx.record(**result.metrics)

@@ -67,6 +67,15 @@ class CBMEvalParams:
         return settings_from(cls, cfg, section="cbm")
 
 
+@dataclass
+class CBMEvaluation:
+    """What :func:`evaluate_cbm` wrote to metrics.json, and the test-split arrays its figures
+    draw (scores, labels, probs, explained_class, image_ids, W, b)."""
+
+    metrics: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
 EXPLANATION_COLUMNS = (
     "image_id", "class", "rank", "concept", "latent", "score", "contribution", "logit", "bias",
 )  # fmt: skip
@@ -214,9 +223,8 @@ def evaluate_cbm(
     gt_synonyms: PathLike | None = None,
     split: str = "test",
     probe=None,
-) -> dict[str, Any]:
-    """Rule ``evaluate_cbm`` (see module doc); returns the metrics and the arrays the
-    figures need under the key ``_arrays``."""
+) -> CBMEvaluation:
+    """Rule ``evaluate_cbm`` (see module doc): metrics.json and explanations.parquet."""
     from ..activations.store import ActivationStore
     from ..cbm.model import HEADS, load_model
     from ..data.manifest import check_same_ids, read_manifest
@@ -311,4 +319,4 @@ def evaluate_cbm(
     log.info("CBM vs opaque on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})
     arrays = {"scores": scores, "labels": labels, "probs": probs, "explained_class": expl_class,
               "image_ids": ids, "W": W, "b": b}  # fmt: skip
-    return {**metrics, "_arrays": arrays}
+    return CBMEvaluation(metrics, arrays)

@@ -134,11 +134,11 @@ def pick_images(explanations: pd.DataFrame, n: int) -> list[str]:
     return (per_class + rest)[:n]
 
 
-def cbm_figures(result: dict, explanations: pd.DataFrame, manifest, concepts, classes,
+def cbm_figures(result, explanations: pd.DataFrame, manifest, concepts, classes,
                 out: dict, n_images: int, dpi: int) -> None:  # fmt: skip
     """The three figures from :func:`neurodissect.evaluate.cbm.evaluate_cbm`'s result;
     ``out`` has keys class_concepts, explanations, heatstrip."""
-    arr = result["_arrays"]
+    arr = result.arrays
     table = class_concept_table(arr["scores"], arr["W"], arr["labels"], classes, concepts)
     plot_class_concepts(out["class_concepts"], table, dpi)
     labels = np.asarray(arr["labels"])
