@@ -10,8 +10,10 @@ import pytest
 
 from conftest import config_with, planned_jobs
 from neurodissect.errors import InputError
+from neurodissect.verify.explanations import ExplanationProbe, explanation_faithfulness
 from neurodissect.verify.probe import Extension, ProbeSet, responses
 from neurodissect.verify.run import (
+    VerifyParams,
     planted_concept_of,
     read_names,
     read_synonyms,
@@ -144,6 +146,67 @@ def test_synonyms_come_from_the_ground_truth_json(tmp_path):
                                                         "hair": ["hair"]}  # fmt: skip
 
 
+# -- explanations verified by intervention ----------------------------------------------
+# synthderm recipes (seed 0, noise 0.1) that show exactly vessels and one other concept
+BOTH_CAUSES = {"SD_0000001": "blue_grey_nests", "SD_0000407": "blue_grey_nests"}  # of bcc
+UNRELATED = {"SD_0000177": "hair", "SD_0000400": "ruler_marks"}
+
+
+def red_logits(images: np.ndarray) -> np.ndarray:
+    """Opaque logits of a model whose "bcc" logit is the vessel (red) unit; "nv" constant."""
+    return wired_units(images)[:, [0, 2]]
+
+
+def explained(cited: dict[str, str]) -> pd.DataFrame:
+    """An explanations table: each image's CBM cites ``cited[image]`` first for bcc."""
+    return pd.DataFrame({"image_id": list(cited), "class": "bcc", "rank": 1,
+                         "concept": list(cited.values()), "contribution": 1.0})  # fmt: skip
+
+
+def probe_of_wired_model() -> ExplanationProbe:
+    from neurodissect.data.synth.counterfactual import concept_names
+
+    synonyms = {c: [c.replace("_", " ")] for c in concept_names("synthderm")}
+    return ExplanationProbe(
+        kind="synthderm", synth={"seed": 0, "n": 600, "size": 32, "difficulty": 0.3,
+                                 "noise": 0.1},
+        opaque="unused.pt", arch="resnet18", classes=["bcc", "nv"], synonyms=synonyms,
+        params=VerifyParams(), causes={"bcc": ["vessels", "blue_grey_nests"], "nv": []},
+    )  # fmt: skip
+
+
+def test_an_explanation_citing_what_the_model_uses_is_faithful_and_one_citing_another_is_not():
+    probe = probe_of_wired_model()
+    images = {**BOTH_CAUSES, **UNRELATED}
+    # cites vessels: the random other concept is the image's second one, which the red
+    # logit ignores, so every image is a win
+    right = explanation_faithfulness(explained(dict.fromkeys(images, "vessels")), probe,
+                                     logits=red_logits)  # fmt: skip
+    assert right["n_faithfulness_images"] == 4
+    assert right["explanation_faithfulness"] == 1.0
+    assert right["explanation_both_causes_rate"] == 0.5  # nests and vessels both cause bcc
+    assert right["explanation_faithfulness_ceiling"] == 1.0
+    # cites the other concept: the random one is then vessels, what the model uses
+    wrong = explanation_faithfulness(explained({i: c.replace("_", " ") for i, c in images.items()}),
+                                     probe, logits=red_logits)  # fmt: skip
+    assert wrong["explanation_faithfulness"] == 0.0 and wrong["n_faithfulness_images"] == 4
+    # ... though citing vessels was possible: the ceiling says the data allowed it
+    assert wrong["explanation_faithfulness_ceiling"] == 1.0
+    # a CBM without a vessels concept could not have cited it: ceiling 0
+    others = ["blue grey nests", "hair", "ruler marks"]
+    capped = explanation_faithfulness(explained({i: c.replace("_", " ") for i, c in images.items()}),
+                                      probe, concepts=others, logits=red_logits)  # fmt: skip
+    assert capped["explanation_faithfulness_ceiling"] == 0.0
+
+
+def test_explanations_without_a_shown_planted_concept_are_not_scored():
+    probe = probe_of_wired_model()
+    table = explained({"SD_0000177": "streaks", "SD_0000400": "ruler marks"})  # streaks: not shown
+    out = explanation_faithfulness(table, probe, logits=red_logits)
+    assert out["n_faithfulness_images"] == 1 and out["explanation_faithfulness"] == 0.0
+    assert out["explanation_both_causes_rate"] == 0.0
+
+
 # -- the rule in the tiny run -----------------------------------------------------------
 def test_verify_names_in_the_tiny_run(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
@@ -179,3 +242,5 @@ def test_explanations_are_verified_by_intervention_in_the_tiny_run(tiny_run):
         assert 0.0 <= metrics["explanation_faithfulness"] <= 1.0
     rho = metrics["explanation_rank_correlation"]
     assert rho is None or -1.0 <= rho <= 1.0
+    for key in ("explanation_faithfulness_ceiling", "explanation_both_causes_rate"):
+        assert key in metrics and (metrics[key] is None or 0.0 <= metrics[key] <= 1.0)

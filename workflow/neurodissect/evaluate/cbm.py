@@ -9,7 +9,8 @@ metrics.json (flat, numbers + ``split``):
   with :func:`neurodissect.evaluate.classification.classification_metrics` for all.
   cbm_agreement = share of test predictions equal to the opaque model's.
 - n_concepts_requested, n_concepts_used (the selection's clamp), n_nonzero, cbm_C.
-- explanation_faithfulness, explanation_rank_correlation, n_faithfulness_images
+- explanation_faithfulness, explanation_rank_correlation, n_faithfulness_images and
+  the diagnostics explanation_faithfulness_ceiling, explanation_both_causes_rate
   (generated synthetic data, else null): explanations verified by re-rendering test
   images without the cited concept (:mod:`neurodissect.verify.explanations`).
 - explanation_planted_hit_rate (synthetic data, else null): over test images whose true
@@ -309,11 +310,13 @@ def evaluate_cbm(
             metrics["explanation_spurious_rate"] = spurious_top_rate(
                 scores, W, cases, spurious, truth.synonyms, model.concepts
             )[0]
-    metrics.update(dict.fromkeys(("explanation_faithfulness", "explanation_rank_correlation")))
+    metrics.update(dict.fromkeys(("explanation_faithfulness", "explanation_rank_correlation",
+                                  "explanation_faithfulness_ceiling",
+                                  "explanation_both_causes_rate")))  # fmt: skip
     if probe is not None:  # synthetic data: explanations checked by re-rendering (verify)
         from ..verify.explanations import explanation_faithfulness
 
-        metrics.update(explanation_faithfulness(table, probe))
+        metrics.update(explanation_faithfulness(table, probe, model.concepts))
     write_json(metrics, metrics_out)
     write_parquet(table, explanations_out)
     log.info("CBM vs opaque on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})

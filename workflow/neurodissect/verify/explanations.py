@@ -12,12 +12,31 @@ logit for the explained class drops by Δ_cited and Δ_random:
   contribution of every cited concept (a planted one the image shows) with the logit
   drop its removal causes;
 - n_faithfulness_images = images scored (a cited planted concept and another one shown).
+
+Two diagnostics say where a shortfall comes from (every planted concept the image shows
+is removed in turn, so both are measured on the same renders):
+
+- explanation_faithfulness_ceiling = the faithfulness an explanation would reach that
+  cited, of the concepts the CBM can name, the one whose removal lowers the logit most:
+  per scored image the share of its other shown concepts whose drop is smaller (the
+  expectation over the random draw). Near 1 while the faithfulness is low: the data
+  allow a faithful citation, the CBM's concept scores point elsewhere (a latent named
+  after one concept that responds more to a co-occurring one: verify_names'
+  ``best_concept``);
+- explanation_both_causes_rate = share of scored images whose cited and random concepts
+  are both planted causes of the explained class (concepts_gt.json ``causes``): then
+  which of the two the model leans on more is a property of the model and the data, not
+  a wrong explanation.
+
+Every image the explanation loses on is logged (class, cited concept and its
+contribution, random concept, both drops) in the rule's log.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +46,8 @@ from ..io import PathLike
 from .run import VerifyParams, planted_concept_of
 
 log = logging.getLogger(__name__)
+
+Logits = Callable[[np.ndarray], np.ndarray]  # uint8 images (B, H, W[, C]) -> (B, n_classes)
 
 
 @dataclass(frozen=True)
@@ -42,11 +63,14 @@ class ExplanationProbe:
     params: VerifyParams
     n_images: int = 100
     seed: int = 0
+    causes: dict[str, list[str]] = field(default_factory=dict)  # class → its planted causes
 
 
-def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng) -> list[dict]:
+def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng,
+              nameable: set[str] | None = None) -> list[dict]:  # fmt: skip
     """Per testable image: its recipe, the class, the cited planted concepts (with their
-    contributions) and the random other concept to remove."""
+    contributions), the random other concept to remove, and the shown concepts the CBM
+    can name (``nameable``; None: all of them)."""
     from ..data.synth.counterfactual import recipe_present, recipes_of
 
     images = list(dict.fromkeys(table["image_id"].astype(str)))[: probe.n_images]
@@ -64,47 +88,101 @@ def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng) -> list[dict]:
         if not cited:
             continue
         first = next(iter(cited))
-        others = sorted(c for c, on in present.items() if on and c != first)
-        cases.append({"index": index, "case_index": case_index, "cited": cited,
-                      "class": probe.classes.index(str(rows["class"].iloc[0])),
-                      "random": str(rng.choice(others)) if others else None})  # fmt: skip
+        shown = sorted(c for c, on in present.items() if on)
+        others = [c for c in shown if c != first]
+        cases.append({"image_id": image_id, "index": index, "case_index": case_index,
+                      "cited": cited, "class": probe.classes.index(str(rows["class"].iloc[0])),
+                      "random": str(rng.choice(others)) if others else None,
+                      "shown": shown,
+                      "nameable": [c for c in shown if nameable is None or c in nameable]})  # fmt: skip
     return cases
 
 
-def explanation_faithfulness(table: pd.DataFrame, probe: ExplanationProbe) -> dict[str, Any]:
-    """The metrics of the module doc, from explanations.parquet's table."""
+def removal_drops(cases: list[dict], probe: ExplanationProbe, logits: Logits) -> list[dict]:
+    """Per case, concept → drop of the explained class's logit when the image is
+    re-rendered without it (every planted concept it shows)."""
+    from ..data.synth.counterfactual import render_pair
+
+    s = probe.synth
+    out = []
+    for case in cases:
+        removed = list(dict.fromkeys([*case["cited"], *([case["random"]] if case["random"] else []),
+                                      *case["shown"]]))  # fmt: skip
+        pairs = [render_pair(probe.kind, c, seed=int(s["seed"]), index=case["index"],
+                             size=int(s["size"]), difficulty=float(s["difficulty"]),
+                             noise=float(s["noise"]), case_index=case["case_index"])
+                 for c in removed]  # fmt: skip
+        images = np.stack([pairs[0].with_concept, *(q.without for q in pairs)])
+        out_y = np.asarray(logits(images))[:, case["class"]]
+        out.append(dict(zip(removed, (out_y[0] - out_y[1:]).astype(float).tolist(), strict=True)))
+    return out
+
+
+def _ceiling(drop: dict[str, float], nameable: list[str]) -> float | None:
+    """Expected win, over the random draw, of citing the nameable concept with the largest
+    drop against another shown concept (``drop`` has every shown one)."""
+    if not nameable:
+        return None
+    best = max(nameable, key=lambda c: drop[c])
+    others = [c for c in drop if c != best]
+    return float(np.mean([drop[best] > drop[c] for c in others])) if others else None
+
+
+def faithfulness_metrics(cases: list[dict], drops: list[dict], probe: ExplanationProbe,
+                         ) -> dict[str, Any]:  # fmt: skip
+    """The metrics of the module doc from the cases and their removal drops."""
     from scipy.stats import spearmanr
 
-    from ..data.synth.counterfactual import render_pair
-    from ..runtime import pick_device
-    from .probe import unit_responder
-
-    s, p = probe.synth, probe.params
-    cases = _removals(table, probe, np.random.default_rng(probe.seed))
-    wins, contributions, drops = [], [], []
-    device = str(pick_device(p.device))
-    with unit_responder(probe.opaque, probe.arch, len(probe.classes), "logits",
-                        image_size=p.image_size, device=device) as logits:  # fmt: skip
-        for case in cases:
-            removed = [*case["cited"], *([case["random"]] if case["random"] else [])]
-            pairs = [render_pair(probe.kind, c, seed=int(s["seed"]), index=case["index"],
-                                 size=int(s["size"]), difficulty=float(s["difficulty"]),
-                                 noise=float(s["noise"]), case_index=case["case_index"])
-                     for c in dict.fromkeys(removed)]  # fmt: skip
-            images = np.stack([pairs[0].with_concept, *(q.without for q in pairs)])
-            out = logits(images)[:, case["class"]]
-            drop = dict(zip(dict.fromkeys(removed), out[0] - out[1:], strict=True))
-            for concept, contribution in case["cited"].items():
-                contributions.append(contribution)
-                drops.append(float(drop[concept]))
-            if case["random"]:
-                wins.append(drop[next(iter(case["cited"]))] > drop[case["random"]])
-    rho = spearmanr(contributions, drops).statistic if len(drops) > 2 else np.nan
-    metrics = {
+    wins, contributions, cited_drops, ceilings, both = [], [], [], [], []
+    for case, drop in zip(cases, drops, strict=True):
+        for concept, contribution in case["cited"].items():
+            contributions.append(contribution)
+            cited_drops.append(drop[concept])
+        if not case["random"]:
+            continue
+        first, other = next(iter(case["cited"])), case["random"]
+        wins.append(drop[first] > drop[other])
+        ceilings.append(_ceiling(drop, case["nameable"]))
+        causes = probe.causes.get(probe.classes[case["class"]], [])
+        both.append(first in causes and other in causes)
+        if not wins[-1]:
+            log.info("explanation loses on %s (%s): cited %s (contribution %.3f) drop %.3f, "
+                     "random %s drop %.3f, both causes of the class: %s", case["image_id"],
+                     probe.classes[case["class"]], first, case["cited"][first], drop[first],
+                     other, drop[other], both[-1])  # fmt: skip
+    varies = len(cited_drops) > 2 and np.ptp(contributions) > 0 and np.ptp(cited_drops) > 0
+    rho = spearmanr(contributions, cited_drops).statistic if varies else np.nan  # else undefined
+    ceilings = [c for c in ceilings if c is not None]
+    return {
         "explanation_faithfulness": float(np.mean(wins)) if wins else None,
         "explanation_rank_correlation": None if np.isnan(rho) else float(rho),
         "n_faithfulness_images": len(wins),
+        "explanation_faithfulness_ceiling": float(np.mean(ceilings)) if ceilings else None,
+        "explanation_both_causes_rate": float(np.mean(both)) if both and probe.causes else None,
     }
+
+
+def explanation_faithfulness(table: pd.DataFrame, probe: ExplanationProbe,
+                             concepts: list[str] | None = None,
+                             logits: Logits | None = None) -> dict[str, Any]:  # fmt: skip
+    """The metrics of the module doc, from explanations.parquet's table; ``concepts``: the
+    CBM's concept names (what the ceiling may cite; None: every planted concept);
+    ``logits``: images → opaque logits (default: ``probe.opaque`` loaded)."""
+    nameable = None
+    if concepts is not None:
+        nameable = {planted_concept_of(str(c), probe.synonyms) for c in concepts} - {None}
+    cases = _removals(table, probe, np.random.default_rng(probe.seed), nameable)
+    if logits is not None:
+        drops = removal_drops(cases, probe, logits)
+    else:
+        from ..runtime import pick_device
+        from .probe import unit_responder
+
+        p = probe.params
+        with unit_responder(probe.opaque, probe.arch, len(probe.classes), "logits",
+                            image_size=p.image_size, device=str(pick_device(p.device))) as opaque:  # fmt: skip
+            drops = removal_drops(cases, probe, opaque)
+    metrics = faithfulness_metrics(cases, drops, probe)
     log.info("explanations verified by intervention: %s", metrics)
     return metrics
 
@@ -117,12 +195,15 @@ def explanation_probe(kind: str, synth: dict | None, opaque: PathLike, arch: str
         return None
     from ..data.manifest import read_manifest
     from ..data.synth.counterfactual import concept_names
+    from ..evaluate.cbm import class_causes
+    from ..evaluate.groundtruth import read_json_file
     from .run import read_synonyms
 
     params = VerifyParams.from_config(cfg, model_input, model_input, {"device": device})
+    classes = list(read_manifest(manifest).classes)
     return ExplanationProbe(
-        kind=kind, synth=synth, opaque=opaque, arch=arch,
-        classes=list(read_manifest(manifest).classes),
+        kind=kind, synth=synth, opaque=opaque, arch=arch, classes=classes,
         synonyms=read_synonyms(gt_synonyms, concept_names(kind)), params=params,
         n_images=int(cfg.get("n_explanations", 100)), seed=int(cfg.get("seed", 0)),
+        causes=class_causes(read_json_file(gt_synonyms), classes),
     )  # fmt: skip
