@@ -76,9 +76,7 @@ class TrainParams:
         if isinstance(params.normalize, bool):  # the former boolean key
             params = replace(params, normalize="scalar" if params.normalize else "none")
         if params.normalize not in NORMALIZATIONS:
-            raise ConfigError(
-                f"sae.normalize: {params.normalize!r} is not one of {NORMALIZATIONS}"
-            )
+            raise ConfigError(f"sae.normalize: {params.normalize!r} is not one of {NORMALIZATIONS}")
         if not params.normalize_eps >= 0:
             raise ConfigError(f"sae.normalize_eps: {params.normalize_eps!r} must be >= 0")
         if not params.train_splits:
