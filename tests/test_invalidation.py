@@ -63,6 +63,14 @@ def test_sae_l1_coefficient_reruns_the_sae_chain_only(run, changed):
     assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
 
 
+@pytest.mark.parametrize("change", [{"normalize": "whiten"}, {"normalize_eps": 0.5}],
+                         ids=["normalize", "normalize_eps"])  # fmt: skip
+def test_sae_normalisation_reruns_the_sae_chain_only(run, changed, change):
+    jobs = planned_jobs(run, changed({"sae": change}))
+    assert "train_sae" in jobs
+    assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
+
+
 def test_sae_train_splits_reruns_the_sae_chain_only(run, changed):
     jobs = planned_jobs(run, changed({"sae": {"train_splits": ["train"]}}))
     assert "train_sae" in jobs

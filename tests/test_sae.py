@@ -38,12 +38,14 @@ from neurodissect.sae.metrics import SAEMetrics, dead_fraction, evaluate_arrays,
 from neurodissect.sae.stream import ArrayRows, StoreRows
 from neurodissect.sae.synthetic import planted_features
 from neurodissect.sae.train import (
+    NORMALIZATIONS,
     RESUME_FILE,
     ResumeState,
     SAESettings,
     SAETrainParams,
     fit,
     geometric_median,
+    input_statistics,
     prepare_model,
     resample_dead_latents,
     train_sae,
@@ -396,6 +398,111 @@ def test_geometric_median_is_robust_to_an_outlier():
     med = geometric_median(pts)
     assert np.linalg.norm(med - [0.5, 0.5]) < 0.5
     assert np.linalg.norm(pts.mean(0) - [0.5, 0.5]) > 20
+
+
+# -- input normalisation ---------------------------------------------------------
+def _normalised(model, x: np.ndarray) -> np.ndarray:
+    return model.normalize_input(torch.from_numpy(x)).double().numpy()
+
+
+@pytest.mark.parametrize("mode", NORMALIZATIONS)
+def test_input_normalisation_holds_the_data_statistics_and_round_trips(planted, mode, tmp_path):
+    x = planted.features[:1600].astype(np.float64)
+    x[:, 3] *= 20.0  # one loud feature, one correlated pair: the modes must differ
+    x[:, 5] += 3.0 * x[:, 4]
+    x32 = x.astype(np.float32)
+    p = SAETrainParams.from_config({"normalize": mode, "normalize_eps": 0.0})
+    m = build_sae("relu_l1", D, {"expansion": 2})
+    variance = prepare_model(m, [x32[:700], x32[700:]], p)  # moments accumulate over blocks
+    xn = _normalised(m, x32)
+    cov = np.cov(xn.T, bias=True)
+    np.testing.assert_allclose(m.input_mean.numpy(), x.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.b_pre.detach().double().numpy(), xn.mean(0), atol=1e-4)
+    assert variance == pytest.approx(np.trace(cov), rel=1e-4)
+    if mode == "none":
+        np.testing.assert_allclose(xn, x32, rtol=1e-6)
+    else:  # l1_coefficient means the same for every mode: total variance = features
+        assert np.trace(cov) == pytest.approx(D, rel=1e-4)
+    if mode == "standardize":
+        np.testing.assert_allclose(np.diag(cov), 1.0, rtol=1e-3)
+    if mode == "whiten":  # ZCA: identity covariance, and a symmetric transform
+        np.testing.assert_allclose(cov, np.eye(D), atol=2e-3)
+        np.testing.assert_allclose(m.input_transform, m.input_transform.T, atol=1e-5)
+    # raw features in, raw features out: denormalise inverts normalise
+    back = m.denormalize(m.normalize_input(torch.from_numpy(x32))).numpy()
+    np.testing.assert_allclose(back, x32, rtol=1e-4, atol=1e-3)
+    # the transform lives in the weights-only checkpoint and comes back with its size
+    save_state_dict(m.to_checkpoint(), tmp_path / "sae.pt")
+    again = load_sae(tmp_path / "sae.pt")
+    assert again.has_transform == (mode in ("standardize", "whiten"))
+    torch.testing.assert_close(again.encode(torch.from_numpy(x32)), m.encode(torch.from_numpy(x32)))
+
+
+def test_shrinkage_keeps_near_constant_features_from_being_blown_up():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4)) * [1.0, 1.0, 1.0, 1e-4]  # feature 3 is (numerical) noise
+    x = x.astype(np.float32)
+    raw = input_statistics([x], "standardize", eps=0.0)
+    shrunk = input_statistics([x], "standardize", eps=0.1)
+    # without shrinkage the noise feature gets a quarter of the variance, with it ~none
+    assert raw.transform[3, 3] ** 2 * x[:, 3].var() / raw.scale**2 == pytest.approx(1.0, rel=1e-3)
+    assert shrunk.transform[3, 3] ** 2 * x[:, 3].var() / shrunk.scale**2 < 1e-5
+    with pytest.raises(InputError, match="normalize_eps"):
+        input_statistics([np.column_stack([x[:, :3], x[:, 0] + x[:, 1]])], "whiten", eps=0.0)
+
+
+def test_former_boolean_normalize_and_unknown_values():
+    assert SAETrainParams.from_config({"normalize": True}).normalize == "scalar"
+    assert SAETrainParams.from_config({"normalize": False}).normalize == "none"
+    with pytest.raises(ConfigError, match="sae.normalize"):
+        SAETrainParams.from_config({"normalize": "zca"})
+
+
+def test_checkpoint_from_before_the_transform_loads_as_scalar(planted, tmp_path):
+    m = build_sae("relu_l1", D, {"expansion": 2})
+    prepare_model(m, [planted.features[:1600]], SAETrainParams())
+    ckpt = m.to_checkpoint()
+    for key in ("input_transform", "input_inverse"):
+        del ckpt["state"][key]
+    save_state_dict(ckpt, tmp_path / "old.pt")
+    old = load_sae(tmp_path / "old.pt")
+    assert not old.has_transform
+    x = torch.from_numpy(planted.features[2000:])
+    torch.testing.assert_close(old.reconstruct(x)[0], m.reconstruct(x)[0])
+
+
+def _loud_and_quiet(n: int, quiet: float, seed: int = 0):
+    """32 features: a loud dense Gaussian part (8 directions, sd ~5) on features 0-15 and
+    8 quiet sparse sources (magnitude ~``quiet``, density 0.1) on features 16-31."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 32))
+    x[:, :16] = 1.25 * rng.standard_normal((n, 8)) @ rng.standard_normal((8, 16))
+    atoms = rng.standard_normal((8, 16))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    present = rng.random((n, 8)) < 0.1
+    x[:, 16:] = quiet * (present * rng.uniform(0.5, 1.5, present.shape)) @ atoms
+    x += 0.01 * rng.standard_normal(x.shape)
+    return x.astype(np.float32), present
+
+
+@pytest.mark.parametrize("mode", ["scalar", "standardize", "whiten"])
+def test_per_feature_normalisation_recovers_quiet_sparse_sources_scalar_misses(mode):
+    # one scale is set by the loud part, so at this λ the quiet sources cost more L1 than
+    # the squared error they save and the SAE drops them; standardising or whitening
+    # gives their features unit variance and every source gets its latent
+    x, present = _loud_and_quiet(3000, quiet=0.3)
+    torch.manual_seed(0)
+    p = SAETrainParams.from_config({"normalize": mode, "normalize_eps": 0.0, "lr": 3e-3,
+                                 "batch_size": 128, "epochs": 30, "resample_every": 5})  # fmt: skip
+    m = build_sae("relu_l1", 32, {"expansion": 4, "l1_coefficient": 0.05})
+    variance = prepare_model(m, [x[:2400]], p)
+    fit(m, ArrayRows(x[:2400], 128, 0), p, total_variance=variance)
+    z = m.encode(torch.from_numpy(x[2400:])).numpy()
+    _, best = best_units(auroc_matrix(z, present[2400:]))
+    if mode == "scalar":
+        assert (best < 0.75).all(), best
+    else:
+        assert (best >= 0.95).all(), best
 
 
 # -- train_sae, checkpoints, latents -----------------------------------------

@@ -2,10 +2,13 @@
 
 All variants share the parametrisation of the paper's SAE:
 
-    x' = x / input_scale                      (normalisation stored in the model)
+    x' = (x T) / input_scale                  (normalisation stored in the model; T, the
+                                              optional linear input transform, is absent
+                                              for the default scalar normalisation)
     pre = (x' - b_pre) W_enc + b_enc          (b_pre: learned pre-encoder bias)
     z   = activation(pre)                     (variant: ReLU, TopK, ...)
     x̂'  = z W_dec + b_pre                     (rows of W_dec kept unit-norm)
+    x̂  = (x̂' · input_scale) T⁻¹               (back in raw feature units)
 
 A variant is one module that subclasses :class:`SparseAutoencoder` with its own
 config dataclass and decorates it with :func:`register`; it implements
@@ -110,9 +113,13 @@ class SparseAutoencoder(nn.Module):
         self.W_enc = nn.Parameter(torch.empty(d_in, n))
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.W_dec = nn.Parameter(torch.empty(n, d_in))
-        # input normalisation: x' = x / input_scale; input_mean initialises b_pre
+        # input normalisation: x' = (x T) / input_scale; input_mean initialises b_pre.
+        # T (input_transform, inverse input_inverse) is 0 x d_in when there is none (scalar
+        # normalisation), d_in x d_in for per-feature standardisation or whitening
         self.register_buffer("input_scale", torch.ones(()))
         self.register_buffer("input_mean", torch.zeros(d_in))
+        self.register_buffer("input_transform", torch.zeros(0, d_in))
+        self.register_buffer("input_inverse", torch.zeros(0, d_in))
         # bfloat16 encoder matmul in training steps (set by the trainer); inference
         # (encode / reconstruct / metrics) is always float32, so a checkpoint's latents
         # do not depend on how it was trained
@@ -136,16 +143,50 @@ class SparseAutoencoder(nn.Module):
         return self.d_in / self.n_latents
 
     # -- normalisation -----------------------------------------------------------
-    def set_input_statistics(self, mean: torch.Tensor, scale: float, center=None) -> None:
-        """Store the normalisation and start b_pre at ``center`` (default: the mean)."""
+    def set_input_statistics(
+        self, mean: torch.Tensor, scale: float, center=None, transform=None, inverse=None
+    ) -> None:
+        """Store the normalisation and start b_pre at ``center`` (default: the mean),
+        normalised. ``transform`` / ``inverse``: a (d_in, d_in) linear map applied to raw
+        rows before the scale, and its inverse (None: no transform)."""
         with torch.no_grad():
             self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.input_scale.fill_(float(scale))
+            shape = (0, self.d_in) if transform is None else (self.d_in, self.d_in)
+            for name, value in (("input_transform", transform), ("input_inverse", inverse)):
+                if value is None:
+                    setattr(self, name, torch.zeros(shape, device=self.b_pre.device))
+                else:
+                    value = torch.as_tensor(value, dtype=torch.float32).to(self.b_pre.device)
+                    if value.shape != shape:
+                        raise ValueError(f"{name}: shape {tuple(value.shape)}, expected {shape}")
+                    setattr(self, name, value.clone())
             start = self.input_mean if center is None else torch.as_tensor(center)
-            self.b_pre.copy_(start.to(self.b_pre) / self.input_scale)
+            self.b_pre.copy_(self.normalize_input(start.to(self.b_pre)))
+
+    @property
+    def has_transform(self) -> bool:
+        return self.input_transform.shape[0] > 0
 
     def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.has_transform:
+            x = x @ self.input_transform
         return x / self.input_scale
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised rows back in raw feature units (inverse of :meth:`normalize_input`)."""
+        x = x * self.input_scale
+        return x @ self.input_inverse if self.has_transform else x
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the transform buffers' size depends on the normalisation a checkpoint was trained
+        # with; a checkpoint written before they existed had scalar normalisation (none)
+        for name in ("input_transform", "input_inverse"):
+            key = prefix + name
+            if key not in state_dict:
+                state_dict[key] = torch.zeros(0, self.d_in)
+            setattr(self, name, torch.empty_like(state_dict[key], device=self.b_pre.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- variant hooks -------------------------------------------------------------
     def select(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,8 +261,7 @@ class SparseAutoencoder(nn.Module):
         x = self.normalize_input(x_raw.float())
         pre = self.preactivations(x)
         code = self.code_from(x, pre, *self.select(pre))
-        x_hat = self.decode_code(code) * self.input_scale
-        return x_hat, code.to_dense()
+        return self.denormalize(self.decode_code(code)), code.to_dense()
 
     # -- decoder constraint ------------------------------------------------------------
     @torch.no_grad()

@@ -78,4 +78,4 @@ def reconstruct_with_prefix(model, x_raw: torch.Tensor, size: int) -> torch.Tens
     x = model.normalize_input(x_raw.float())
     pre = model.preactivations(x)
     code = model.code_from(x, pre, *model.select(pre))
-    return (decode(restrict(code, size), model.W_dec) + model.b_pre) * model.input_scale
+    return model.denormalize(decode(restrict(code, size), model.W_dec) + model.b_pre)

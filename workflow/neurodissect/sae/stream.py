@@ -137,15 +137,18 @@ class StoreRows:
         return rows[np.sort(take)]
 
 
-def feature_moments(blocks) -> tuple[int, np.ndarray, float]:
-    """(n, mean, mean squared distance to the mean) over row blocks, in float64."""
-    n, total, total_sq = 0, None, 0.0
+def feature_moments(blocks, full: bool = False) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n, mean, covariance) over row blocks, in float64: the (d, d) covariance with
+    ``full``, else its diagonal (each feature's variance)."""
+    n, total, total_sq = 0, None, None
     for block in blocks:
         b = np.asarray(block, dtype=np.float64)
+        sq = b.T @ b if full else np.einsum("ij,ij->j", b, b)
         total = b.sum(0) if total is None else total + b.sum(0)
-        total_sq += float(np.einsum("ij,ij->", b, b))
+        total_sq = sq if total_sq is None else total_sq + sq
         n += len(b)
     if n == 0:
         raise ValueError("no rows")
     mean = total / n
-    return n, mean, max(total_sq / n - float(mean @ mean), 0.0)
+    centred = total_sq / n - (np.outer(mean, mean) if full else mean * mean)
+    return n, mean, centred

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 RESUME_FILE = "state.pt"
 PRE_BIAS_INITS = ("mean", "geometric_median")
+NORMALIZATIONS = ("scalar", "standardize", "whiten", "none")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class SAETrainParams:
     lr: float = 5e-4
     batch_size: int = 256
     epochs: int = 150
-    normalize: bool = True
+    normalize: str = "scalar"  # scalar | standardize | whiten | none (true = scalar, false = none)
+    normalize_eps: float = 0.1  # shrinkage of standardize / whiten, x the mean variance
     pre_bias_init: str = "mean"
     resample: bool = True
     resample_every: int = 25
@@ -74,6 +76,12 @@ class SAETrainParams:
         choices = {"pre_bias_init": PRE_BIAS_INITS}
         params = settings_from(cls, loop, section="sae", choices=choices)
         params = replace(params, train_splits=tuple(params.train_splits))
+        if isinstance(params.normalize, bool):  # the former boolean key
+            params = replace(params, normalize="scalar" if params.normalize else "none")
+        if params.normalize not in NORMALIZATIONS:
+            raise ConfigError(f"sae.normalize: {params.normalize!r} is not one of {NORMALIZATIONS}")
+        if not params.normalize_eps >= 0:
+            raise ConfigError(f"sae.normalize_eps: {params.normalize_eps!r} must be >= 0")
         if not params.train_splits:
             raise ConfigError("sae.train_splits: empty; list the store splits to train on")
         return params
@@ -117,30 +125,82 @@ def geometric_median(points: np.ndarray, iters: int = 200, tol: float = 1e-7) ->
     return y
 
 
-def input_statistics(blocks, normalize: bool = True, where: str = "features"):
-    """(mean, scale, total variance in normalised units) of raw feature row blocks.
+@dataclass
+class InputStatistics:
+    """The SAE's input normalisation x' = (x T) / scale, from the training rows."""
 
-    scale makes a row's mean squared distance to the mean equal the number of
-    features (unit variance per feature on average); 1 without normalisation.
+    mean: np.ndarray  # (d,) raw feature mean (b_pre starts there)
+    scale: float
+    transform: np.ndarray | None  # (d, d) T, or None (scalar normalisation)
+    inverse: np.ndarray | None  # T⁻¹
+    total_variance: float  # mean squared distance of a normalised row to the mean
+
+
+def input_statistics(
+    blocks, normalize: str | bool = "scalar", where: str = "features", eps: float = 0.1
+) -> InputStatistics:
+    """The normalisation of raw feature row blocks.
+
+    - ``scalar``: one scale, so a row's mean squared distance to the mean equals the
+      number of features (unit variance per feature on average);
+    - ``standardize``: each feature divided by its standard deviation first;
+    - ``whiten``: ZCA whitening, T = U diag(λ + ε)^-½ Uᵀ of the covariance U diag(λ) Uᵀ
+      (symmetric, so features stay close to their own axes);
+    - ``none``: raw features.
+
+    ``eps`` shrinks standardize / whiten towards scalar: ε = eps x the mean variance is
+    added to every variance before dividing, so near-constant features or directions
+    (noise) are not blown up to unit variance. After T the scalar step still applies, so
+    ``l1_coefficient`` means the same for every normalisation.
     """
-    n, mean, sq_dist = feature_moments(blocks)
-    if not np.isfinite(mean).all() or not math.isfinite(sq_dist):
+    if isinstance(normalize, bool):
+        normalize = "scalar" if normalize else "none"
+    full = normalize == "whiten"
+    n, mean, second = feature_moments(blocks, full=full)
+    cov_diag = np.diag(second) if full else second
+    sq_dist = float(cov_diag.sum())
+    if not np.isfinite(mean).all() or not np.isfinite(second).all():
         raise InputError(f"{where}: non-finite features (NaN/inf)")
     if sq_dist <= 0:
         raise InputError(f"{where}: the {n} rows are all identical; nothing to learn")
-    scale = math.sqrt(sq_dist / len(mean)) if normalize else 1.0
-    return mean, scale, sq_dist / scale**2
+    d = len(mean)
+    shrink = eps * sq_dist / d
+    transform = inverse = None
+    if normalize == "standardize":
+        std = np.sqrt(np.maximum(cov_diag, 0.0) + shrink)
+        transform, inverse = np.diag(1.0 / std), np.diag(std)
+    elif normalize == "whiten":
+        lam, u = np.linalg.eigh((second + second.T) / 2)
+        # eigenvalues below float64 round-off of the largest are zero: a direction the
+        # features never vary in (e.g. one feature the sum of others) cannot be whitened
+        lam = np.where(lam > 1e-12 * lam.max(), lam, 0.0)
+        root = np.sqrt(lam + shrink)
+        if not (root > 0).all():
+            raise InputError(
+                f"{where}: the features are linearly dependent (singular covariance), so "
+                "sae.normalize: whiten needs sae.normalize_eps > 0"
+            )
+        transform, inverse = (u / root) @ u.T, (u * root) @ u.T
+    if transform is not None:
+        # variance left after T: trace(Tᵀ C T)
+        cov = second if full else np.diag(second)
+        sq_dist = float(((cov @ transform) * transform).sum())
+    scale = math.sqrt(sq_dist / d) if normalize != "none" else 1.0
+    return InputStatistics(mean, scale, transform, inverse, sq_dist / scale**2)
 
 
 def prepare_model(model: SparseAutoencoder, blocks, params: SAETrainParams, source=None, where=""):
     """Set the model's normalisation and pre-bias start from the training rows; returns
     the total variance (normalised units) that turns squared error into FVU."""
-    mean, scale, total_variance = input_statistics(blocks, params.normalize, where)
-    center = mean
+    stats = input_statistics(blocks, params.normalize, where, params.normalize_eps)
+    center = stats.mean
     if params.pre_bias_init == "geometric_median":
         center = geometric_median(source.sample(8192, epoch_rng(params.seed, -1)))
-    model.set_input_statistics(torch.from_numpy(mean), scale, torch.from_numpy(center))
-    return total_variance
+    model.set_input_statistics(
+        torch.from_numpy(stats.mean), stats.scale, torch.from_numpy(center),
+        *(None if m is None else torch.from_numpy(m) for m in (stats.transform, stats.inverse)),
+    )  # fmt: skip
+    return stats.total_variance
 
 
 # -- resampling ----------------------------------------------------------------
