@@ -110,10 +110,14 @@ def run_snakemake(
     ``profile`` selects another profile (e.g. the slurm one) instead.
     """
     cmd = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(SNAKEFILE),
-        "--directory", str(workdir),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+    ]
     if profile is None:
         cmd += ["--workflow-profile", str(DEFAULT_PROFILE), "--cores", "2"]
     else:

@@ -39,13 +39,30 @@ def write_tiny_bert(folder: Path) -> None:
     """A one-layer BERT config and a WordPiece tokenizer (vocab.txt) in ``folder``."""
     from transformers import BertConfig, BertTokenizer
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.ascii_lowercase,
-             *(f"##{c}" for c in string.ascii_lowercase), "a", "photo", "of", "."]  # fmt: skip
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *string.ascii_lowercase,
+        *(f"##{c}" for c in string.ascii_lowercase),
+        "a",
+        "photo",
+        "of",
+        ".",
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
-    BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-               intermediate_size=64, max_position_embeddings=64).save_pretrained(folder)  # fmt: skip
+    BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    ).save_pretrained(folder)
 
 
 def open_clip_hub_repo(cache: Path, seed: int = 0) -> Path:
@@ -55,12 +72,21 @@ def open_clip_hub_repo(cache: Path, seed: int = 0) -> Path:
     bert_dir = hub_snapshot(cache, BERT_REPO, BERT_REV)
     write_tiny_bert(bert_dir)
     # the keys BiomedCLIP's open_clip_config.json uses for its PubMedBERT tower
-    text_cfg = {"hf_model_name": BERT_REPO, "hf_tokenizer_name": BERT_REPO,
-                "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler",
-                "context_length": 64}  # fmt: skip
+    text_cfg = {
+        "hf_model_name": BERT_REPO,
+        "hf_tokenizer_name": BERT_REPO,
+        "hf_proj_type": "mlp",
+        "hf_pooler_type": "cls_last_hidden_state_pooler",
+        "context_length": 64,
+    }
     # and its timm ViT image tower (vit_base_patch16_224 there; timm's 160-px test ViT here)
-    vision_cfg = {"timm_model_name": "test_vit", "timm_model_pretrained": False,
-                  "timm_pool": "", "timm_proj": "linear", "image_size": 160}  # fmt: skip
+    vision_cfg = {
+        "timm_model_name": "test_vit",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "image_size": 160,
+    }
     model_cfg = {"embed_dim": 16, "text_cfg": text_cfg, "vision_cfg": vision_cfg}
     torch.manual_seed(seed)
     build_text = {**text_cfg, "hf_model_name": str(bert_dir), "hf_model_pretrained": False}
@@ -91,11 +117,25 @@ def transformers_clip_folder(folder: Path, seed: int = 0) -> Path:
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
-            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}  # fmt: skip
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "image_size": 32, "patch_size": 8}  # fmt: skip
+    text = {
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 32,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 1,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
     torch.manual_seed(seed)
     model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
     model.save_pretrained(folder)

@@ -18,10 +18,21 @@ from PIL import Image
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 HAM_HEADER = "lesion_id,image_id,dx,dx_type,age,sex,localization"
 NIH_CLASSES = [
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
     "Hernia",
-]  # fmt: skip
+]
 # the 2017 release (NIH box): trailing comma on every line
 NIH_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
@@ -29,15 +40,36 @@ NIH_HEADER = (
 )
 NIH_BOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 DET_CLASSES = [
-    "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "Diffuse Nodule",
-    "Effusion", "Emphysema", "Fibrosis", "Fracture", "Mass", "Nodule", "Pleural Thickening",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Consolidation",
+    "Diffuse Nodule",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Fracture",
+    "Mass",
+    "Nodule",
+    "Pleural Thickening",
     "Pneumothorax",
-]  # fmt: skip
+]
 CHEXPERT_COLUMNS = [
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
-    "Fracture", "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other",
-    "Pneumonia", "Pneumothorax", "Support Devices",
-]  # fmt: skip
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+]
 
 
 def _blob(size: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
@@ -48,8 +80,18 @@ def _blob(size: tuple[int, int], centre: tuple[float, float], radius: float) -> 
 
 def _derm_image(rng, cls: int, w: int, h: int) -> Image.Image:
     """Skin background with a lesion whose colour encodes the class."""
-    hue = np.array([[200, 120, 90], [150, 60, 40], [110, 70, 40], [170, 110, 80],
-                    [40, 25, 20], [120, 80, 50], [170, 40, 70]], float)[cls]  # fmt: skip
+    hue = np.array(
+        [
+            [200, 120, 90],
+            [150, 60, 40],
+            [110, 70, 40],
+            [170, 110, 80],
+            [40, 25, 20],
+            [120, 80, 50],
+            [170, 40, 70],
+        ],
+        float,
+    )[cls]
     img = np.zeros((h, w, 3)) + np.array([225, 185, 160]) + rng.normal(0, 8, (h, w, 3))
     img[_blob((h, w), (0.5, 0.5), 0.3 + 0.03 * rng.random())] = hue
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
@@ -77,9 +119,12 @@ def _save_cxr(arr: np.ndarray, path: Path, mode: str) -> None:
 
 
 def write_ham10000(
-    root: Path, lesions_per_class: int = 4, size: tuple[int, int] = (32, 24), seed: int = 0,
+    root: Path,
+    lesions_per_class: int = 4,
+    size: tuple[int, int] = (32, 24),
+    seed: int = 0,
     dataverse: bool = False,
-) -> dict:  # fmt: skip
+) -> dict:
     """HAM10000_metadata.csv + HAM10000_images_part_{1,2}/ISIC_*.jpg; 1-2 images per lesion.
 
     ``dataverse`` writes the Harvard Dataverse variant (extra ``dataset`` column, no .csv).
@@ -130,8 +175,10 @@ def write_nih14(
             mode = "RGBA" if i % 9 == 4 else "I;16" if i % 9 == 7 else "L"
             folder = f"images_{1 + i % 2:03d}/images" if kaggle_layout else "images"
             _save_cxr(_cxr_array(rng, findings, size), root / folder / name, mode)
-            entries.append(f"{name},{text},{follow_up},{p},{40 + p % 40},{'MF'[p % 2]},PA,"
-                           f"2500,2048,0.143,0.143,")  # fmt: skip
+            entries.append(
+                f"{name},{text},{follow_up},{p},{40 + p % 40},{'MF'[p % 2]},PA,"
+                f"2500,2048,0.143,0.143,"
+            )
             (test if p % 4 == 0 else train_val).append(name)
             labels[name], modes[name], paths[name] = (
                 [NIH_CLASSES[k] for k in findings],
@@ -141,18 +188,27 @@ def write_nih14(
             for k in findings[:1]:
                 if NIH_CLASSES[k] in NIH_CLASSES[:8] and i % 3 == 0:  # boxes: 8 findings only
                     finding = "Infiltrate" if NIH_CLASSES[k] == "Infiltration" else NIH_CLASSES[k]
-                    boxes.append(f"{name},{finding},{size * 0.25:.6f},{size * 0.3:.6f},"
-                                 f"{size * 0.4:.6f},{size * 0.35:.6f},,,")  # fmt: skip
+                    boxes.append(
+                        f"{name},{finding},{size * 0.25:.6f},{size * 0.3:.6f},"
+                        f"{size * 0.4:.6f},{size * 0.35:.6f},,,"
+                    )
     (root / "Data_Entry_2017.csv").write_text("\n".join(entries) + "\n")
     (root / "train_val_list.txt").write_text("\n".join(train_val) + "\n")
     (root / "test_list.txt").write_text("\n".join(test) + "\n")
     (root / "BBox_List_2017.csv").write_text("\n".join(boxes) + "\n")
-    return {"labels": labels, "modes": modes, "paths": paths, "test": test,
-            "train_val": train_val, "n_boxes": len(boxes) - 1}  # fmt: skip
+    return {
+        "labels": labels,
+        "modes": modes,
+        "paths": paths,
+        "test": test,
+        "train_val": train_val,
+        "n_boxes": len(boxes) - 1,
+    }
 
 
-def write_chestx_det(root: Path, n_train: int = 24, n_test: int = 8, size: int = 32,
-                     seed: int = 0) -> dict:  # fmt: skip
+def write_chestx_det(
+    root: Path, n_train: int = 24, n_test: int = 8, size: int = 32, seed: int = 0
+) -> dict:
     """ChestX_Det_{train,test}.json + train/ and test/ PNGs (RGB, as some releases are)."""
     rng = np.random.default_rng(seed)
     out = {"labels": {}, "boxes": {}}
@@ -168,8 +224,9 @@ def write_chestx_det(root: Path, n_train: int = 24, n_test: int = 8, size: int =
                 x1, y1 = 2 + 3 * j, 4 + 2 * j
                 box_list.append([x1, y1, x1 + 10, y1 + 8])
             polygons = [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]] for b in box_list]
-            entries.append({"file_name": name, "syms": syms, "boxes": box_list,
-                            "polygons": polygons})  # fmt: skip
+            entries.append(
+                {"file_name": name, "syms": syms, "boxes": box_list, "polygons": polygons}
+            )
             arr = _cxr_array(rng, [DET_CLASSES.index(s) for s in syms], size)
             g = (arr * 255).astype(np.uint8)
             (root / part).mkdir(parents=True, exist_ok=True)
@@ -186,9 +243,12 @@ def write_mimic_cxr(root: Path, subjects: int = 12, size: int = 32, seed: int = 
     ann = {"train": [], "val": [], "test": []}
     label_rows = ["subject_id,study_id," + ",".join(CHEXPERT_COLUMNS)]
     truth = {}
-    phrases = {"Cardiomegaly": "The heart is enlarged.", "Edema": "Mild pulmonary edema.",
-               "Pleural Effusion": "Small left pleural effusion.",
-               "Pneumothorax": "Small apical pneumothorax."}  # fmt: skip
+    phrases = {
+        "Cardiomegaly": "The heart is enlarged.",
+        "Edema": "Mild pulmonary edema.",
+        "Pleural Effusion": "Small left pleural effusion.",
+        "Pneumothorax": "Small apical pneumothorax.",
+    }
     for s in range(subjects):
         subject = 10000032 + s
         split = ["train", "train", "train", "val", "test"][s % 5]
@@ -207,23 +267,40 @@ def write_mimic_cxr(root: Path, subjects: int = 12, size: int = 32, seed: int = 
             if not positives:
                 cols["No Finding"] = "1.0"
             report = " ".join(phrases[c] for c in positives) or "No acute cardiopulmonary process."
-            ann[split].append({"id": dicom, "study_id": study, "subject_id": subject,
-                               "report": report, "image_path": [rel], "split": split})  # fmt: skip
+            ann[split].append(
+                {
+                    "id": dicom,
+                    "study_id": study,
+                    "subject_id": subject,
+                    "report": report,
+                    "image_path": [rel],
+                    "split": split,
+                }
+            )
             label_rows.append(f"{subject},{study}," + ",".join(cols[c] for c in CHEXPERT_COLUMNS))
             arr = _cxr_array(rng, [list(phrases).index(c) for c in positives], size)
             path = root / "images" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray((arr * 255).astype(np.uint8), "L").save(path, quality=95)
-            truth[dicom] = {"positives": positives, "uncertain": cols["Atelectasis"] == "-1.0",
-                            "split": split, "subject": str(subject)}  # fmt: skip
+            truth[dicom] = {
+                "positives": positives,
+                "uncertain": cols["Atelectasis"] == "-1.0",
+                "split": split,
+                "subject": str(subject),
+            }
     root.mkdir(parents=True, exist_ok=True)
     (root / "annotation.json").write_text(json.dumps(ann))
     (root / "mimic-cxr-2.0.0-chexpert.csv").write_text("\n".join(label_rows) + "\n")
     return truth
 
 
-def write_fairvlmed(root: Path, n: tuple[int, int, int] = (8, 3, 4), size: tuple[int, int] = (40, 32),
-                    seed: int = 0, summaries: bool = True) -> dict:  # fmt: skip
+def write_fairvlmed(
+    root: Path,
+    n: tuple[int, int, int] = (8, 3, 4),
+    size: tuple[int, int] = (40, 32),
+    seed: int = 0,
+    summaries: bool = True,
+) -> dict:
     """Training/Validation/Test/data_xxxxx.npz with the documented keys (+ summary CSV)."""
     rng = np.random.default_rng(seed)
     truth = {}
@@ -236,14 +313,27 @@ def write_fairvlmed(root: Path, n: tuple[int, int, int] = (8, 3, 4), size: tuple
             h, w = size
             fundus = np.clip(rng.normal(90, 10, (h, w)), 0, 255)
             fundus[_blob((h, w), (0.5, 0.6), 0.12 + 0.1 * glaucoma)] = 230  # cup size
-            note = ("glaucoma suspect, cup to disc ratio 0.8, primary open angle glaucoma"
-                    if glaucoma else "healthy optic nerve, no glaucoma")  # fmt: skip
+            note = (
+                "glaucoma suspect, cup to disc ratio 0.8, primary open angle glaucoma"
+                if glaucoma
+                else "healthy optic nerve, no glaucoma"
+            )
             name = f"data_{idx:05d}.npz"
-            np.savez(root / folder / name, slo_fundus=fundus.astype(np.uint8),
-                     md=np.float64(-1.5), tds=rng.normal(0, 1, 52), age=np.float64(60 + idx % 20),
-                     gender=np.int64(idx % 2), race=np.int64(idx % 3), ethnicity=np.int64(-1 if idx % 5 == 0 else 0),
-                     language=np.int64(0), maritalstatus=np.int64(idx % 4), glaucoma=np.int64(glaucoma),
-                     note=np.array(note), note_extra=np.array(f"{60 + idx % 20} y.o. {note}"))  # fmt: skip
+            np.savez(
+                root / folder / name,
+                slo_fundus=fundus.astype(np.uint8),
+                md=np.float64(-1.5),
+                tds=rng.normal(0, 1, 52),
+                age=np.float64(60 + idx % 20),
+                gender=np.int64(idx % 2),
+                race=np.int64(idx % 3),
+                ethnicity=np.int64(-1 if idx % 5 == 0 else 0),
+                language=np.int64(0),
+                maritalstatus=np.int64(idx % 4),
+                glaucoma=np.int64(glaucoma),
+                note=np.array(note),
+                note_extra=np.array(f"{60 + idx % 20} y.o. {note}"),
+            )
             rows.append(f'{name},"{note}","summary: {"glaucoma" if glaucoma else "no glaucoma"}"')
             truth[f"data_{idx:05d}"] = {"glaucoma": glaucoma, "folder": folder, "note": note}
             idx += 1

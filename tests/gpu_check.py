@@ -71,8 +71,14 @@ def run(cmd: list[str], log: Path, timeout: int, env: dict | None = None) -> tup
     start = time.perf_counter()
     with open(log, "w") as fh:
         try:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                                  timeout=timeout, env={**os.environ, **(env or {})})  # fmt: skip
+            proc = subprocess.run(
+                cmd,
+                cwd=REPO,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                env={**os.environ, **(env or {})},
+            )
             ok = proc.returncode == 0
         except subprocess.TimeoutExpired:
             fh.write(f"\n[gpu-check] timed out after {timeout} s\n")
@@ -85,50 +91,84 @@ def tiny_dag(work: Path) -> tuple[bool, str]:
     from conftest import DEFAULT_PROFILE, SNAKEFILE, write_config
 
     cfg = write_config(work / "config.yaml", {"runtime": {"device": "cuda"}})
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory",
-           str(work), "--workflow-profile", str(DEFAULT_PROFILE), "--cores", "4",
-           f"--configfile={cfg}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(work),
+        "--workflow-profile",
+        str(DEFAULT_PROFILE),
+        "--cores",
+        "4",
+        f"--configfile={cfg}",
+    ]
     ok, seconds = run(cmd, work / "snakemake.log", 1800)
     if not ok:
         return False, f"snakemake failed after {seconds:.0f} s (see {work / 'snakemake.log'})"
     run_dir = work / "results" / "tiny" / "resnet18-s0"
     devices = {}
-    for name, artifact in (("train_opaque", "opaque/model.pt"), ("train_sae", "sae/sae.pt"),
-                           ("encode_latents", "sae/latents.zarr"),
-                           ("build_cbm", "cbm/scores.zarr")):  # fmt: skip
+    for name, artifact in (
+        ("train_opaque", "opaque/model.pt"),
+        ("train_sae", "sae/sae.pt"),
+        ("encode_latents", "sae/latents.zarr"),
+        ("build_cbm", "cbm/scores.zarr"),
+    ):
         prov = json.loads((run_dir / f"{artifact}.prov.json").read_text())
         devices[name] = (prov.get("device"), prov.get("omp_backend"))
     off = [n for n, (d, _) in devices.items() if not str(d).startswith("cuda")]
     omp = devices["build_cbm"][1]
     ok = not off and omp == "torch"
-    return ok, (f"{seconds:.0f} s; devices {{{', '.join(f'{n}: {d}' for n, (d, _) in devices.items())}}}"
-                f"; OMP backend {omp}" + (f"; NOT ON CUDA: {off}" if off else ""))  # fmt: skip
+    return ok, (
+        f"{seconds:.0f} s; devices {{{', '.join(f'{n}: {d}' for n, (d, _) in devices.items())}}}"
+        f"; OMP backend {omp}" + (f"; NOT ON CUDA: {off}" if off else "")
+    )
 
 
 def resume_tests(work: Path) -> tuple[bool, str]:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "tests/test_models.py", "tests/test_sae.py", "tests/test_clip.py",
-           "-k", "killed or resume"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_models.py",
+        "tests/test_sae.py",
+        "tests/test_clip.py",
+        "-k",
+        "killed or resume",
+    ]
     ok, seconds = run(cmd, work / "resume.log", 1800, {"PYTHONPATH": str(REPO / "workflow")})
     tail = (work / "resume.log").read_text().strip().splitlines()[-1:]
     return ok, f"{seconds:.0f} s; {tail[0] if tail else ''}"
 
 
 def benchmarks(work: Path) -> tuple[bool, str]:
-    ok, seconds = run([sys.executable, "tests/benchmarks/run_all.py", "cbm"],
-                      work / "bench_cbm.log", 1800)  # fmt: skip
+    ok, seconds = run(
+        [sys.executable, "tests/benchmarks/run_all.py", "cbm"], work / "bench_cbm.log", 1800
+    )
     lines = [ln for ln in (work / "bench_cbm.log").read_text().splitlines() if "cuda" in ln]
     cost = {}
     for flag in ("0", "1"):
-        proc = subprocess.run([sys.executable, "-c", _COST, flag], cwd=REPO, capture_output=True,
-                              text=True, timeout=900,
-                              env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", _COST, flag],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+        )
         if proc.returncode:
             (work / f"cost_{flag}.log").write_text(proc.stdout + proc.stderr)
             return False, f"determinism cost run failed (see {work / f'cost_{flag}.log'})"
         cost[flag] = json.loads(proc.stdout.strip().splitlines()[-1])
-    ratios = ", ".join(f"{k}: {cost['0'][k]:.1f} -> {cost['1'][k]:.1f} "
-                       f"({cost['1'][k] / cost['0'][k]:.2f}x)" for k in cost["0"])  # fmt: skip
+    ratios = ", ".join(
+        f"{k}: {cost['0'][k]:.1f} -> {cost['1'][k]:.1f} ({cost['1'][k] / cost['0'][k]:.2f}x)"
+        for k in cost["0"]
+    )
     detail = f"cbm bench {seconds:.0f} s ({len(lines)} CUDA rows); deterministic mode: {ratios}"
     (work / "bench_summary.json").write_text(json.dumps({"omp_cuda_rows": lines, "cost": cost}))
     return ok, detail
@@ -142,13 +182,18 @@ def main(argv: list[str]) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print(f"gpu-check needs a CUDA GPU: torch {torch.__version__} (CUDA build "
-              f"{torch.version.cuda}) sees none here. Nothing was checked.")  # fmt: skip
+        print(
+            f"gpu-check needs a CUDA GPU: torch {torch.__version__} (CUDA build "
+            f"{torch.version.cuda}) sees none here. Nothing was checked."
+        )
         return 2
     work = args.keep or Path(tempfile.mkdtemp(prefix="gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"gpu-check on {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA "
-          f"{torch.version.cuda}); logs in {work}", flush=True)  # fmt: skip
+    print(
+        f"gpu-check on {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA "
+        f"{torch.version.cuda}); logs in {work}",
+        flush=True,
+    )
     steps = {"dag": tiny_dag, "resume": resume_tests, "bench": benchmarks}
     results = {}
     for name in args.only or steps:

@@ -46,8 +46,14 @@ def resnet_pt(tmp_path_factory):
 def extract(manifest, model_pt, out, layers, **params):
     paths = {name: out / f"{name}.zarr" for name in layers}
     base = {"image_size": SIZE, "batch_size": 10, "chunk_rows": 16}
-    extract_activations(manifest, model_pt, paths, arch="resnet18", model_name="resnet18-s0",
-                        params=ExtractParams(**{**base, **params}))  # fmt: skip
+    extract_activations(
+        manifest,
+        model_pt,
+        paths,
+        arch="resnet18",
+        model_name="resnet18-s0",
+        params=ExtractParams(**{**base, **params}),
+    )
     return {name: ActivationStore(p) for name, p in paths.items()}
 
 
@@ -74,16 +80,24 @@ def test_stores_read_back_a_direct_forward_pass(derm, resnet_pt, tmp_path):
         for store in stores.values():
             assert list(store.image_ids(split)) == ids == list(manifest.split(split).df["image_id"])
         for name in ("layer3", "layer4"):
-            np.testing.assert_allclose(stores[name].read(split), want[name].mean(axis=(2, 3)),
-                                       rtol=1e-5, atol=1e-5)  # fmt: skip
+            np.testing.assert_allclose(
+                stores[name].read(split), want[name].mean(axis=(2, 3)), rtol=1e-5, atol=1e-5
+            )
             maps = stores[name].maps_array(split)[:]
             assert maps.dtype == np.float16
             np.testing.assert_allclose(maps, want[name].astype(np.float16), rtol=2e-3, atol=2e-3)
         np.testing.assert_allclose(stores["fc"].read(split), want["fc"], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(stores["penultimate"].read(split), want["pen"], rtol=1e-5, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            stores["penultimate"].read(split), want["pen"], rtol=1e-5, atol=1e-5
+        )
     l4, fc, pen = stores["layer4"].attrs, stores["fc"].attrs, stores["penultimate"].attrs
     assert (l4["kind"], l4["layer"], l4["module"], l4["arch"], l4["model"]) == (
-        "activations", "layer4", "layer4", "resnet18", "resnet18-s0")  # fmt: skip
+        "activations",
+        "layer4",
+        "layer4",
+        "resnet18",
+        "resnet18-s0",
+    )
     assert l4["pooling"] == "mean" and l4["spatial_shape"] == [2, 2] and l4["n_units"] == 512
     assert l4["layer_shape"] == [512, 2, 2] and stores["layer3"].spatial_shape == (4, 4)
     assert fc["class_units"] is True and not l4["class_units"] and fc["n_units"] == 7
@@ -95,7 +109,9 @@ def test_stores_read_back_a_direct_forward_pass(derm, resnet_pt, tmp_path):
 def test_max_pooling(derm, resnet_pt, tmp_path):
     stores = extract(derm, resnet_pt, tmp_path, ["layer4"], pooling="max")
     want, _ = direct(resnet_pt, derm, "val")
-    np.testing.assert_allclose(stores["layer4"].read("val"), want["layer4"].max(axis=(2, 3)), rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        stores["layer4"].read("val"), want["layer4"].max(axis=(2, 3)), rtol=1e-5, atol=1e-5
+    )
     assert stores["layer4"].attrs["pooling"] == "max" and not stores["layer4"].has_maps("val")
 
 
@@ -170,10 +186,12 @@ def test_nan_activation_names_the_image_and_leaves_no_store(tmp_path):
     x = torch.ones(4, 1, 2, 2)
     x[2, 0, 1, 1] = -1.0  # log(-1) = NaN for image 'c' only
     with (
-        pytest.raises(InputError, match=r"NaN/Inf activation in layer 'log' for 1 train image\(s\): \['c'\]"),
+        pytest.raises(
+            InputError, match=r"NaN/Inf activation in layer 'log' for 1 train image\(s\): \['c'\]"
+        ),
         LayerTaps(model, [LayerSpec("log", "0")]) as taps,
         StoreWriter(tmp_path / "log.zarr", n_units=4) as writer,
-    ):  # fmt: skip
+    ):
         write_split(taps, {"log": writer}, "train", ["a", "b", "c", "d"], [x[:2], x[2:]], "cpu")
     assert not (tmp_path / "log.zarr").exists()
 
@@ -192,7 +210,9 @@ def test_spatial_maps_of_a_vector_layer_are_skipped_with_a_log_line(
     derm, resnet_pt, tmp_path, caplog
 ):
     with caplog.at_level(logging.INFO):
-        stores = extract(derm, resnet_pt, tmp_path, ["penultimate"], spatial_maps=["penultimate", "layer2"])  # fmt: skip
+        stores = extract(
+            derm, resnet_pt, tmp_path, ["penultimate"], spatial_maps=["penultimate", "layer2"]
+        )
     assert "no spatial maps for layer penultimate" in caplog.text
     assert "spatial_maps names layer2, which is not extracted" in caplog.text
     assert not stores["penultimate"].has_maps("test")
@@ -206,8 +226,7 @@ def tiny_extract(tmp_path_factory):
     """train_opaque + extract_activations (and the data rules before them) on TINY_CONFIG."""
     workdir = tmp_path_factory.mktemp("tiny_extract")
     cfg = write_config(workdir / "config.yaml")
-    run_snakemake(workdir, "results/tiny/resnet18-s0/activations/penultimate.zarr",
-                  configfile=cfg)  # fmt: skip
+    run_snakemake(workdir, "results/tiny/resnet18-s0/activations/penultimate.zarr", configfile=cfg)
     return workdir
 
 
@@ -232,16 +251,22 @@ def test_rules_write_model_metrics_curve_and_every_layer_store(tiny_extract):
 
 def test_changing_pooling_reruns_extraction_only(tiny_extract):
     cfg = write_config(tiny_extract / "pooling.yaml", {"activations": {"pooling": "max"}})
-    proc = run_snakemake(tiny_extract, "-n", "results/tiny/resnet18-s0/activations/fc.zarr",
-                         configfile=cfg)  # fmt: skip
+    proc = run_snakemake(
+        tiny_extract, "-n", "results/tiny/resnet18-s0/activations/fc.zarr", configfile=cfg
+    )
     assert "extract_activations" in proc.stdout and "train_opaque" not in proc.stdout
 
 
 def test_missing_weights_file_is_named_before_anything_runs(tiny_extract):
     changes = {"opaque": {"train": False, "weights": "checkpoints/absent.pth"}}
     cfg = write_config(tiny_extract / "pretrained.yaml", changes)
-    proc = run_snakemake(tiny_extract, "-n", "results/tiny/resnet18-s0/opaque/metrics.json",
-                         configfile=cfg, check=False)  # fmt: skip
+    proc = run_snakemake(
+        tiny_extract,
+        "-n",
+        "results/tiny/resnet18-s0/opaque/metrics.json",
+        configfile=cfg,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "checkpoints/absent.pth" in proc.stdout + proc.stderr
 
@@ -253,8 +278,14 @@ def test_augmented_views_are_n_train_times_v_rows_of_seeded_views(derm, resnet_p
     from neurodissect.activations.views import AugmentedViews
 
     views = 3
-    stores = extract(derm, resnet_pt, tmp_path / "a", ["layer4", "penultimate"],
-                     spatial_maps=["layer4"], augment_views=views)  # fmt: skip
+    stores = extract(
+        derm,
+        resnet_pt,
+        tmp_path / "a",
+        ["layer4", "penultimate"],
+        spatial_maps=["layer4"],
+        augment_views=views,
+    )
     pen, l4 = stores["penultimate"], stores["layer4"]
     train_ids = list(read_manifest(derm).split("train").df["image_id"])
     # image splits as before; the views are a split of their own, listed apart
@@ -278,8 +309,9 @@ def test_augmented_views_are_n_train_times_v_rows_of_seeded_views(derm, resnet_p
     # same settings → same bytes; another augment_seed → other views
     again = extract(derm, resnet_pt, tmp_path / "b", ["penultimate"], augment_views=views)
     assert np.array_equal(again["penultimate"].read("train_aug"), aug)
-    other = extract(derm, resnet_pt, tmp_path / "c", ["penultimate"], augment_views=views,
-                    augment_seed=1)  # fmt: skip
+    other = extract(
+        derm, resnet_pt, tmp_path / "c", ["penultimate"], augment_views=views, augment_seed=1
+    )
     assert not np.allclose(other["penultimate"].read("train_aug"), aug, atol=1e-3)
     np.testing.assert_array_equal(other["penultimate"].read("train"), plain)
 

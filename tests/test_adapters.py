@@ -30,8 +30,14 @@ from neurodissect.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 MIMIC_OPTS = {"label_csv": "mimic-cxr-2.0.0-chexpert.csv"}
-CSV_OPTS = {"csv": "labels.csv", "image_column": "file", "label_column": "diagnosis",
-            "report_column": "report", "split_column": "split", "group_column": "patient"}  # fmt: skip
+CSV_OPTS = {
+    "csv": "labels.csv",
+    "image_column": "file",
+    "label_column": "diagnosis",
+    "report_column": "report",
+    "split_column": "split",
+    "group_column": "patient",
+}
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +124,13 @@ def test_ham10000_unknown_label_and_empty_lesion_are_listed(raw, tmp_path):
     root = copy_of(raw, "ham10000", tmp_path)
     edit_lines(
         root / "HAM10000_metadata.csv",
-        lambda ls: [ls[0], ls[1].replace(",akiec,", ",melanoma,"), "," + ls[2].split(",", 1)[1],
-                    *ls[3:]],
-    )  # fmt: skip
+        lambda ls: [
+            ls[0],
+            ls[1].replace(",akiec,", ",melanoma,"),
+            "," + ls[2].split(",", 1)[1],
+            *ls[3:],
+        ],
+    )
     rd = read("ham10000", root)
     assert rd.problems == [
         "HAM10000_metadata.csv:2: unknown label dx='melanoma'; expected one of "
@@ -168,8 +178,10 @@ def test_nih14_box_file_header_spread_over_columns(tmp_path):
     assert rd.problems == []
     box = rd.boxes.iloc[0].to_dict()
     assert box["image_id"] == "00000001_000.png" and box["finding"] == "Infiltration"
-    assert np.allclose([box["x"], box["y"], box["w"], box["h"]],
-                       [225.084745762712, 547.019216763771, 86.7796610169491, 79.1864406779661])  # fmt: skip
+    assert np.allclose(
+        [box["x"], box["y"], box["w"], box["h"]],
+        [225.084745762712, 547.019216763771, 86.7796610169491, 79.1864406779661],
+    )
 
 
 def test_nih14_v2020_metadata_without_trailing_comma(tmp_path):
@@ -185,8 +197,10 @@ def test_nih14_v2020_metadata_without_trailing_comma(tmp_path):
 
 def test_nih14_bad_input_lists_every_culprit(raw, tmp_path):
     root = copy_of(raw, "nih14", tmp_path)
-    edit_lines(root / "Data_Entry_2017.csv",
-               lambda ls: [ls[0], ls[1].replace(ls[1].split(",")[1], "Cardiomegaly|Flu"), *ls[2:]])  # fmt: skip
+    edit_lines(
+        root / "Data_Entry_2017.csv",
+        lambda ls: [ls[0], ls[1].replace(ls[1].split(",")[1], "Cardiomegaly|Flu"), *ls[2:]],
+    )
     edit_lines(root / "test_list.txt", lambda ls: [*ls, "99999999_000.png"])
     rd = read("nih14", root)
     assert rd.problems == [
@@ -224,8 +238,10 @@ def test_nih14_mixed_image_modes_load_to_the_same_grayscale(raw):
         assert img.mode == "L"
         by_mode.setdefault(mode, []).append(np.asarray(img, float))
     # the same generator value lands on the same 8-bit level whatever the file stores
-    levels = {m: np.percentile(np.concatenate([a.ravel() for a in arrs]), 99.5)
-              for m, arrs in by_mode.items()}  # fmt: skip
+    levels = {
+        m: np.percentile(np.concatenate([a.ravel() for a in arrs]), 99.5)
+        for m, arrs in by_mode.items()
+    }
     assert max(levels.values()) - min(levels.values()) <= 1.0
 
 
@@ -250,8 +266,12 @@ def test_chestx_det_bad_entries_are_listed(raw, tmp_path):
     root = copy_of(raw, "chestx-det", tmp_path)
     path = root / "ChestX_Det_train.json"
     entries = json.loads(path.read_text())
-    entries[0] = {"file_name": "36200.png", "syms": ["Nodule", "Tumour"],
-                  "boxes": [[1, 1, 5, 5], [2, 2, 6, 6]], "polygons": []}  # fmt: skip
+    entries[0] = {
+        "file_name": "36200.png",
+        "syms": ["Nodule", "Tumour"],
+        "boxes": [[1, 1, 5, 5], [2, 2, 6, 6]],
+        "polygons": [],
+    }
     entries[1] = {"file_name": "36201.png", "syms": ["Mass"], "boxes": [], "polygons": []}
     entries[2] = {"file_name": "36202.png", "syms": ["Mass"], "boxes": [[5, 5, 3, 9]]}
     del entries[3]["boxes"]
@@ -289,8 +309,11 @@ def test_chestx_det_released_names_or_mammis_and_it_says_which(raw, tmp_path, ca
     assert released.boxes.equals(mammi.boxes)
     assert {Path(p).name for p in metadata_files("chestx-det", root)} == {"train.json", "test.json"}
     (root / "test.json").unlink()
-    with pytest.raises(InputError, match=r"test annotations not found; expected one of "
-                       r"\['test.json', 'ChestX_Det_test.json'\]"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"test annotations not found; expected one of "
+        r"\['test.json', 'ChestX_Det_test.json'\]",
+    ):
         read("chestx-det", root)
     # an explicit name is the only one tried
     (root / "train.json").rename(root / "det_train.json")
@@ -340,8 +363,9 @@ def test_mimic_cxr_needs_a_label_csv_and_checks_it(raw, tmp_path):
     assert rd.problems[0] == "annotation.json:val[0]: missing key(s) ['report']; expected " + str(
         ["id", "study_id", "subject_id", "report", "image_path"]
     )
-    assert any(p.startswith("mimic-cxr-2.0.0-chexpert.csv:2: ") and "'yes'" in p
-               for p in rd.problems)  # fmt: skip
+    assert any(
+        p.startswith("mimic-cxr-2.0.0-chexpert.csv:2: ") and "'yes'" in p for p in rd.problems
+    )
     assert (
         f"annotation.json:train[1]: study {first['study_id']} of subject {first['subject_id']} "
         "is not in the label CSV"
@@ -419,8 +443,16 @@ def test_csv_multiclass_with_split_group_and_report(raw):
 
 def test_csv_multilabel_by_separator_and_by_columns(raw, tmp_path):
     root, truth = raw["csv"]
-    rd = read("csv", root, {"csv": "labels.csv", "image_column": "file",
-                            "label_column": "findings", "label_separator": "|"})  # fmt: skip
+    rd = read(
+        "csv",
+        root,
+        {
+            "csv": "labels.csv",
+            "image_column": "file",
+            "label_column": "findings",
+            "label_separator": "|",
+        },
+    )
     assert rd.task == "multilabel" and rd.classes == ["ring", "spot"]
     assert {p: sorted(v) for p, v in zip(rd.records["path"], rd.records["label"], strict=True)} == {
         p: sorted(filter(None, t["findings"].split("|"))) for p, t in truth.items()
@@ -457,9 +489,15 @@ def test_csv_bad_input(raw, tmp_path):
 # -- config schema, metadata inputs ---------------------------------------------------------
 @pytest.mark.parametrize(
     "module, schema_key",
-    [("ham10000", "ham10000"), ("nih14", "nih14"), ("chestx_det", "chestx_det"),
-     ("mimic_cxr", "mimic_cxr"), ("fairvlmed", "fairvlmed"), ("generic_csv", "csv")],
-)  # fmt: skip
+    [
+        ("ham10000", "ham10000"),
+        ("nih14", "nih14"),
+        ("chestx_det", "chestx_det"),
+        ("mimic_cxr", "mimic_cxr"),
+        ("fairvlmed", "fairvlmed"),
+        ("generic_csv", "csv"),
+    ],
+)
 def test_schema_option_defaults_match_the_adapters(module, schema_key):
     import importlib
 
@@ -472,15 +510,23 @@ def test_schema_option_defaults_match_the_adapters(module, schema_key):
 def test_metadata_files_are_the_inputs_prepare_data_depends_on(raw):
     root = raw["nih14"][0]
     assert [Path(p).name for p in metadata_files("nih14", root, {})] == [
-        "Data_Entry_2017.csv", "BBox_List_2017.csv", "train_val_list.txt", "test_list.txt"
-    ]  # fmt: skip
+        "Data_Entry_2017.csv",
+        "BBox_List_2017.csv",
+        "train_val_list.txt",
+        "test_list.txt",
+    ]
     assert [Path(p).name for p in metadata_files("mimic-cxr", raw["mimic-cxr"][0], MIMIC_OPTS)] == [
-        "annotation.json", "mimic-cxr-2.0.0-chexpert.csv"
-    ]  # fmt: skip
+        "annotation.json",
+        "mimic-cxr-2.0.0-chexpert.csv",
+    ]
     assert metadata_files("synthderm", raw["ham10000"][0], {}) == []
-    assert all(Path(p).exists() for f, (r, _) in raw.items()
-               for p in metadata_files(f, r, MIMIC_OPTS if f == "mimic-cxr" else
-                                       CSV_OPTS if f == "csv" else {}))  # fmt: skip
+    assert all(
+        Path(p).exists()
+        for f, (r, _) in raw.items()
+        for p in metadata_files(
+            f, r, MIMIC_OPTS if f == "mimic-cxr" else CSV_OPTS if f == "csv" else {}
+        )
+    )
 
 
 # -- through prepare_dataset: the manifest each format yields -------------------------------
@@ -531,8 +577,12 @@ def test_prepare_fairvlmed_hashes_the_npz_and_keeps_official_split(raw, tmp_path
     root, truth = raw["fairvlmed"]
     m = prepare("fairvlmed", root, tmp_path / "out")
     df = m.df.set_index("image_id")
-    assert (df["split"] == df.index.map(lambda i: {"Training": "train", "Validation": "val",
-                                                   "Test": "test"}[truth[i]["folder"]])).all()  # fmt: skip
+    assert (
+        df["split"]
+        == df.index.map(
+            lambda i: {"Training": "train", "Validation": "val", "Test": "test"}[truth[i]["folder"]]
+        )
+    ).all()
     path = root / df.loc["data_00001", "path"]
     assert df.loc["data_00001", "sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert df.loc["data_00001", "report"] == truth["data_00001"]["note"]
@@ -556,8 +606,10 @@ def test_prepare_bad_input_is_one_message_and_writes_nothing(raw, tmp_path):
     root = copy_of(raw, "ham10000", tmp_path)
     (root / "HAM10000_images_part_1" / "ISIC_0024306.jpg").unlink()  # listed, absent
     (root / "HAM10000_images_part_2" / "ISIC_0024307.jpg").write_bytes(b"not a jpeg")
-    edit_lines(root / "HAM10000_metadata.csv",
-               lambda ls: [*ls[:4], ls[4].replace(",akiec,", ",nevus,"), *ls[5:]])  # fmt: skip
+    edit_lines(
+        root / "HAM10000_metadata.csv",
+        lambda ls: [*ls[:4], ls[4].replace(",akiec,", ",nevus,"), *ls[5:]],
+    )
     out = tmp_path / "out"
     with pytest.raises(InputError) as err:
         prepare("ham10000", root, out)
@@ -595,20 +647,47 @@ def test_cli_prepare_data_with_text_options(raw, tmp_path, capsys):
 
     root, wrote = raw["nih14"]
     out = tmp_path / "out"
-    argv = ["prepare-data", "--format", "nih14", "--root", str(root), "--out", str(out),
-            "--option", "official_split=false", "--option", "image_globs=images_*/images/*.png",
-            "--option", "bbox_list="]  # fmt: skip
+    argv = [
+        "prepare-data",
+        "--format",
+        "nih14",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--option",
+        "official_split=false",
+        "--option",
+        "image_globs=images_*/images/*.png",
+        "--option",
+        "bbox_list=",
+    ]
     assert main(argv) == 0
     m = read_manifest(out / "manifest.parquet")
     assert len(m) == len(wrote["labels"]) and set(m.df["split"]) == {"train", "val", "test"}
     assert sorted(m.df.loc[m.df["split"] == "test", "image_id"]) != sorted(wrote["test"])
     with pytest.raises(ConfigError, match="official_split='maybe'; expected true or false"):
         read("nih14", root, {"official_split": "maybe"})
-    rd = read("csv", raw["csv"][0], {"csv": "labels.csv", "image_column": "file",
-                                      "label_column": "diagnosis", "classes": "other,benign,malignant"})  # fmt: skip
+    rd = read(
+        "csv",
+        raw["csv"][0],
+        {
+            "csv": "labels.csv",
+            "image_column": "file",
+            "label_column": "diagnosis",
+            "classes": "other,benign,malignant",
+        },
+    )
     assert rd.classes == ["other", "benign", "malignant"]
-    bad = ["prepare-data", "--format", "ham10000", "--root", str(tmp_path / "nowhere"),
-           "--out", str(tmp_path / "out2")]  # fmt: skip
+    bad = [
+        "prepare-data",
+        "--format",
+        "ham10000",
+        "--root",
+        str(tmp_path / "nowhere"),
+        "--out",
+        str(tmp_path / "out2"),
+    ]
     assert main(bad) != 0
     assert "nowhere" in capsys.readouterr().err
 
@@ -626,9 +705,11 @@ def test_example_concept_lists_are_read_by_the_vocabulary_stage(name):
 # -- the real workflow on the fixtures, through each example config -----------------------------
 @pytest.mark.parametrize(
     "example, writer, small, name",
-    [("nih14.yaml", write_nih14, {"patients": 24}, "nih14"),
-     ("ham10000.yaml", write_ham10000, {"lesions_per_class": 3}, "ham10000")],
-)  # fmt: skip
+    [
+        ("nih14.yaml", write_nih14, {"patients": 24}, "nih14"),
+        ("ham10000.yaml", write_ham10000, {"lesions_per_class": 3}, "ham10000"),
+    ],
+)
 def test_example_config_runs_train_opaque_and_extract_activations(
     tmp_path, example, writer, small, name
 ):

@@ -48,11 +48,17 @@ def test_history_csv_leaves_epoch_times_to_the_sidecar(tmp_path):
 
 def _record(host: str, started: str) -> dict:
     return {
-        "rule": "extract_activations", "params": {"cfg": {"a": 1}}, "inputs": {},
+        "rule": "extract_activations",
+        "params": {"cfg": {"a": 1}},
+        "inputs": {},
         "package": {"name": "neurodissect", "version": "1", "git_commit": f"{host}-commit"},
-        "seed": 0, "device": "cpu", "host": host, "started": started, "finished": started,
+        "seed": 0,
+        "device": "cpu",
+        "host": host,
+        "started": started,
+        "finished": started,
         "timing": {"epoch_seconds": [float(len(host))]},
-    }  # fmt: skip
+    }
 
 
 def _store(path: Path) -> Path:
@@ -105,8 +111,11 @@ def test_against_finds_two_runs_identical_despite_times_and_hosts(tmp_path):
     report = compare_runs(a, b)
     assert report.ok and report.lines() == []
     assert report.compared == [
-        "d/acts.zarr", "d/metrics.json", "d/model.pt", "d/table.parquet",
-    ]  # fmt: skip
+        "d/acts.zarr",
+        "d/metrics.json",
+        "d/model.pt",
+        "d/table.parquet",
+    ]
 
 
 def test_against_names_each_changed_and_one_sided_artifact(tmp_path):
@@ -122,8 +131,11 @@ def test_against_names_each_changed_and_one_sided_artifact(tmp_path):
     assert report.differ[0].members == ["train/acts/c/0/0"]  # the chunk, not the metadata
     assert report.only_here == [] and report.only_other == ["d/extra.json", "d/model.pt"]
 
-    proc = subprocess.run([*CLI, str(a), "--against", str(b), "--json", str(tmp_path / "r.json")],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [*CLI, str(a), "--against", str(b), "--json", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("d/acts.zarr: differs: sha256 ")
@@ -141,8 +153,9 @@ def test_against_cli_exit_zero_on_identical_runs_and_clear_error_on_a_non_run(tm
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "4 artifacts compared: identical" in ok.stdout
     (tmp_path / "empty").mkdir()
-    bad = subprocess.run([*CLI, str(a), "--against", str(tmp_path / "empty")],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [*CLI, str(a), "--against", str(tmp_path / "empty")], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "no provenance records" in bad.stderr
     assert "Traceback" not in bad.stderr
 
@@ -189,8 +202,11 @@ def test_rerunning_rules_of_the_tiny_dag_gives_the_same_bytes(tiny_run, tmp_path
     scores = run / model_dir / "cbm" / "scores.zarr"
     acts = zarr.open_group(scores, mode="r+")["test/acts"]
     acts[0, 0] = acts[0, 0] + 1
-    proc = subprocess.run([*CLI, str(run / "results"), "--against", str(tiny_run / "results")],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [*CLI, str(run / "results"), "--against", str(tiny_run / "results")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert [line.split(":")[0] for line in proc.stdout.splitlines()[:-2]] == [
         "tiny/resnet18-s0/cbm/scores.zarr"

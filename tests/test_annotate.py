@@ -50,8 +50,9 @@ def write_store(path, splits: dict, attrs=None, maps=None, chunk_rows=64):
     """splits: name -> (ids, acts (N, C)); maps: name -> (N, C, h, w)."""
     n_units = next(iter(splits.values()))[1].shape[1]
     shape = next(iter(maps.values())).shape[2:] if maps else None
-    with StoreWriter(path, n_units=n_units, attrs=attrs or {}, chunk_rows=chunk_rows,
-                     spatial_shape=shape) as w:  # fmt: skip
+    with StoreWriter(
+        path, n_units=n_units, attrs=attrs or {}, chunk_rows=chunk_rows, spatial_shape=shape
+    ) as w:
         for split, (ids, acts) in splits.items():
             w.begin_split(split, ids)
             w.append(split, acts, None if maps is None else maps[split])
@@ -89,8 +90,9 @@ def test_streaming_matches_in_memory_with_ties_in_row_order(tmp_path):
     acts = rng.normal(size=(1000, 24)).astype(np.float32)
     acts[[5, 700, 300], 4] = 9.0  # a three-way tie at the top: earlier rows first
     ids = [f"i{k}" for k in range(1000)]
-    store = write_store(tmp_path / "a.zarr", {"val": (ids[:400], acts[:400]),
-                                              "test": (ids[400:], acts[400:])})  # fmt: skip
+    store = write_store(
+        tmp_path / "a.zarr", {"val": (ids[:400], acts[:400]), "test": (ids[400:], acts[400:])}
+    )
     # 1 MB holds ~1,000 rows of 24 units while merging: not the 5,000 kept exemplars
     with pytest.raises(InputError, match="annotate.memory_mb = 1 is too small"):
         too_small = ExemplarParams(memory_mb=1, max_exemplars=5000)
@@ -179,8 +181,9 @@ def test_soft_wpmi_matches_its_formula():
         loglik.append(np.log(1 + w[:, None] * (q[s] - 1) + p.min_prob).sum(axis=0))
     loglik = np.array(loglik)
     prior = np.log(np.exp(loglik).mean(axis=0))
-    np.testing.assert_allclose(conf.score_sets(scorer, members), loglik - p.lam * prior,
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        conf.score_sets(scorer, members), loglik - p.lam * prior, rtol=1e-5, atol=1e-5
+    )
 
 
 # -- confidence ----------------------------------------------------------------------------------------
@@ -203,8 +206,9 @@ def test_permutation_pvalues_are_calibrated_under_the_null_and_small_for_a_real_
     # random exemplar sets: the best of 200 concepts is significant about 5% of the time
     assert 0.0 < np.mean(top_p[:-1] <= 0.05) <= 0.12
     # ...whereas a per-concept null ignores that the best of 200 was picked
-    marginal = conf.permutation_pvalues(scorer, members, assigned, n_permutations=400, seed=0,
-                                        null="marginal")  # fmt: skip
+    marginal = conf.permutation_pvalues(
+        scorer, members, assigned, n_permutations=400, seed=0, null="marginal"
+    )
     assert np.mean([x[0] <= 0.05 for x in marginal[:-1]]) > 0.5
     again = conf.permutation_pvalues(scorer, members, assigned, n_permutations=400, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(p, again, strict=True))  # seeded
@@ -215,13 +219,15 @@ def test_bootstrap_stability_known_probability():
     # at most one of the 3 draws is image 0: P = (2/3)^3 + 3 (1/3)(2/3)^2 = 20/27
     scorer = conf.SummedScorer(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [5.0, 0.0]]))
     members = conf.pad_sets([[1, 2, 0], [3]])
-    stab = conf.bootstrap_stability(scorer, members, [np.array([1]), np.array([0])],
-                                    conf.TopK(1), n_bootstrap=4000, seed=0)  # fmt: skip
+    stab = conf.bootstrap_stability(
+        scorer, members, [np.array([1]), np.array([0])], conf.TopK(1), n_bootstrap=4000, seed=0
+    )
     assert stab[0][0] == pytest.approx(20 / 27, abs=0.03)
     assert stab[1][0] == 1.0  # one exemplar: every resample is the same set
     # keys make a unit's resamples independent of the batch it is in
-    alone = conf.bootstrap_stability(scorer, members[:1], [np.array([1])], conf.TopK(1),
-                                     n_bootstrap=4000, seed=0, keys=[0])  # fmt: skip
+    alone = conf.bootstrap_stability(
+        scorer, members[:1], [np.array([1])], conf.TopK(1), n_bootstrap=4000, seed=0, keys=[0]
+    )
     assert alone[0][0] == stab[0][0]
 
 
@@ -256,9 +262,15 @@ def planted_stores(tmp_path_factory):
 
 
 def run_match(paths, out, **params):
-    return match_concepts(paths["exemplars"], paths["acts"], paths["image_emb"],
-                          paths["text_emb"], out, MatchParams(**params),
-                          vocabulary=paths["vocab"])  # fmt: skip
+    return match_concepts(
+        paths["exemplars"],
+        paths["acts"],
+        paths["image_emb"],
+        paths["text_emb"],
+        out,
+        MatchParams(**params),
+        vocabulary=paths["vocab"],
+    )
 
 
 @pytest.mark.parametrize("scorer", ["mammi", "soft_wpmi"])
@@ -266,8 +278,16 @@ def test_match_concepts_names_planted_units_and_flags_the_rest(planted_stores, t
     out = tmp_path / "neuron_concepts.parquet"
     run_match(planted_stores, out, scorer=scorer, n_permutations=200, n_bootstrap=40)
     df = pd.read_parquet(out)
-    assert list(df.columns) == ["unit", "rank", "concept", "score", "p_value", "stability",
-                                "uninterpretable", "q_value"]  # fmt: skip
+    assert list(df.columns) == [
+        "unit",
+        "rank",
+        "concept",
+        "score",
+        "p_value",
+        "stability",
+        "uninterpretable",
+        "q_value",
+    ]
     top = df[df["rank"] == 0].set_index("unit")
     assert sorted(top.index) == list(range(11))  # dead unit 11 has no row...
     assert read_parquet_metadata(out)["dead_units"] == [11]  # ...and is listed as dead
@@ -283,8 +303,7 @@ def test_match_concepts_names_planted_units_and_flags_the_rest(planted_stores, t
 
 def test_alpha_keeps_more_concepts_when_lowered(planted_stores, tmp_path):
     run_match(planted_stores, tmp_path / "a95.parquet", n_permutations=20, n_bootstrap=5)
-    run_match(planted_stores, tmp_path / "a50.parquet", alpha=50, n_permutations=20,
-              n_bootstrap=5)  # fmt: skip
+    run_match(planted_stores, tmp_path / "a50.parquet", alpha=50, n_permutations=20, n_bootstrap=5)
     n95 = len(pd.read_parquet(tmp_path / "a95.parquet"))
     n50 = len(pd.read_parquet(tmp_path / "a50.parquet"))
     assert n50 > n95 >= 11
@@ -309,11 +328,19 @@ def test_empty_vocabulary_after_filtering_is_an_input_error(planted_stores, tmp_
 
 # -- evaluation --------------------------------------------------------------------------------------------
 def test_scores_of_one_unit_known_answers():
-    truth = Truth("concept", ["streaks", "vessels"], [["streaks", "radial streaming"],
-                                                       ["vessels", "blood vessel"]])  # fmt: skip
+    truth = Truth(
+        "concept",
+        ["streaks", "vessels"],
+        [["streaks", "radial streaming"], ["vessels", "blood vessel"]],
+    )
     s = score_assignment(["radial streaming", "dots", "blood vessels"], truth)
-    assert s == {"hit": 1.0, "top1": 1.0, "precision": pytest.approx(2 / 3), "recall": 1.0,
-                 "f1": pytest.approx(0.8)}  # fmt: skip
+    assert s == {
+        "hit": 1.0,
+        "top1": 1.0,
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "f1": pytest.approx(0.8),
+    }
     s = score_assignment(["dots", "streaks"], truth)
     assert (s["hit"], s["top1"], s["precision"], s["recall"]) == (1.0, 0.0, 0.5, 0.5)
     assert score_assignment([], truth)["hit"] == 0.0
@@ -323,9 +350,17 @@ def test_planted_truth_and_metrics_count_dead_units_as_misses():
     auroc = np.array([[0.95, 0.5, 0.2], [0.91, 0.97, np.nan]])  # concepts x units
     truths = planted_truth(auroc, ["a", "b"], {"a": ["a", "alpha"]}, 0.9)
     assert {u: t.labels for u, t in truths.items()} == {0: ["a", "b"], 1: ["b"]}
-    concepts = pd.DataFrame({"unit": [0, 0], "rank": [0, 1], "concept": ["alpha", "zeta"],
-                             "score": [2.0, 1.9], "p_value": [0.01, 0.5],
-                             "stability": [1.0, 0.2], "uninterpretable": [False, False]})  # fmt: skip
+    concepts = pd.DataFrame(
+        {
+            "unit": [0, 0],
+            "rank": [0, 1],
+            "concept": ["alpha", "zeta"],
+            "score": [2.0, 1.9],
+            "p_value": [0.01, 0.5],
+            "stability": [1.0, 0.2],
+            "uninterpretable": [False, False],
+        }
+    )
     units = score_units(concepts, truths, dead=[1])
     m = annotation_metrics(units)
     assert m["n_units_scored"] == 2 and m["n_dead_scored"] == 1
@@ -353,15 +388,20 @@ def cxr_annotation(synth_data, tmp_path_factory):
     maps = 0.01 * rng.random((len(ids), len(planted), 8, 8))
     for i, image_id in enumerate(ids):
         for j, concept in enumerate(planted):
-            for x, y, w, h in boxes.loc[(boxes["image_id"] == image_id)
-                                        & (boxes["concept"] == concept), ["x", "y", "w", "h"]].to_numpy():  # fmt: skip
+            for x, y, w, h in boxes.loc[
+                (boxes["image_id"] == image_id) & (boxes["concept"] == concept),
+                ["x", "y", "w", "h"],
+            ].to_numpy():
                 full = loc.box_mask([(x, y, w, h)], 32, 32)
                 maps[i, j] += full.reshape(8, 4, 8, 4).mean(axis=(1, 3))  # area-average
-    layer = write_store(root / "layer4.zarr", {"test": (ids, acts)},
-                        attrs={"layer": "layer4"}, maps={"test": maps})  # fmt: skip
+    layer = write_store(
+        root / "layer4.zarr", {"test": (ids, acts)}, attrs={"layer": "layer4"}, maps={"test": maps}
+    )
     # vocabulary: every synonym of every planted concept and class, plus distractors
-    words = sorted({s for c in planted for s in [c, *info[c]["synonyms"]]}
-                   | {"rib", "clavicle", "spine", "diaphragm"})  # fmt: skip
+    words = sorted(
+        {s for c in planted for s in [c, *info[c]["synonyms"]]}
+        | {"rib", "clavicle", "spine", "diaphragm"}
+    )
     from neurodissect.data.manifest import read_manifest
 
     m = read_manifest(data / "manifest.parquet")
@@ -373,15 +413,19 @@ def cxr_annotation(synth_data, tmp_path_factory):
         f += present[:, [j]] * g[first[c]]
     f /= np.linalg.norm(f, axis=1, keepdims=True)
     labels = test[[f"label:{c}" for c in m.classes]].to_numpy(float)
-    fc = write_store(root / "fc.zarr", {"test": (ids, labels + 0.01 * rng.normal(size=labels.shape))},
-                     attrs={"layer": "fc", "class_units": True, "classes": m.classes})  # fmt: skip
+    fc = write_store(
+        root / "fc.zarr",
+        {"test": (ids, labels + 0.01 * rng.normal(size=labels.shape))},
+        attrs={"layer": "fc", "class_units": True, "classes": m.classes},
+    )
     # the head of a 'model' whose class logit k is the sum of its finding unit's map
     head = np.zeros((len(m.classes), len(planted)), np.float32)
     for c, info_c in info.items():
         if info_c.get("class") in m.classes:
             head[m.classes.index(info_c["class"]), planted.index(c)] = 1.0
-    save_state_dict({"fc.weight": torch.tensor(head), "fc.bias": torch.zeros(len(m.classes))},
-                    root / "model.pt")  # fmt: skip
+    save_state_dict(
+        {"fc.weight": torch.tensor(head), "fc.bias": torch.zeros(len(m.classes))}, root / "model.pt"
+    )
     paths = {
         "data": data,
         "root": root,
@@ -399,18 +443,34 @@ def cxr_annotation(synth_data, tmp_path_factory):
 def annotate_layer(paths, layer, tmp_path, **inputs):
     ex, nc = tmp_path / f"{layer}_ex.parquet", tmp_path / f"{layer}_nc.parquet"
     select_exemplars(paths[layer], ex, ExemplarParams(max_exemplars=15))
-    match_concepts(ex, paths[layer], paths["image_emb"], paths["text_emb"], nc,
-                   MatchParams(n_permutations=200, n_bootstrap=30), vocabulary=paths["vocab"])  # fmt: skip
+    match_concepts(
+        ex,
+        paths[layer],
+        paths["image_emb"],
+        paths["text_emb"],
+        nc,
+        MatchParams(n_permutations=200, n_bootstrap=30),
+        vocabulary=paths["vocab"],
+    )
     data = paths["data"]
     evaluate_annotation(
-        AnnotationInputs(concepts=nc, exemplars=ex, store=paths[layer],
-                         manifest=data / "manifest.parquet", text_emb=paths["text_emb"],
-                         gt_table=data / "concepts_gt.parquet",
-                         gt_synonyms=data / "concepts_gt.json", boxes=data / "boxes.parquet",
-                         **inputs),
-        tmp_path / "metrics.json", tmp_path / "units.parquet", tmp_path / "figures",
-        AnnotationEvalParams(alt_text_space="none"), arch="resnet18",
-    )  # fmt: skip
+        AnnotationInputs(
+            concepts=nc,
+            exemplars=ex,
+            store=paths[layer],
+            manifest=data / "manifest.parquet",
+            text_emb=paths["text_emb"],
+            gt_table=data / "concepts_gt.parquet",
+            gt_synonyms=data / "concepts_gt.json",
+            boxes=data / "boxes.parquet",
+            **inputs,
+        ),
+        tmp_path / "metrics.json",
+        tmp_path / "units.parquet",
+        tmp_path / "figures",
+        AnnotationEvalParams(alt_text_space="none"),
+        arch="resnet18",
+    )
     return json.loads((tmp_path / "metrics.json").read_text())
 
 
@@ -427,12 +487,20 @@ def test_planted_concept_units_are_named_and_localized(cxr_annotation, tmp_path)
     assert m["pointing_hit"] >= 0.8 and m["iou"] > 0.2
     assert m["split"] == "test"
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "concepts.png", "exemplars.png", "localization.png"]  # fmt: skip
+        "concepts.png",
+        "exemplars.png",
+        "localization.png",
+    ]
 
 
 def test_class_units_use_class_synonyms_and_cam_localization(cxr_annotation, tmp_path):
-    m = annotate_layer(cxr_annotation, "fc", tmp_path, cam_store=cxr_annotation["layer4"],
-                       opaque=cxr_annotation["model"])  # fmt: skip
+    m = annotate_layer(
+        cxr_annotation,
+        "fc",
+        tmp_path,
+        cam_store=cxr_annotation["layer4"],
+        opaque=cxr_annotation["model"],
+    )
     units = pd.read_parquet(tmp_path / "units.parquet")
     assert set(units["group"]) == {"class"} and m["n_class_units"] == 6
     assert m["class_units_hit_rate"] == m["hit_rate"] >= 5 / 6
@@ -472,8 +540,9 @@ def test_pointing_game_points_at_the_peak_cell_centre_of_a_coarse_map():
         corner_box = loc.box_mask([(32 * c, 32 * r, 6, 6)], 64, 64)  # not the quadrant centre
         assert loc.pointing_hit(small, centre_box)
         assert not loc.pointing_hit(small, corner_box)
-    assert loc.localize(np.array([[0.0, 0.0], [0.0, 1.0]]), np.array([[40, 40, 16, 16]]),
-                        64, 64, 20)[1]  # fmt: skip
+    assert loc.localize(
+        np.array([[0.0, 0.0], [0.0, 1.0]]), np.array([[40, 40, 16, 16]]), 64, 64, 20
+    )[1]
 
 
 def test_cam_equals_grad_cam_for_a_linear_head_after_average_pooling():
@@ -508,8 +577,17 @@ def test_tiny_run_annotates_every_layer_and_the_sae_latents(tiny_run):
         )  # every live unit has its top concept
         assert concepts["p_value"].between(0, 1).all() and concepts["stability"].between(0, 1).all()
         metrics = json.loads((run / "annotate" / layer / "metrics.json").read_text())
-        for key in ("hit_rate", "top1_accuracy", "precision", "recall", "f1", "mean_cosine",
-                    "mean_cosine_alt", "n_units_scored", "split"):  # fmt: skip
+        for key in (
+            "hit_rate",
+            "top1_accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "mean_cosine",
+            "mean_cosine_alt",
+            "n_units_scored",
+            "split",
+        ):
             assert key in metrics
         flags = concepts.groupby("unit")["uninterpretable"].first()
         assert metrics["n_significant"] == (~flags).sum() and metrics["n_units_named"] == len(flags)
@@ -539,9 +617,15 @@ def test_benjamini_hochberg_matches_a_hand_computed_example():
 def test_concept_table_flags_units_beyond_the_fdr():
     # 4 units, top-concept p 0.001, 0.02, 0.03, 0.04 → m·p/rank 0.004, 0.04, 0.04, 0.04
     p_values = [np.array([0.001, 0.3]), np.array([0.02]), np.array([0.03]), np.array([0.04])]
-    args = ([0, 1, 2, 3], np.array(["a", "b", "c"]), [np.array([0, 1]), *[np.array([2])] * 3],
-            [np.array([1.0, 0.9]), *[np.array([1.0])] * 3], p_values,
-            [np.array([1.0, 1.0]), *[np.array([1.0])] * 3], 0.05)  # fmt: skip
+    args = (
+        [0, 1, 2, 3],
+        np.array(["a", "b", "c"]),
+        [np.array([0, 1]), *[np.array([2])] * 3],
+        [np.array([1.0, 0.9]), *[np.array([1.0])] * 3],
+        p_values,
+        [np.array([1.0, 1.0]), *[np.array([1.0])] * 3],
+        0.05,
+    )
     off = concept_table(*args, fdr=None)
     assert not off["uninterpretable"].any()
     # the unit's q on each of its rows (unit 0 has two)

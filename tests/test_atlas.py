@@ -51,16 +51,43 @@ def _write(df: pd.DataFrame, path: Path) -> Path:
 
 
 def test_layer_index_reads_optional_q_values_truth_and_verification(tmp_path):
-    ex = _write(pd.DataFrame({"unit": [0, 0, 1], "rank": [0, 1, 0], "image_id": ["a", "b", "c"],
-                              "activation": [3.0, 2.0, 1.0]}), tmp_path / "ex.parquet")  # fmt: skip
-    con = _write(pd.DataFrame({
-        "unit": [0, 0, 2], "rank": [0, 1, 0], "concept": ["hair", "ruler", "vessels"],
-        "score": [5.0, 4.9, 1.0], "p_value": [0.01, 0.02, 0.5], "q_value": [0.03, 0.04, 0.6],
-        "stability": [0.9, 0.8, 0.1], "uninterpretable": [False, False, True],
-    }), tmp_path / "con.parquet")  # fmt: skip
-    units = _write(pd.DataFrame({"unit": [0, 1, 2], "truth": ["hair", "", "vessels"],
-                                 "hit": [True, False, True], "dead": [False, False, False]}),
-                   tmp_path / "units.parquet")  # fmt: skip
+    ex = _write(
+        pd.DataFrame(
+            {
+                "unit": [0, 0, 1],
+                "rank": [0, 1, 0],
+                "image_id": ["a", "b", "c"],
+                "activation": [3.0, 2.0, 1.0],
+            }
+        ),
+        tmp_path / "ex.parquet",
+    )
+    con = _write(
+        pd.DataFrame(
+            {
+                "unit": [0, 0, 2],
+                "rank": [0, 1, 0],
+                "concept": ["hair", "ruler", "vessels"],
+                "score": [5.0, 4.9, 1.0],
+                "p_value": [0.01, 0.02, 0.5],
+                "q_value": [0.03, 0.04, 0.6],
+                "stability": [0.9, 0.8, 0.1],
+                "uninterpretable": [False, False, True],
+            }
+        ),
+        tmp_path / "con.parquet",
+    )
+    units = _write(
+        pd.DataFrame(
+            {
+                "unit": [0, 1, 2],
+                "truth": ["hair", "", "vessels"],
+                "hit": [True, False, True],
+                "dead": [False, False, False],
+            }
+        ),
+        tmp_path / "units.parquet",
+    )
     ver = _write(pd.DataFrame({"unit": [2], "verified": [True]}), tmp_path / "ver.parquet")
     g = layer_group(GroupInputs("layer4", ex, con, units=units, verification=ver))
     idx = g.index.set_index("unit")
@@ -79,17 +106,38 @@ def test_layer_index_reads_optional_q_values_truth_and_verification(tmp_path):
 
 
 def test_sae_index_lists_named_skipped_and_truth(tmp_path):
-    ex = _write(pd.DataFrame({"unit": [3, 3], "rank": [0, 1], "image_id": ["a", "b"],
-                              "activation": [2.0, 1.0]}), tmp_path / "ex.parquet")  # fmt: skip
-    named = _write(pd.DataFrame({
-        "latent": [3], "name": ["blue-white veil"], "description": ["d"], "method": ["reports"],
-        "score": [2.5], "support": [2], "p_value": [0.001], "stability": [0.7],
-        "uninterpretable": [False],
-    }), tmp_path / "named.parquet")  # fmt: skip
-    skipped = _write(pd.DataFrame({"latent": [0, 5], "reason": ["dead", "no_phrase"]}),
-                     tmp_path / "skipped.parquet")  # fmt: skip
-    gt = _write(pd.DataFrame({"concept": ["veil", "hair"], "best_latent": [3, 5],
-                              "name_correct": [True, False]}), tmp_path / "gt.parquet")  # fmt: skip
+    ex = _write(
+        pd.DataFrame(
+            {"unit": [3, 3], "rank": [0, 1], "image_id": ["a", "b"], "activation": [2.0, 1.0]}
+        ),
+        tmp_path / "ex.parquet",
+    )
+    named = _write(
+        pd.DataFrame(
+            {
+                "latent": [3],
+                "name": ["blue-white veil"],
+                "description": ["d"],
+                "method": ["reports"],
+                "score": [2.5],
+                "support": [2],
+                "p_value": [0.001],
+                "stability": [0.7],
+                "uninterpretable": [False],
+            }
+        ),
+        tmp_path / "named.parquet",
+    )
+    skipped = _write(
+        pd.DataFrame({"latent": [0, 5], "reason": ["dead", "no_phrase"]}),
+        tmp_path / "skipped.parquet",
+    )
+    gt = _write(
+        pd.DataFrame(
+            {"concept": ["veil", "hair"], "best_latent": [3, 5], "name_correct": [True, False]}
+        ),
+        tmp_path / "gt.parquet",
+    )
     g = sae_group(GroupInputs("sae", ex, named, groundtruth=gt, skipped=skipped))
     idx = g.index.set_index("unit")
     assert list(idx.index) == [0, 3, 5]
@@ -100,13 +148,24 @@ def test_sae_index_lists_named_skipped_and_truth(tmp_path):
 
 
 def test_index_page_escapes_names_and_marks_significant_rows():
-    idx = pd.DataFrame({
-        "group": ["sae", "sae"], "unit": [0, 1], "name": ["<b>x</b>", "vessels"],
-        "score": [1.0, 2.0], "p_value": [0.2, 0.001], "q_value": [np.nan, np.nan],
-        "stability": [0.5, 0.9], "uninterpretable": [True, False], "n_exemplars": [3, 4],
-        "truth": ["", ""], "hit": [np.nan, np.nan], "verified": [np.nan, np.nan],
-        "method": ["reports", "reports"], "note": ["", ""],
-    })  # fmt: skip
+    idx = pd.DataFrame(
+        {
+            "group": ["sae", "sae"],
+            "unit": [0, 1],
+            "name": ["<b>x</b>", "vessels"],
+            "score": [1.0, 2.0],
+            "p_value": [0.2, 0.001],
+            "q_value": [np.nan, np.nan],
+            "stability": [0.5, 0.9],
+            "uninterpretable": [True, False],
+            "n_exemplars": [3, 4],
+            "truth": ["", ""],
+            "hit": [np.nan, np.nan],
+            "verified": [np.nan, np.nan],
+            "method": ["reports", "reports"],
+            "note": ["", ""],
+        }
+    )
     html = render.index_page(idx, 0.05, "t")
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
     assert 'data-sig="0" data-name="&lt;b&gt;x&lt;/b&gt;"' in html
@@ -126,15 +185,21 @@ def _expected_units(run: Path) -> pd.DataFrame:
         )
         units = np.union1d(ex["unit"].unique(), con["unit"].unique())
         top = con.sort_values(["unit", "rank"]).groupby("unit")["concept"].first()
-        parts.append(pd.DataFrame({"group": layer, "unit": units,
-                                   "name": top.reindex(units).fillna("").to_numpy()}))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {"group": layer, "unit": units, "name": top.reindex(units).fillna("").to_numpy()}
+            )
+        )
     sae = run / RUN / "sae"
     named = pd.read_parquet(sae / "concepts.parquet").set_index("latent")["name"]
     skipped = pd.read_parquet(sae / "skipped_latents.parquet")["latent"]
     ex = pd.read_parquet(sae / "exemplars.parquet")["unit"]
     latents = np.union1d(np.union1d(named.index, skipped), ex.unique())
-    parts.append(pd.DataFrame({"group": "sae", "unit": latents,
-                               "name": named.reindex(latents).fillna("").to_numpy()}))  # fmt: skip
+    parts.append(
+        pd.DataFrame(
+            {"group": "sae", "unit": latents, "name": named.reindex(latents).fillna("").to_numpy()}
+        )
+    )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -153,8 +218,12 @@ def test_tiny_run_atlas_has_a_page_per_unit_and_shared_thumbnails(tiny_run):
     # one thumbnail per distinct shown image, however many pages show it
     shown = set()
     for layer in (*LAYERS, "sae"):
-        ex = pd.read_parquet(tiny_run / RUN / ("sae" if layer == "sae" else f"annotate/{layer}")
-                             / "exemplars.parquet")  # fmt: skip
+        ex = pd.read_parquet(
+            tiny_run
+            / RUN
+            / ("sae" if layer == "sae" else f"annotate/{layer}")
+            / "exemplars.parquet"
+        )
         shown |= set(ex.loc[ex["rank"] < AtlasParams().max_exemplars, "image_id"])
     thumbs = {p.name for p in (atlas / "site" / "thumbs").iterdir()}
     assert {thumb_name(i) for i in shown} <= thumbs
@@ -169,8 +238,13 @@ def test_tiny_run_atlas_is_reproducible_from_the_package(tiny_run, tmp_path, mon
     metrics page, whose links to the artifacts are relative to where the site lies)."""
     monkeypatch.chdir(tiny_run)  # the manifest's root is relative to the run's folder
     inputs = _tiny_inputs(tiny_run)
-    build_atlas(inputs, tmp_path / "index.html", tmp_path / "site", AtlasParams(),
-                title="tiny / resnet18-s0")  # fmt: skip
+    build_atlas(
+        inputs,
+        tmp_path / "index.html",
+        tmp_path / "site",
+        AtlasParams(),
+        title="tiny / resnet18-s0",
+    )
     atlas = tiny_run / RUN / "atlas"
     assert (tmp_path / "index.html").read_bytes() == (atlas / "index.html").read_bytes()
     for f in sorted((atlas / "site").rglob("*")):
@@ -182,25 +256,45 @@ def test_tiny_run_atlas_is_reproducible_from_the_package(tiny_run, tmp_path, mon
 
 def _tiny_inputs(run: Path, store_override: dict[str, Path] | None = None) -> AtlasInputs:
     r, data = run / RUN, run / "results/tiny/data"
-    groups = [GroupInputs(layer, r / f"annotate/{layer}/exemplars.parquet",
-                          r / f"annotate/{layer}/neuron_concepts.parquet",
-                          store=(store_override or {}).get(layer, r / f"activations/{layer}.zarr"),
-                          units=r / f"annotate/{layer}/units.parquet",
-                          verification=r / f"annotate/{layer}/verification.parquet")
-              for layer in LAYERS]  # fmt: skip
-    groups.append(GroupInputs("sae", r / "sae/exemplars.parquet", r / "sae/concepts.parquet",
-                              groundtruth=r / "sae/groundtruth.parquet",
-                              skipped=r / "sae/skipped_latents.parquet",
-                              verification=r / "sae/verification.parquet"))  # fmt: skip
-    metrics = {"opaque": r / "opaque/metrics.json", "sae": r / "sae/metrics.json",
-               "cbm": r / "cbm/metrics.json"}  # fmt: skip
+    groups = [
+        GroupInputs(
+            layer,
+            r / f"annotate/{layer}/exemplars.parquet",
+            r / f"annotate/{layer}/neuron_concepts.parquet",
+            store=(store_override or {}).get(layer, r / f"activations/{layer}.zarr"),
+            units=r / f"annotate/{layer}/units.parquet",
+            verification=r / f"annotate/{layer}/verification.parquet",
+        )
+        for layer in LAYERS
+    ]
+    groups.append(
+        GroupInputs(
+            "sae",
+            r / "sae/exemplars.parquet",
+            r / "sae/concepts.parquet",
+            groundtruth=r / "sae/groundtruth.parquet",
+            skipped=r / "sae/skipped_latents.parquet",
+            verification=r / "sae/verification.parquet",
+        )
+    )
+    metrics = {
+        "opaque": r / "opaque/metrics.json",
+        "sae": r / "sae/metrics.json",
+        "cbm": r / "cbm/metrics.json",
+    }
     metrics.update({f"annotate/{layer}": r / f"annotate/{layer}/metrics.json" for layer in LAYERS})
     # the paths the rule passed (its provenance lists them), relative to the run's folder
     prov = json.loads((r / "atlas/site.prov.json").read_text())
     artifacts = [Path(p) for p in prov["inputs"]]
-    return AtlasInputs(manifest=data / "manifest.parquet", groups=groups,
-                       boxes=data / "boxes.parquet", explanations=r / "cbm/explanations.parquet",
-                       cbm_model=r / "cbm/model.npz", metrics=metrics, artifacts=artifacts)  # fmt: skip
+    return AtlasInputs(
+        manifest=data / "manifest.parquet",
+        groups=groups,
+        boxes=data / "boxes.parquet",
+        explanations=r / "cbm/explanations.parquet",
+        cbm_model=r / "cbm/model.npz",
+        metrics=metrics,
+        artifacts=artifacts,
+    )
 
 
 # -- in a real browser -----------------------------------------------------------------------------
@@ -228,8 +322,14 @@ def browser():
         pytest.skip(f"browser tests need Chromium: {reason}")
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--allow-file-access-from-files"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--allow-file-access-from-files",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
@@ -252,10 +352,14 @@ def _open(driver, path: Path) -> None:
 
 
 def _visible_rows(driver) -> list[tuple[str, int, str]]:
-    return [tuple(r) for r in driver.execute_script(
-        "return Array.from(document.querySelectorAll('#units tbody tr'))"
-        ".filter(r => !r.hidden).map(r => [r.dataset.group, parseInt(r.cells[1].textContent),"
-        " r.cells[2].dataset.v]);")]  # fmt: skip
+    return [
+        tuple(r)
+        for r in driver.execute_script(
+            "return Array.from(document.querySelectorAll('#units tbody tr'))"
+            ".filter(r => !r.hidden).map(r => [r.dataset.group, parseInt(r.cells[1].textContent),"
+            " r.cells[2].dataset.v]);"
+        )
+    ]
 
 
 def test_index_lists_every_unit_and_filters_by_name(tiny_run, browser):
@@ -320,8 +424,13 @@ def test_heat_map_peaks_where_the_unit_fires(tiny_run, browser, tmp_path, monkey
             w.begin_split(split, src.image_ids(split))
             w.append(split, acts, maps)
     out = tmp_path / "atlas"
-    build_atlas(_tiny_inputs(tiny_run, {"layer4": store}), out / "index.html", out / "site",
-                AtlasParams(), title="tiny")  # fmt: skip
+    build_atlas(
+        _tiny_inputs(tiny_run, {"layer4": store}),
+        out / "index.html",
+        out / "site",
+        AtlasParams(),
+        title="tiny",
+    )
     ex = pd.read_parquet(tiny_run / RUN / "annotate/layer4/exemplars.parquet")
     unit = int(ex.groupby("unit").size().idxmax())
     _open(browser, out / "site/units" / render.unit_file("layer4", unit))
@@ -340,13 +449,24 @@ def test_index_time_to_interactive_with_2560_rows(browser, tmp_path):
     """Reported, not asserted: the index page's load → script-ready time with 2,560 rows."""
     rng = np.random.default_rng(0)
     n = 2560
-    idx = pd.DataFrame({
-        "group": np.repeat(["layer4", "sae"], [512, n - 512]), "unit": np.r_[0:512, 0 : n - 512],
-        "name": [f"concept {i % 97}" for i in range(n)], "score": rng.random(n),
-        "p_value": rng.random(n), "q_value": rng.random(n), "stability": rng.random(n),
-        "uninterpretable": rng.random(n) < 0.3, "n_exemplars": rng.integers(0, 50, n),
-        "truth": "", "hit": np.nan, "verified": np.nan, "method": "reports", "note": "",
-    })  # fmt: skip
+    idx = pd.DataFrame(
+        {
+            "group": np.repeat(["layer4", "sae"], [512, n - 512]),
+            "unit": np.r_[0:512, 0 : n - 512],
+            "name": [f"concept {i % 97}" for i in range(n)],
+            "score": rng.random(n),
+            "p_value": rng.random(n),
+            "q_value": rng.random(n),
+            "stability": rng.random(n),
+            "uninterpretable": rng.random(n) < 0.3,
+            "n_exemplars": rng.integers(0, 50, n),
+            "truth": "",
+            "hit": np.nan,
+            "verified": np.nan,
+            "method": "reports",
+            "note": "",
+        }
+    )
     (tmp_path / "site").mkdir()
     (tmp_path / "site/atlas.css").write_text(CSS)
     (tmp_path / "site/atlas.js").write_text(JS)
@@ -354,9 +474,12 @@ def test_index_time_to_interactive_with_2560_rows(browser, tmp_path):
     times = []
     for _ in range(3):
         _open(browser, tmp_path / "index.html")
-        times.append(browser.execute_script(
-            "var t = performance.getEntriesByType('navigation')[0];"
-            "return [window.atlasReady, t.domInteractive, t.loadEventEnd];"))  # fmt: skip
+        times.append(
+            browser.execute_script(
+                "var t = performance.getEntriesByType('navigation')[0];"
+                "return [window.atlasReady, t.domInteractive, t.loadEventEnd];"
+            )
+        )
     assert len(_visible_rows(browser)) == n
     ready_ms = float(np.median([t[0] for t in times]))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -408,7 +531,8 @@ def test_schema_defaults_are_the_settings_defaults():
 
     from neurodissect.config import validate
 
-    cfg = validate(yaml.safe_load((REPO / "config/config.yaml").read_text()),
-                   REPO / "config/schema.yaml")  # fmt: skip
+    cfg = validate(
+        yaml.safe_load((REPO / "config/config.yaml").read_text()), REPO / "config/schema.yaml"
+    )
     assert cfg["atlas"] == asdict(AtlasParams())
     assert AtlasParams.from_config({**cfg["atlas"], "thumb_px": 48}).thumb_px == 48

@@ -97,8 +97,9 @@ def _ids(split):
 
 
 def _store(path: Path, values: np.ndarray, ids=_ids) -> Path:
-    with StoreWriter(path, n_units=values.shape[1], attrs={"kind": "activations"},
-                     chunk_rows=512) as w:  # fmt: skip
+    with StoreWriter(
+        path, n_units=values.shape[1], attrs={"kind": "activations"}, chunk_rows=512
+    ) as w:
         for split, (lo, hi) in SPLITS.items():
             w.begin_split(split, ids(split))
             w.append(split, values[lo:hi])
@@ -107,21 +108,44 @@ def _store(path: Path, values: np.ndarray, ids=_ids) -> Path:
 
 def _manifest(root: Path) -> Path:
     ids = [i for s in SPLITS for i in _ids(s)]
-    df = pd.DataFrame({
-        "image_id": ids, "path": [f"{i}.png" for i in ids],
-        "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
-        "report": "", "sha256": "0" * 64, "label": 0,
-    })  # fmt: skip
-    meta = {"task": "multiclass", "classes": ["a", "b"], "class_synonyms": {},
-            "root": str(root), "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"{i}.png" for i in ids],
+            "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
+            "report": "",
+            "sha256": "0" * 64,
+            "label": 0,
+        }
+    )
+    meta = {
+        "task": "multiclass",
+        "classes": ["a", "b"],
+        "class_synonyms": {},
+        "root": str(root),
+        "format": "csv",
+        "modality": "other",
+        "channels": 3,
+    }
     write_manifest(df, meta, root / "manifest.parquet")
     return root / "manifest.parquet"
 
 
 def _names(root: Path, uninterpretable_latent: int | None = None) -> Path:
-    rows = [{"latent": k, "name": f"concept {k}", "description": "", "method": "reports",
-             "score": 1.0, "support": 5, "p_value": 0.01, "stability": 1.0,
-             "uninterpretable": k == uninterpretable_latent} for k in range(K + 1)]  # fmt: skip
+    rows = [
+        {
+            "latent": k,
+            "name": f"concept {k}",
+            "description": "",
+            "method": "reports",
+            "score": 1.0,
+            "support": 5,
+            "p_value": 0.01,
+            "stability": 1.0,
+            "uninterpretable": k == uninterpretable_latent,
+        }
+        for k in range(K + 1)
+    ]
     path = root / "concepts.parquet"
     concepts_frame(rows).to_parquet(path)
     return path
@@ -131,9 +155,15 @@ def test_train_cavs_rule_function(world, tmp_path):
     feats = _store(tmp_path / "penultimate.zarr", world["x"])
     lat = _store(tmp_path / "latents.zarr", world["latents"])
     out = {"cavs": tmp_path / "cavs.zarr", "acc": tmp_path / "acc.parquet"}
-    summary = train_cavs(feats, lat, _names(tmp_path, uninterpretable_latent=3),
-                         _manifest(tmp_path), out["cavs"], out["acc"],
-                         CAVParams(top_fraction=0.05, seed=0))  # fmt: skip
+    summary = train_cavs(
+        feats,
+        lat,
+        _names(tmp_path, uninterpretable_latent=3),
+        _manifest(tmp_path),
+        out["cavs"],
+        out["acc"],
+        CAVParams(top_fraction=0.05, seed=0),
+    )
     table = pd.read_parquet(out["acc"])
     assert list(table.columns) == list(ACCURACY_COLUMNS)
     # latent 3 is flagged uninterpretable: not trained; latent 4 never fires: listed
@@ -143,8 +173,11 @@ def test_train_cavs_rule_function(world, tmp_path):
     assert np.isnan(dead["heldout_accuracy"])
     assert (table.loc[table["status"] == "ok", "heldout_accuracy"] > 0.9).all()
     cavs = read_cavs(out["cavs"])
-    assert cavs.latents.tolist() == [0, 1, 2] and cavs.names == ["concept 0", "concept 1",
-                                                                   "concept 2"]  # fmt: skip
+    assert cavs.latents.tolist() == [0, 1, 2] and cavs.names == [
+        "concept 0",
+        "concept 1",
+        "concept 2",
+    ]
     assert cavs.cavs.shape == (3, C) and cavs.cavs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(cavs.cavs, axis=1), 1.0, rtol=1e-6)
     assert summary["n_cavs"] == 3 and summary["n_named"] == 4
@@ -152,10 +185,18 @@ def test_train_cavs_rule_function(world, tmp_path):
 
 def test_train_cavs_rejects_mismatched_image_ids(world, tmp_path):
     feats = _store(tmp_path / "penultimate.zarr", world["x"])
-    lat = _store(tmp_path / "latents.zarr", world["latents"],
-                 ids=lambda s: [f"other{i}" for i in _ids(s)])  # fmt: skip
+    lat = _store(
+        tmp_path / "latents.zarr", world["latents"], ids=lambda s: [f"other{i}" for i in _ids(s)]
+    )
     with pytest.raises(InputError) as err:
-        train_cavs(feats, lat, _names(tmp_path), _manifest(tmp_path), tmp_path / "c.zarr",
-                   tmp_path / "a.parquet", CAVParams())  # fmt: skip
+        train_cavs(
+            feats,
+            lat,
+            _names(tmp_path),
+            _manifest(tmp_path),
+            tmp_path / "c.zarr",
+            tmp_path / "a.parquet",
+            CAVParams(),
+        )
     assert "latents.zarr" in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "c.zarr").exists()

@@ -63,8 +63,9 @@ def test_batched_omp_equals_sklearn_per_image(seed, n_atoms, n_features, n_nonze
     X[5] = 0.0  # nothing to explain: no atom at all
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sklearn's "ended prematurely"
-        ref = np.stack([orthogonal_mp(D.T, x, n_nonzero_coefs=n_nonzero, precompute=False)
-                        for x in X])  # fmt: skip
+        ref = np.stack(
+            [orthogonal_mp(D.T, x, n_nonzero_coefs=n_nonzero, precompute=False) for x in X]
+        )
     got = batched_omp(X, D, n_nonzero)
     np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
     assert ((got != 0).sum(1) <= n_nonzero).all()
@@ -134,8 +135,9 @@ def test_min_pivot_stops_at_a_near_duplicate_atom_instead_of_exploding():
     assert np.abs(tight).max() < 3
     assert (tight[:, 0] != 0).sum() + (tight[:, 10] != 0).sum() == len(X)  # one twin each
     for backend in ("numba", "torch"):
-        np.testing.assert_allclose(batched_omp(X, D, 11, min_pivot=1e-6, backend=backend),
-                                   tight, atol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(
+            batched_omp(X, D, 11, min_pivot=1e-6, backend=backend), tight, atol=1e-9
+        )
     # the fit is as good as the loose one's up to the noise
     res_t = np.linalg.norm(X - tight @ D, axis=1)
     res_l = np.linalg.norm(X - loose @ D, axis=1)
@@ -178,11 +180,13 @@ def test_lazy_greedy_equals_brute_force(seed):
 
 def test_duplicates_merged_and_clamp_recorded(caplog):
     rng = np.random.default_rng(0)
-    cands = pd.DataFrame({
-        "latent": [3, 5, 8, 9],
-        "name": ["Blue-white veil", "blue white veils", "streaks", "vessels"],
-        "heldout_accuracy": [0.7, 0.9, 0.8, np.nan],
-    })  # fmt: skip
+    cands = pd.DataFrame(
+        {
+            "latent": [3, 5, 8, 9],
+            "name": ["Blue-white veil", "blue white veils", "streaks", "vessels"],
+            "heldout_accuracy": [0.7, 0.9, 0.8, np.nan],
+        }
+    )
     merged = merge_duplicates(cands)
     assert merged["latent"].tolist() == [5, 8, 9]  # the better veil CAV is kept
     assert merged.set_index("latent").loc[5, "merged_latents"] == "3"
@@ -196,12 +200,14 @@ def test_duplicates_merged_and_clamp_recorded(caplog):
 
 def test_duplicates_represented_by_the_strongest_name_unless_asked_otherwise():
     # latent 4 is named "streak" most strongly; 2 and 7 have perfect (saturated) accuracy
-    cands = pd.DataFrame({
-        "latent": [2, 4, 7, 9],
-        "name": ["streak", "streaks", "Streak", "veil"],
-        "heldout_accuracy": [1.0, 0.95, 1.0, 0.8],
-        "name_score": [3.0, 9.0, 5.0, 1.0],
-    })  # fmt: skip
+    cands = pd.DataFrame(
+        {
+            "latent": [2, 4, 7, 9],
+            "name": ["streak", "streaks", "Streak", "veil"],
+            "heldout_accuracy": [1.0, 0.95, 1.0, 0.8],
+            "name_score": [3.0, 9.0, 5.0, 1.0],
+        }
+    )
     merged = merge_duplicates(cands)
     assert merged["latent"].tolist() == [4, 9]
     assert merged.set_index("latent").loc[4, "merged_latents"] == "7,2"  # by score
@@ -218,8 +224,9 @@ def test_concepts_named_like_a_class_are_excluded():
     syns = {"mel": ["mel", "melanoma"], "bkl": ["bkl", "solar lentigo"]}
     assert names_a_class("Malignant melanoma", syns) and names_a_class("lentigo", syns)
     assert not names_a_class("blue-white veil", syns) and not names_a_class("melanin", syns)
-    cands = pd.DataFrame({"latent": [0, 1, 2], "name": ["melanoma", "lentigo", "streaks"],
-                          "heldout_accuracy": 0.9})  # fmt: skip
+    cands = pd.DataFrame(
+        {"latent": [0, 1, 2], "name": ["melanoma", "lentigo", "streaks"], "heldout_accuracy": 0.9}
+    )
     sel = select(cands, np.eye(3), n_concepts=3, class_synonyms=syns)
     assert sel.table["name"].tolist() == ["streaks"] and sel.n_class_names_excluded == 2
     assert sel.n_concepts_used == 1  # and the clamp says so
@@ -244,8 +251,11 @@ def test_fit_head_folds_standardisation_into_the_weights():
     head = fit_head(x[:200], y[:200], x[200:], y[200:], 3, False, c_grid=(0.1, 1.0))
     mean, sd = x[:200].mean(0), x[:200].std(0)
     ref = LogisticRegression(C=head.C, max_iter=2000).fit((x[:200] - mean) / sd, y[:200])
-    np.testing.assert_allclose(predict_proba(x[200:], head.W, head.b, False),
-                               ref.predict_proba((x[200:] - mean) / sd), atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        predict_proba(x[200:], head.W, head.b, False),
+        ref.predict_proba((x[200:] - mean) / sd),
+        atol=1e-6,
+    )
     assert set(head.grid) == {0.1, 1.0} and head.val_score == max(head.grid.values())
     assert head.val_score > 0.8
 
@@ -266,8 +276,17 @@ def test_explanations_contributions_sum_to_the_logit():
     W, b = rng.normal(size=(3, 5)), rng.normal(size=3)
     cls = (scores @ W.T + b).argmax(1)
     concepts = [f"c{i}" for i in range(5)]
-    full = explanations([f"i{j}" for j in range(6)], scores, W, b, cls, concepts, np.arange(5),
-                        ["x", "y", "z"], top_k=5)  # fmt: skip
+    full = explanations(
+        [f"i{j}" for j in range(6)],
+        scores,
+        W,
+        b,
+        cls,
+        concepts,
+        np.arange(5),
+        ["x", "y", "z"],
+        top_k=5,
+    )
     assert list(full.columns) == list(EXPLANATION_COLUMNS)
     for image_id, g in full.groupby("image_id"):
         j = int(image_id[1:])
@@ -285,12 +304,14 @@ def test_explanations_contributions_sum_to_the_logit():
 def test_evidence_by_absence_never_outranks_a_concept_the_image_shows():
     scores = np.array([[0.5, -3.0, 0.2]])  # concept 1 absent, with a large negative weight
     W = np.array([[1.0, -2.0, 1.0]])  # contributions 0.5, 6.0, 0.2
-    expl = explanations(["a"], scores, W, np.zeros(1), np.array([0]), ["x", "y", "z"],
-                        np.arange(3), ["k"], top_k=3)  # fmt: skip
+    expl = explanations(
+        ["a"], scores, W, np.zeros(1), np.array([0]), ["x", "y", "z"], np.arange(3), ["k"], top_k=3
+    )
     assert expl["concept"].tolist() == ["x", "z", "y"]
     causes, syn = {0: ["x"]}, {"x": ["x"], "y": ["y"]}
-    rate, _ = planted_hit_rate(scores, W, [(0, 0)], np.ones((1, 2), bool), ["x", "y"], syn,
-                               causes, ["x", "y", "z"])  # fmt: skip
+    rate, _ = planted_hit_rate(
+        scores, W, [(0, 0)], np.ones((1, 2), bool), ["x", "y"], syn, causes, ["x", "y", "z"]
+    )
     assert rate == 1.0
 
 
@@ -306,24 +327,49 @@ def test_planted_hit_rate_on_hand_made_cases():
         ]
     )  # class 1: no known cause → not scored
     present = np.array([[1, 0], [1, 0], [0, 0], [0, 1]], bool)  # columns: veil, ruler
-    info = {"blue_white_veil": {"synonyms": ["blue-white veil", "blue veil"], "causes": ["mel"]},
-            "ruler": {"synonyms": ["ruler"], "spurious_for": ["mel"]}}  # fmt: skip
+    info = {
+        "blue_white_veil": {"synonyms": ["blue-white veil", "blue veil"], "causes": ["mel"]},
+        "ruler": {"synonyms": ["ruler"], "spurious_for": ["mel"]},
+    }
     causes = class_causes(info, ["mel", "nv"])
     assert causes == {"mel": ["blue_white_veil"], "nv": []}
-    synonyms = {"blue_white_veil": ["blue_white_veil", "blue-white veil", "blue veil"],
-                "ruler": ["ruler"]}  # fmt: skip
-    rate, n = planted_hit_rate(scores, W, [(0, 0), (1, 0), (2, 0), (3, 1)], present,
-                               ["blue_white_veil", "ruler"], synonyms, {0: causes["mel"]},
-                               concepts)  # fmt: skip
+    synonyms = {
+        "blue_white_veil": ["blue_white_veil", "blue-white veil", "blue veil"],
+        "ruler": ["ruler"],
+    }
+    rate, n = planted_hit_rate(
+        scores,
+        W,
+        [(0, 0), (1, 0), (2, 0), (3, 1)],
+        present,
+        ["blue_white_veil", "ruler"],
+        synonyms,
+        {0: causes["mel"]},
+        concepts,
+    )
     assert (rate, n) == (0.5, 2)
-    top2 = planted_hit_rate(scores, W, [(0, 0), (1, 0)], present, ["blue_white_veil", "ruler"],
-                            synonyms, {0: causes["mel"]}, concepts, top_k=2)  # fmt: skip
+    top2 = planted_hit_rate(
+        scores,
+        W,
+        [(0, 0), (1, 0)],
+        present,
+        ["blue_white_veil", "ruler"],
+        synonyms,
+        {0: causes["mel"]},
+        concepts,
+        top_k=2,
+    )
     assert top2 == (1.0, 2)  # image 1: streaks first, the veil second
     spurious = class_causes(info, ["mel", "nv"], "spurious_for")
     assert spurious == {"mel": ["ruler"], "nv": []}
-    rate, n = spurious_top_rate(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),
-                                np.array([[0.0, 0.0, 1.0]]), [(0, 0), (1, 0)], {0: ["ruler"]},
-                                synonyms, ["blue veil", "streaks", "ruler marks"])  # fmt: skip
+    rate, n = spurious_top_rate(
+        np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),
+        np.array([[0.0, 0.0, 1.0]]),
+        [(0, 0), (1, 0)],
+        {0: ["ruler"]},
+        synonyms,
+        ["blue veil", "streaks", "ruler marks"],
+    )
     assert (rate, n) == (0.5, 2)
 
 
@@ -362,47 +408,81 @@ def planted(tmp_path_factory):
             w.begin_split(s, _ids(s))
             w.append(s, x[lo:hi])
     ids = [i for s in SPLITS for i in _ids(s)]
-    df = pd.DataFrame({
-        "image_id": ids, "path": [f"{i}.png" for i in ids],
-        "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
-        "report": "", "sha256": "0" * 64, "label": y,
-    })  # fmt: skip
-    meta = {"task": "multiclass", "classes": CLASSES, "class_synonyms": {}, "root": str(root),
-            "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"{i}.png" for i in ids],
+            "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
+            "report": "",
+            "sha256": "0" * 64,
+            "label": y,
+        }
+    )
+    meta = {
+        "task": "multiclass",
+        "classes": CLASSES,
+        "class_synonyms": {},
+        "root": str(root),
+        "format": "csv",
+        "modality": "other",
+        "channels": 3,
+    }
     write_manifest(df, meta, root / "manifest.parquet")
     opaque = LogisticRegression(max_iter=2000).fit(x[:600], y[:600])
-    save_state_dict({"fc.weight": torch.tensor(opaque.coef_, dtype=torch.float32),
-                     "fc.bias": torch.tensor(opaque.intercept_, dtype=torch.float32)},
-                    root / "model.pt")  # fmt: skip
+    save_state_dict(
+        {
+            "fc.weight": torch.tensor(opaque.coef_, dtype=torch.float32),
+            "fc.bias": torch.tensor(opaque.intercept_, dtype=torch.float32),
+        },
+        root / "model.pt",
+    )
     write_json({"test_accuracy": 0.5}, root / "opaque_metrics.json")
     gt = pd.DataFrame(present, columns=CONCEPTS)
     gt.insert(0, "image_id", ids)
     gt.to_parquet(root / "gt.parquet")
-    info = {k: {"synonyms": [k], "causes": [c for c in CLASSES if k in CAUSES[c]]}
-            for k in CONCEPTS}  # fmt: skip
+    info = {
+        k: {"synonyms": [k], "causes": [c for c in CLASSES if k in CAUSES[c]]} for k in CONCEPTS
+    }
     write_json(info, root / "gt.json")
     noisy = u[4] + 0.3 * rng.normal(size=c)
     cavs = np.vstack([u, noisy / np.linalg.norm(noisy)])
     names = [f"pink {k}" if k == "erythema" else k for k in CONCEPTS] + ["veil"]
-    write_cavs(CAVs(cavs.astype(np.float32), np.zeros(len(cavs), np.float32),
-                    np.arange(len(cavs)), names), root / "cavs.zarr")  # fmt: skip
-    pd.DataFrame({"latent": np.arange(len(cavs)), "name": names,
-                  "heldout_accuracy": [0.9] * len(CONCEPTS) + [0.6]}).to_parquet(
-        root / "cav_accuracy.parquet")  # fmt: skip
+    write_cavs(
+        CAVs(cavs.astype(np.float32), np.zeros(len(cavs), np.float32), np.arange(len(cavs)), names),
+        root / "cavs.zarr",
+    )
+    pd.DataFrame(
+        {
+            "latent": np.arange(len(cavs)),
+            "name": names,
+            "heldout_accuracy": [0.9] * len(CONCEPTS) + [0.6],
+        }
+    ).to_parquet(root / "cav_accuracy.parquet")
     return root
 
 
 def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     r = planted
-    summary = select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
-                              SelectParams(n_concepts=20, class_relevance=True),
-                              opaque_path=r / "model.pt", arch="resnet18")  # fmt: skip
+    summary = select_concepts(
+        r / "cavs.zarr",
+        r / "cav_accuracy.parquet",
+        tmp_path / "sel.parquet",
+        SelectParams(n_concepts=20, class_relevance=True),
+        opaque_path=r / "model.pt",
+        arch="resnet18",
+    )
     sel = pd.read_parquet(tmp_path / "sel.parquet")
     assert summary["n_concepts_used"] == 7 and summary["n_merged"] == 1  # noisy "veil" merged
     assert 7 not in sel["latent"].tolist()
-    build_cbm(r / "feats.zarr", r / "cavs.zarr", tmp_path / "sel.parquet", r / "manifest.parquet",
-              tmp_path / "scores.zarr", tmp_path / "model.npz",
-              CBMParams.from_config({"n_nonzero": 4, "c_grid": [0.1, 1.0, 10.0]}))  # fmt: skip
+    build_cbm(
+        r / "feats.zarr",
+        r / "cavs.zarr",
+        tmp_path / "sel.parquet",
+        r / "manifest.parquet",
+        tmp_path / "scores.zarr",
+        tmp_path / "model.npz",
+        CBMParams.from_config({"n_nonzero": 4, "c_grid": [0.1, 1.0, 10.0]}),
+    )
     model = load_model(tmp_path / "model.npz")  # allow_pickle=False inside
     assert model["W"].shape == (3, 7) and int(model["n_nonzero"]) == 4
     assert model.concepts == sel["name"].tolist()
@@ -414,16 +494,33 @@ def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     assert ((scores.read("test") != 0).sum(1) <= 4).all()
 
     result = evaluate_cbm(
-        tmp_path / "model.npz", tmp_path / "scores.zarr", r / "feats.zarr", r / "manifest.parquet",
-        r / "model.pt", r / "opaque_metrics.json", "resnet18", tmp_path / "metrics.json",
-        tmp_path / "expl.parquet", CBMEvalParams(explain_top_k=3),
-        gt_table=r / "gt.parquet", gt_synonyms=r / "gt.json",
-    )  # fmt: skip
+        tmp_path / "model.npz",
+        tmp_path / "scores.zarr",
+        r / "feats.zarr",
+        r / "manifest.parquet",
+        r / "model.pt",
+        r / "opaque_metrics.json",
+        "resnet18",
+        tmp_path / "metrics.json",
+        tmp_path / "expl.parquet",
+        CBMEvalParams(explain_top_k=3),
+        gt_table=r / "gt.parquet",
+        gt_synonyms=r / "gt.json",
+    )
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("opaque_accuracy", "cbm_accuracy", "opaque_balanced_accuracy",
-                "cbm_balanced_accuracy", "opaque_macro_f1", "cbm_macro_f1",
-                "cbm_reconstruction_accuracy", "cbm_coefficients_accuracy",
-                "explanation_planted_hit_rate", "n_concepts_requested", "n_concepts_used"):  # fmt: skip
+    for key in (
+        "opaque_accuracy",
+        "cbm_accuracy",
+        "opaque_balanced_accuracy",
+        "cbm_balanced_accuracy",
+        "opaque_macro_f1",
+        "cbm_macro_f1",
+        "cbm_reconstruction_accuracy",
+        "cbm_coefficients_accuracy",
+        "explanation_planted_hit_rate",
+        "n_concepts_requested",
+        "n_concepts_used",
+    ):
         assert key in saved, key
     assert saved["split"] == "test" and saved["n_concepts_requested"] == 20
     assert saved["n_concepts_used"] == 7
@@ -444,8 +541,9 @@ def test_build_and_evaluate_cbm_on_planted_concepts(planted, tmp_path):
     top = table[table["rank"] == 1].set_index("class")["concept"]
     assert all(top[c].removeprefix("pink ") in CAUSES[c] for c in CLASSES)
     plot_class_concepts(tmp_path / "bars.png", table)
-    plot_concept_strip(tmp_path / "strip.png", arr["scores"], arr["labels"], CLASSES,
-                       model.concepts)  # fmt: skip
+    plot_concept_strip(
+        tmp_path / "strip.png", arr["scores"], arr["labels"], CLASSES, model.concepts
+    )
     assert (tmp_path / "bars.png").stat().st_size > 5000
     assert read_manifest(r / "manifest.parquet").classes == CLASSES
 
@@ -457,11 +555,22 @@ def test_build_cbm_rejects_mismatched_image_ids(planted, tmp_path):
         for s in SPLITS:
             w.begin_split(s, [f"x{i}" for i in _ids(s)])
             w.append(s, x.read(s))
-    select_concepts(r / "cavs.zarr", r / "cav_accuracy.parquet", tmp_path / "sel.parquet",
-                    SelectParams(n_concepts=3, class_relevance=False))  # fmt: skip
+    select_concepts(
+        r / "cavs.zarr",
+        r / "cav_accuracy.parquet",
+        tmp_path / "sel.parquet",
+        SelectParams(n_concepts=3, class_relevance=False),
+    )
     with pytest.raises(InputError) as err:
-        build_cbm(tmp_path / "feats.zarr", r / "cavs.zarr", tmp_path / "sel.parquet",
-                  r / "manifest.parquet", tmp_path / "s.zarr", tmp_path / "m.npz", CBMParams())  # fmt: skip
+        build_cbm(
+            tmp_path / "feats.zarr",
+            r / "cavs.zarr",
+            tmp_path / "sel.parquet",
+            r / "manifest.parquet",
+            tmp_path / "s.zarr",
+            tmp_path / "m.npz",
+            CBMParams(),
+        )
     assert "feats.zarr" in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "m.npz").exists()
 
@@ -477,10 +586,18 @@ def test_cbm_rules_in_the_tiny_run(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
     metrics = json.loads((run / "cbm" / "metrics.json").read_text())
     assert metrics["split"] == "test"
-    for key in ("opaque_accuracy", "cbm_accuracy", "opaque_balanced_accuracy",
-                "cbm_balanced_accuracy", "opaque_macro_f1", "cbm_macro_f1",
-                "cbm_reconstruction_accuracy", "n_concepts_requested", "n_concepts_used",
-                "explanation_planted_hit_rate"):  # fmt: skip
+    for key in (
+        "opaque_accuracy",
+        "cbm_accuracy",
+        "opaque_balanced_accuracy",
+        "cbm_balanced_accuracy",
+        "opaque_macro_f1",
+        "cbm_macro_f1",
+        "cbm_reconstruction_accuracy",
+        "n_concepts_requested",
+        "n_concepts_used",
+        "explanation_planted_hit_rate",
+    ):
         assert key in metrics, key
     for key in ("opaque_accuracy", "cbm_accuracy", "cbm_balanced_accuracy", "cbm_macro_f1"):
         assert 0 <= metrics[key] <= 1, key

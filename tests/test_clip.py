@@ -42,11 +42,21 @@ from neurodissect.errors import ConfigError, InputError
 from neurodissect.io import read_json, save_state_dict
 from neurodissect.runtime import KILL_AFTER_EPOCH_ENV
 
-TINY_ARCH = {"embed_dim": 32, "image_size": 32, "vision_width": 8, "text_width": 32,
-             "text_layers": 1, "context_length": 32}  # fmt: skip
+TINY_ARCH = {
+    "embed_dim": 32,
+    "image_size": 32,
+    "vision_width": 8,
+    "text_width": 32,
+    "text_layers": 1,
+    "context_length": 32,
+}
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 220)}
-FILLERS = ["The image is sharp.", "Follow-up is advised.", "The background is grey.",
-           "Image quality is adequate."]  # fmt: skip
+FILLERS = [
+    "The image is sharp.",
+    "Follow-up is advised.",
+    "The background is grey.",
+    "Image quality is adequate.",
+]
 
 
 def write_discs(root: Path, n: int = 90, size: int = 32, seed: int = 0) -> Path:
@@ -66,12 +76,26 @@ def write_discs(root: Path, n: int = 90, size: int = 32, seed: int = 0) -> Path:
         img.save(root / path)
         body = [FILLERS[j] for j in rng.permutation(len(FILLERS))[:2]]
         report = " ".join([*body, f"There is a {names[k]} disc. Diagnosis: {names[k]} disc."])
-        rows.append({"image_id": f"d{i:03d}", "path": path, "split": ("train",) * 3 + ("val", "test"),
-                     "report": report, "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(),
-                     "label": k})  # fmt: skip
+        rows.append(
+            {
+                "image_id": f"d{i:03d}",
+                "path": path,
+                "split": ("train",) * 3 + ("val", "test"),
+                "report": report,
+                "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(),
+                "label": k,
+            }
+        )
         rows[-1]["split"] = rows[-1]["split"][i % 5]
-    meta = {"task": "multiclass", "classes": names, "class_synonyms": {c: [c] for c in names},
-            "root": str(root), "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+    meta = {
+        "task": "multiclass",
+        "classes": names,
+        "class_synonyms": {c: [c] for c in names},
+        "root": str(root),
+        "format": "csv",
+        "modality": "other",
+        "channels": 3,
+    }
     write_manifest(pd.DataFrame(rows), meta, root / "manifest.parquet")
     return root / "manifest.parquet"
 
@@ -82,8 +106,12 @@ def discs(tmp_path_factory) -> Path:
 
 
 def outputs(d: Path) -> dict[str, Path]:
-    return {"model_out": d / "model", "metrics_out": d / "metrics.json",
-            "history_out": d / "history.csv", "curve_out": d / "curve.png"}  # fmt: skip
+    return {
+        "model_out": d / "model",
+        "metrics_out": d / "metrics.json",
+        "history_out": d / "history.csv",
+        "curve_out": d / "curve.png",
+    }
 
 
 def tiny_params(**changes) -> ClipParams:
@@ -192,7 +220,10 @@ def test_prompt_synonyms_keep_names_the_reports_use():
     synonyms = {"mel": ["mel", "melanoma"], "df": ["df", "dermatofibroma"], "x": ["xx"]}
     reports = ["Diagnosis: melanoma.", "Dermatofibroma. Melanocytic."]
     assert prompt_synonyms(synonyms, reports) == {
-        "mel": ["melanoma"], "df": ["dermatofibroma"], "x": ["xx"]}  # fmt: skip
+        "mel": ["melanoma"],
+        "df": ["dermatofibroma"],
+        "x": ["xx"],
+    }
 
 
 def test_sentence_sampling_is_a_seeded_subset():
@@ -338,11 +369,15 @@ def test_image_embeddings_use_the_activation_store_layout(trained, discs, tmp_pa
 
 def test_text_embeddings_follow_the_vocabulary_and_hold_the_bare_template(trained, tmp_path):
     concepts = ["red disc", "green disc", "blue disc", "grey background"]
-    pd.DataFrame({"concept": concepts, "doc_freq": [3, 2, 2, 1], "kind": ["noun phrase"] * 4}).to_parquet(
-        tmp_path / "concepts.parquet"
-    )  # fmt: skip
-    embed_texts(trained / "model", tmp_path / "concepts.parquet", tmp_path / "text_emb.zarr",
-                template="an image showing {}")  # fmt: skip
+    pd.DataFrame(
+        {"concept": concepts, "doc_freq": [3, 2, 2, 1], "kind": ["noun phrase"] * 4}
+    ).to_parquet(tmp_path / "concepts.parquet")
+    embed_texts(
+        trained / "model",
+        tmp_path / "concepts.parquet",
+        tmp_path / "text_emb.zarr",
+        template="an image showing {}",
+    )
     stored = read_text_embeddings(tmp_path / "text_emb.zarr")
     assert stored["concepts"].tolist() == concepts
     assert stored["attrs"]["template"] == "an image showing {}"
@@ -359,9 +394,13 @@ def test_text_embeddings_follow_the_vocabulary_and_hold_the_bare_template(traine
 
 @pytest.mark.parametrize(
     ("template", "bare"),
-    [("an image showing {}", "an image showing"), ("a photo of {}.", "a photo of."),
-     ("{} is visible", "is visible"), ("  there is  {} here ", "there is here")],
-)  # fmt: skip
+    [
+        ("an image showing {}", "an image showing"),
+        ("a photo of {}.", "a photo of."),
+        ("{} is visible", "is visible"),
+        ("  there is  {} here ", "there is here"),
+    ],
+)
 def test_bare_template(template, bare):
     assert bare_template(template) == bare
 
@@ -382,8 +421,9 @@ def test_text_embedding_inputs_are_checked(trained, tmp_path):
 
 # -- load_clip sources ---------------------------------------------------------------------
 def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
-    summary = obtain_clip(discs, tmp_path / "model", tmp_path / "metrics.json", source="local",
-                          path=trained / "model")  # fmt: skip
+    summary = obtain_clip(
+        discs, tmp_path / "model", tmp_path / "metrics.json", source="local", path=trained / "model"
+    )
     assert summary["clip"]["source"] == "local" and summary["clip"]["origin"]["source"] == "train"
     assert _weights(tmp_path / "model").keys() == _weights(trained / "model").keys()
     # the same model evaluated the same way gives the trained run's scores
@@ -399,11 +439,23 @@ def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
 def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest: never touch the network
     with pytest.raises(ConfigError, match="needs internet access"):
-        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
-                    model_name="ViT-B-32", pretrained="laion2b_s34b_b79k")  # fmt: skip
+        obtain_clip(
+            discs,
+            tmp_path / "model",
+            tmp_path / "m.json",
+            source="open_clip",
+            model_name="ViT-B-32",
+            pretrained="laion2b_s34b_b79k",
+        )
     with pytest.raises(ConfigError, match="not a tag of"):
-        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
-                    model_name="ViT-B-32", pretrained="no-such-tag")  # fmt: skip
+        obtain_clip(
+            discs,
+            tmp_path / "model",
+            tmp_path / "m.json",
+            source="open_clip",
+            model_name="ViT-B-32",
+            pretrained="no-such-tag",
+        )
     assert not (tmp_path / "model").exists()
 
 
@@ -436,11 +488,20 @@ def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
     from neurodissect.clip.corpus import CorpusSettings, build_corpus, corpus_training_split
 
     settings = CorpusSettings(n=40, seed=7)
-    manifest = build_corpus("synthderm", tmp_path / "raw", tmp_path / "data", corpus=settings,
-                            size=32, noise=0.1, difficulty=0.5)  # fmt: skip
+    manifest = build_corpus(
+        "synthderm",
+        tmp_path / "raw",
+        tmp_path / "data",
+        corpus=settings,
+        size=32,
+        noise=0.1,
+        difficulty=0.5,
+    )
     corpus = read_manifest(manifest)
-    assert len(corpus) == 40 and corpus.classes == read_manifest(
-        synth_data("synthderm") / "manifest.parquet").classes  # fmt: skip
+    assert (
+        len(corpus) == 40
+        and corpus.classes == read_manifest(synth_data("synthderm") / "manifest.parquet").classes
+    )
     # other images than the dataset's (seed 0), the same generator and report language
     dataset = read_manifest(synth_data("synthderm") / "manifest.parquet")
     assert not set(corpus.df["sha256"]) & set(dataset.df["sha256"])
@@ -451,8 +512,15 @@ def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
     train = corpus_training_split(corpus)
     assert set(train.df["split"]) == {"train", "test"} and (corpus.df["split"] == "val").sum() > 0
     assert len(train) + (corpus.df["split"] == "val").sum() == 40
-    again = build_corpus("synthderm", tmp_path / "raw2", tmp_path / "data2", corpus=settings,
-                         size=32, noise=0.1, difficulty=0.5)  # fmt: skip
+    again = build_corpus(
+        "synthderm",
+        tmp_path / "raw2",
+        tmp_path / "data2",
+        corpus=settings,
+        size=32,
+        noise=0.1,
+        difficulty=0.5,
+    )
     assert read_manifest(again).df.equals(corpus.df)
 
 
@@ -470,8 +538,9 @@ def test_corpus_seed_of_the_dataset_is_a_config_error():
 def test_training_on_a_corpus_never_reads_the_dataset_pairs(discs, tmp_path):
     """The CLIP learns from the corpus only; metrics.json scores the dataset's test split."""
     corpus = write_discs(tmp_path / "corpus", n=60, seed=5)
-    summary = train_clip(discs, **outputs(tmp_path / "out"), params=tiny_params(epochs=1),
-                         corpus_path=corpus)  # fmt: skip
+    summary = train_clip(
+        discs, **outputs(tmp_path / "out"), params=tiny_params(epochs=1), corpus_path=corpus
+    )
     metrics = read_json(tmp_path / "out/metrics.json")
     corpus_val = (read_manifest(corpus).df["split"] == "val").sum()
     assert summary["n_train_pairs"] == metrics["n_train_pairs"] == 60 - corpus_val
@@ -504,8 +573,9 @@ def test_clip_corpus_rule_and_what_its_keys_rerun(tmp_path):
     bad = write_config(
         tmp_path / "bad.yaml", deep_update(corpus_cfg, {"clip": {"corpus": {"seed": 0}}})
     )
-    proc = run_snakemake(tmp_path, "results/tiny/clip/metrics.json", "-n", configfile=bad,
-                         check=False)  # fmt: skip
+    proc = run_snakemake(
+        tmp_path, "results/tiny/clip/metrics.json", "-n", configfile=bad, check=False
+    )
     assert proc.returncode != 0 and "clip.corpus.seed=0 equals" in proc.stdout + proc.stderr
 
 
@@ -539,8 +609,14 @@ def test_open_clip_hub_repo_with_an_hf_text_tower_is_stored_and_loads_offline(
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     name = f"hf-hub:{HUB_REPO}"
-    summary = obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
-                          model_name=name, pretrained="ignored-for-hub")  # fmt: skip
+    summary = obtain_clip(
+        discs,
+        tmp_path / "model",
+        tmp_path / "m.json",
+        source="open_clip",
+        model_name=name,
+        pretrained="ignored-for-hub",
+    )
     assert summary["clip"] == {"source": "open_clip", "model_name": name, "revision": HUB_REV}
     assert {"recall_at_5", "zeroshot_accuracy"} <= set(read_json(tmp_path / "m.json"))
     # the hub's weights, not a fresh initialisation: open_clip's own load agrees
@@ -565,13 +641,26 @@ def test_partial_or_missing_hub_repos_are_clear_errors(hub_cache, discs, tmp_pat
     from fixtures_hub import HUB_REPO, hub_snapshot
 
     (hub_snapshot(hub_cache, HUB_REPO, "2" * 40) / "open_clip_pytorch_model.bin").unlink()
-    with pytest.raises(ConfigError, match=r"neither open_clip_model.safetensors nor "
-                       r"open_clip_pytorch_model.bin.*HF_HUB_OFFLINE"):  # fmt: skip
-        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
-                    model_name=f"hf-hub:{HUB_REPO}")  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"neither open_clip_model.safetensors nor "
+        r"open_clip_pytorch_model.bin.*HF_HUB_OFFLINE",
+    ):
+        obtain_clip(
+            discs,
+            tmp_path / "model",
+            tmp_path / "m.json",
+            source="open_clip",
+            model_name=f"hf-hub:{HUB_REPO}",
+        )
     with pytest.raises(ConfigError, match="no open_clip_config.json.*Hugging Face cache"):
-        obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="open_clip",
-                    model_name="hf-hub:nobody/nothing")  # fmt: skip
+        obtain_clip(
+            discs,
+            tmp_path / "model",
+            tmp_path / "m.json",
+            source="open_clip",
+            model_name="hf-hub:nobody/nothing",
+        )
     assert not (tmp_path / "model").exists()
 
 
@@ -581,8 +670,14 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     from fixtures_hub import transformers_clip_folder
 
     src = transformers_clip_folder(tmp_path / "src")
-    summary = obtain_clip(discs, tmp_path / "model", tmp_path / "m.json", source="transformers",
-                          model_name="unused", path=src)  # fmt: skip
+    summary = obtain_clip(
+        discs,
+        tmp_path / "model",
+        tmp_path / "m.json",
+        source="transformers",
+        model_name="unused",
+        path=src,
+    )
     assert summary["clip"] == {"source": "transformers", "path": str(src)}
     assert model_info(tmp_path / "model") == summary["clip"]
     assert {"recall_at_5", "zeroshot_accuracy"} <= set(read_json(tmp_path / "m.json"))
@@ -609,8 +704,13 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     with pytest.raises(InputError, match="transformers cannot load"):
         obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=bad)
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
-        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers",
-                    model_name="nobody/nothing")  # fmt: skip
+        obtain_clip(
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            source="transformers",
+            model_name="nobody/nothing",
+        )
     assert not (tmp_path / "m2").exists()
 
 
@@ -631,8 +731,12 @@ def test_published_models_run_through_the_tiny_dag(hub_cache, tiny_run, tmp_path
         ran = job_names(out.stdout + out.stderr)
         assert {"load_clip", "embed_images", "embed_texts", "match_concepts"} <= ran, ran
         # only the CLIP chain reruns for another model
-        assert not ran & {"train_clip", "train_opaque", "extract_activations",
-                          "build_vocabulary"}, ran  # fmt: skip
+        assert not ran & {
+            "train_clip",
+            "train_opaque",
+            "extract_activations",
+            "build_vocabulary",
+        }, ran
         clip_dir = run / "results/tiny/clip"
         assert model_info(clip_dir / "model")["source"] == clip["source"]
         assert ActivationStore(clip_dir / "image_emb.zarr").n_units == 16  # the tiny models' width

@@ -19,9 +19,17 @@ from conftest import REPO, run_snakemake, write_config
 SLURM_DIR = REPO.parent / "shared" / "slurm"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 GPU_RULES = {
-    "train_opaque", "extract_activations", "train_clip", "load_clip", "embed_images",
-    "embed_texts", "train_sae", "encode_latents", "evaluate_sae", "build_cbm",
-}  # fmt: skip
+    "train_opaque",
+    "extract_activations",
+    "train_clip",
+    "load_clip",
+    "embed_images",
+    "embed_texts",
+    "train_sae",
+    "encode_latents",
+    "evaluate_sae",
+    "build_cbm",
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +52,21 @@ def _jobs() -> list[dict[str, str]]:
 
     Read from ``squeue --json``: fixed-width ``--Format`` columns shift silently when a
     field name is unknown to the installed squeue (e.g. TresPerJob)."""
-    out = subprocess.run(["squeue", "--states=all", "--json"], capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["squeue", "--states=all", "--json"], capture_output=True, text=True, check=True
+    ).stdout
     jobs = []
     for job in json.loads(out)["jobs"]:
         state = job.get("job_state")
         state = state[0] if isinstance(state, list) else state  # a list in newer Slurm
-        jobs.append({"id": str(job["job_id"]), "state": state, "comment": job.get("comment") or "",
-                     "tres": job.get("tres_per_job") or ""})  # fmt: skip
+        jobs.append(
+            {
+                "id": str(job["job_id"]),
+                "state": state,
+                "comment": job.get("comment") or "",
+                "tres": job.get("tres_per_job") or "",
+            }
+        )
     return jobs
 
 

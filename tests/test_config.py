@@ -15,17 +15,26 @@ SCHEMA = REPO / "config" / "schema.yaml"
 BAD = [
     ({"opaque": {"epoch": 3}}, ["config key 'opaque': unknown key(s) ['epoch']", "'epochs'"]),
     ({"opaqe": {"epochs": 3}}, ["config key '<top level>': unknown key(s) ['opaqe']", "'opaque'"]),
-    ({"opaque": {"epochs": "ten"}}, ["config key 'opaque.epochs': expected integer, got str 'ten'"]),
-    ({"annotate": {"scorer": "best"}},
-     ["config key 'annotate.scorer': 'best' is not one of ['mammi', 'soft_wpmi']"]),
+    (
+        {"opaque": {"epochs": "ten"}},
+        ["config key 'opaque.epochs': expected integer, got str 'ten'"],
+    ),
+    (
+        {"annotate": {"scorer": "best"}},
+        ["config key 'annotate.scorer': 'best' is not one of ['mammi', 'soft_wpmi']"],
+    ),
     ({"datasets": {"tiny": {"synth": {"n": 0}}}}, ["config key 'datasets.tiny.synth.n'"]),
-    ({"datasets": {"tiny": {"synth": {"images": 10}}}},
-     ["config key 'datasets.tiny.synth': unknown key(s) ['images']", "'n'"]),
+    (
+        {"datasets": {"tiny": {"synth": {"images": 10}}}},
+        ["config key 'datasets.tiny.synth': unknown key(s) ['images']", "'n'"],
+    ),
     ({"datasets": {"tiny": {"format": "dicom"}}}, ["config key 'datasets.tiny.format': 'dicom'"]),
-    ({"data": {"on_bad_image": "ignore"}},
-     ["config key 'data.on_bad_image': 'ignore' is not one of ['error', 'skip']"]),
+    (
+        {"data": {"on_bad_image": "ignore"}},
+        ["config key 'data.on_bad_image': 'ignore' is not one of ['error', 'skip']"],
+    ),
     ({"data": {"val_fraction": 1.5}}, ["config key 'data.val_fraction'"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("changes, expected", BAD, ids=lambda v: str(v)[:40])
@@ -48,8 +57,13 @@ def test_defaults_are_filled_and_the_default_config_is_the_synthderm_demo():
     ((name, ds),) = cfg["datasets"].items()
     assert name == "synthderm" and ds["format"] == "synthderm" and "root" not in ds
     assert ds["synth"]["n"] == 2000 and ds["synth"]["size"] == 64
-    assert cfg["data"] == {"val_fraction": 0.15, "test_fraction": 0.15, "split_seed": 0,
-                           "on_bad_image": "error", "overview_per_class": 4}  # fmt: skip
+    assert cfg["data"] == {
+        "val_fraction": 0.15,
+        "test_fraction": 0.15,
+        "split_seed": 0,
+        "on_bad_image": "error",
+        "overview_per_class": 4,
+    }
 
 
 def test_synthcxr_example_is_valid_and_synthetic():
@@ -76,8 +90,9 @@ def test_schema_synth_defaults_match_the_generator():
     assert {k: v["default"] for k, v in props.items()} == DEFAULTS
 
 
-@pytest.mark.parametrize("changes, expected", [BAD[0], BAD[2], BAD[3]], ids=["unknown-key",
-                         "wrong-type", "bad-enum"])  # fmt: skip
+@pytest.mark.parametrize(
+    "changes, expected", [BAD[0], BAD[2], BAD[3]], ids=["unknown-key", "wrong-type", "bad-enum"]
+)
 def test_snakemake_stops_at_load_with_the_key_path(tmp_path, changes, expected):
     cfg = write_config(tmp_path / "config.yaml", changes)
     proc = run_snakemake(tmp_path, "-n", configfile=cfg, check=False, timeout=300)
@@ -122,13 +137,20 @@ def test_snakemake_config_on_the_command_line_reruns_exactly_the_sae_chain(tiny_
     from test_invalidation import ALWAYS_AFTER, ANNOTATION, SAE_CHAIN
 
     run = tiny_run  # dry runs only: shared read-only
-    out = run_snakemake(run, "-n", "--config", "sae={l1_coefficient: 7e-4}",
-                        configfile=run / "config.yaml").stdout  # fmt: skip
+    out = run_snakemake(
+        run, "-n", "--config", "sae={l1_coefficient: 7e-4}", configfile=run / "config.yaml"
+    ).stdout
     jobs = job_names(out)
     assert "train_sae" in jobs and jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
     assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
-    bad = run_snakemake(run, "-n", "--config", "sae={l1_coefficient: lots}",
-                        configfile=run / "config.yaml", check=False)  # fmt: skip
+    bad = run_snakemake(
+        run,
+        "-n",
+        "--config",
+        "sae={l1_coefficient: lots}",
+        configfile=run / "config.yaml",
+        check=False,
+    )
     assert bad.returncode != 0 and "sae.l1_coefficient" in bad.stdout + bad.stderr
 
 

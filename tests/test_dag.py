@@ -64,8 +64,13 @@ def test_compare_reads_every_metrics_file_and_the_audit_covers_everything_else()
 
 
 def test_no_dataset_no_comparison():
-    empty = RunGrid(datasets=(), models=("resnet18-s0",), layers=("fc",),
-                    extract_layers=("fc",), train_clip=True)  # fmt: skip
+    empty = RunGrid(
+        datasets=(),
+        models=("resnet18-s0",),
+        layers=("fc",),
+        extract_layers=("fc",),
+        train_clip=True,
+    )
     assert final_targets(empty) == list(AUDIT.values())
 
 
@@ -82,26 +87,36 @@ def _package(root, files: dict[str, str]):
 def test_import_closure_follows_every_package_import_and_nothing_else(tmp_path):
     from neurodissect.dag.code import import_closure
 
-    pkg = _package(tmp_path, {
-        "__init__.py": "",
-        "io.py": "import json\n",
-        "a/__init__.py": "from .core import f\n",
-        "a/core.py": "from ..io import x\n\ndef g():\n    from ..b import lazy  # runs when g does\n",
-        "a/unused.py": "",
-        "b/__init__.py": "",
-        "b/lazy.py": "import numpy\nfrom neurodissect import c\n",
-        "c.py": "",
-        "reg/__init__.py": "",
-        "reg/base.py": "import importlib\nimportlib.import_module(f'{__package__}.x')\n",
-        "reg/plugin.py": "from .base import y\n",
-        "reg/sub/deep.py": "",
-        "other.py": "",
-    })  # fmt: skip
+    pkg = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "io.py": "import json\n",
+            "a/__init__.py": "from .core import f\n",
+            "a/core.py": "from ..io import x\n\ndef g():\n    from ..b import lazy  # runs when g does\n",
+            "a/unused.py": "",
+            "b/__init__.py": "",
+            "b/lazy.py": "import numpy\nfrom neurodissect import c\n",
+            "c.py": "",
+            "reg/__init__.py": "",
+            "reg/base.py": "import importlib\nimportlib.import_module(f'{__package__}.x')\n",
+            "reg/plugin.py": "from .base import y\n",
+            "reg/sub/deep.py": "",
+            "other.py": "",
+        },
+    )
     script = tmp_path / "script.py"
     script.write_text("from neurodissect.a import f\n")
     names = {p.relative_to(pkg).as_posix() for p in import_closure(script, pkg)}
-    assert names == {"__init__.py", "io.py", "a/__init__.py", "a/core.py", "b/__init__.py",
-                     "b/lazy.py", "c.py"}  # fmt: skip
+    assert names == {
+        "__init__.py",
+        "io.py",
+        "a/__init__.py",
+        "a/core.py",
+        "b/__init__.py",
+        "b/lazy.py",
+        "c.py",
+    }
     # a run-time import by name: every module of the registry's package
     script.write_text("from neurodissect.reg.base import y\n")
     names = {p.relative_to(pkg).as_posix() for p in import_closure(script, pkg)}

@@ -33,8 +33,11 @@ from neurodissect.evaluate.text import matches, normalize_concept
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def auroc(present, score) -> float:
@@ -104,8 +107,15 @@ def test_raw_layout_and_dataset_card(synth_raw):
 def derm_pixels(synth_raw):
     root = synth_raw("synthderm", n=300, size=32, seed=1)
     gt = pd.read_csv(root / "ground_truth" / "concepts.csv")
-    images = np.stack([np.asarray(Image.open(root / "images" / f"{i}.png"), dtype=np.float32)
-                       for i in gt["image_id"]]) / 255.0  # fmt: skip
+    images = (
+        np.stack(
+            [
+                np.asarray(Image.open(root / "images" / f"{i}.png"), dtype=np.float32)
+                for i in gt["image_id"]
+            ]
+        )
+        / 255.0
+    )
     return gt, images
 
 
@@ -304,8 +314,14 @@ def test_prepare_synthderm_writes_the_fixed_output_set(synth_raw, synth_data):
     info = json.loads((out / "concepts_gt.json").read_text())
     assert "blue-white veil" in info["blue_white_veil"]["synonyms"]
     assert info["streaks"]["causes"] == ["mel"] and info["ruler_marks"]["spurious_for"] == ["mel"]
-    assert list(pd.read_parquet(out / "boxes.parquet").columns) == ["image_id", "finding", "x",
-                                                                    "y", "w", "h"]  # fmt: skip
+    assert list(pd.read_parquet(out / "boxes.parquet").columns) == [
+        "image_id",
+        "finding",
+        "x",
+        "y",
+        "w",
+        "h",
+    ]
     skipped = pd.read_parquet(out / "skipped.parquet")
     assert skipped.empty and list(skipped.columns) == SKIPPED_COLUMNS
 
@@ -352,11 +368,13 @@ def test_grouped_stratified_split_on_known_groups():
 
 
 def test_official_splits_are_kept_and_trainval_gets_no_test():
-    records = pd.DataFrame({
-        "image_id": [f"i{k}" for k in range(60)],
-        "label": [["x"] if k % 2 else [] for k in range(60)],
-        "split": ["test"] * 10 + ["trainval"] * 40 + [None] * 10,
-    })  # fmt: skip
+    records = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(60)],
+            "label": [["x"] if k % 2 else [] for k in range(60)],
+            "split": ["test"] * 10 + ["trainval"] * 40 + [None] * 10,
+        }
+    )
     split = assign_splits(records, ["x"], "multilabel", 0.25, 0.2, seed=0)
     assert (split[:10] == "test").all()
     assert set(split[10:50]) == {"train", "val"} and (split[10:50] == "val").sum() == 10
@@ -406,10 +424,15 @@ def test_every_bad_input_is_named_in_one_message_and_nothing_is_written(synth_ra
         prepare_dataset("synthderm", raw, out)
     msg = str(err.value)
     src = synth_derm.METADATA_CSV
-    for line, what in [(3, "SD_0000001.png' not found"), (4, "SD_0000002.png' unreadable"),
-                       (5, "SD_0000003.png' unreadable"), (6, "leaves the dataset root"),
-                       (7, "is absolute"), (8, "outside the dataset root"),
-                       (11, "unknown label 'nevus'")]:  # fmt: skip
+    for line, what in [
+        (3, "SD_0000001.png' not found"),
+        (4, "SD_0000002.png' unreadable"),
+        (5, "SD_0000003.png' unreadable"),
+        (6, "leaves the dataset root"),
+        (7, "is absolute"),
+        (8, "outside the dataset root"),
+        (11, "unknown label 'nevus'"),
+    ]:
         assert f"{src}:{line}: " in msg and what in msg, (line, what, msg)
     assert f"{src}:9, {src}:10: duplicate image id 'SD_0000008'" in msg
     assert msg.count("\n  - ") == 8
@@ -429,8 +452,10 @@ def test_skip_mode_drops_bad_images_and_lists_them(synth_raw, tmp_path):
     assert "SD_0000001" not in set(m.df["image_id"]) and len(m) == 22
     assert len(pd.read_parquet(result.paths["concepts_gt"])) == 22
     # skipping is for images only: a bad label still stops the run
-    edit_csv(raw / synth_derm.METADATA_CSV, lambda t: t.__setitem__("dx", t["dx"].where(
-        t.index != 3, "nevus")))  # fmt: skip
+    edit_csv(
+        raw / synth_derm.METADATA_CSV,
+        lambda t: t.__setitem__("dx", t["dx"].where(t.index != 3, "nevus")),
+    )
     with pytest.raises(InputError, match="unknown label 'nevus'"):
         prepare_dataset("synthderm", raw, tmp_path / "out2", on_bad_image="skip")
     assert_nothing_written(tmp_path / "out2")
@@ -450,16 +475,22 @@ def test_skip_mode_drops_the_boxes_of_skipped_images(synth_raw, tmp_path):
 @pytest.mark.parametrize(
     "damage, expected",
     [
-        (lambda p: p.write_text(p.read_text().replace("dx,", "diagnosis,", 1)),
-         r"synthderm_metadata.csv: missing column\(s\) \['dx'\]"),
-        (lambda p: p.write_text(p.read_text() + 'x,"unclosed\n'),
-         r"synthderm_metadata.csv: not a readable CSV"),
-        (lambda p: p.write_text(p.read_text() + "a,b,c,d,e,f,g,h,i,j,k\n"),
-         r"synthderm_metadata.csv: not a readable CSV"),
+        (
+            lambda p: p.write_text(p.read_text().replace("dx,", "diagnosis,", 1)),
+            r"synthderm_metadata.csv: missing column\(s\) \['dx'\]",
+        ),
+        (
+            lambda p: p.write_text(p.read_text() + 'x,"unclosed\n'),
+            r"synthderm_metadata.csv: not a readable CSV",
+        ),
+        (
+            lambda p: p.write_text(p.read_text() + "a,b,c,d,e,f,g,h,i,j,k\n"),
+            r"synthderm_metadata.csv: not a readable CSV",
+        ),
         (lambda p: p.unlink(), r"synthderm_metadata.csv: metadata file not found"),
     ],
     ids=["missing-column", "unclosed-quote", "ragged-row", "missing-file"],
-)  # fmt: skip
+)
 def test_malformed_metadata_is_one_clear_error(synth_raw, tmp_path, damage, expected):
     raw = raw_copy(synth_raw, tmp_path)
     damage(raw / synth_derm.METADATA_CSV)
@@ -480,8 +511,18 @@ def test_bad_ground_truth_and_boxes_are_culprits(synth_raw, tmp_path):
 
 def test_cli_exit_codes(synth_raw, tmp_path):
     raw = raw_copy(synth_raw, tmp_path)
-    cli = [sys.executable, "-m", "neurodissect.cli", "prepare-data", "--format", "synthderm",
-           "--root", str(raw), "--out", str(tmp_path / "ok")]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "neurodissect.cli",
+        "prepare-data",
+        "--format",
+        "synthderm",
+        "--root",
+        str(raw),
+        "--out",
+        str(tmp_path / "ok"),
+    ]
     assert subprocess.run(cli, capture_output=True, text=True).returncode == 0
     assert (tmp_path / "ok" / "manifest.parquet").exists()
     (raw / "images" / "SD_0000004.png").unlink()

@@ -36,8 +36,12 @@ def test_long_table_parses_dataset_model_seed_and_stage(results):
     long = collect_metrics(results)
     row = long[(long.model == "resnet18-s2") & (long.stage == "opaque")].iloc[0]
     assert (row.dataset, row.arch, row.seed, row.metric, row.value) == (
-        "derm", "resnet18", 2, "test_accuracy", 0.85,
-    )  # fmt: skip
+        "derm",
+        "resnet18",
+        2,
+        "test_accuracy",
+        0.85,
+    )
     assert set(long.stage) == {"opaque", "annotate/fc", "clip"}
     assert "split" not in set(long.metric)  # non-numbers are not metrics
     clip = long[long.stage == "clip"].iloc[0]
@@ -55,8 +59,11 @@ def test_summary_is_mean_and_sample_std_over_seeds(results):
 
 
 def test_cli_writes_parquet_and_markdown(results):
-    proc = subprocess.run([sys.executable, "-m", "neurodissect.cli", "compare", str(results)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurodissect.cli", "compare", str(results)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     md = (results / "comparison.md").read_text()
     assert "| derm | resnet18 | 0.85 ± 0.05 (n=3) |" in md

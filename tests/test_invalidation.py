@@ -16,11 +16,25 @@ import yaml
 from conftest import REPO, clone_run, config_with, job_names, planned_jobs, run_snakemake
 
 # Everything downstream of the annotation branch / the SAE branch, by rule.
-ANNOTATION = {"select_exemplars:annotate", "match_concepts", "evaluate_annotation",
-              "verify_names:annotate"}  # fmt: skip
-SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "name_concepts", "evaluate_sae",
-             "train_cavs", "select_concepts", "build_cbm", "evaluate_cbm", "sae_baselines",
-             "verify_names:sae"}  # fmt: skip
+ANNOTATION = {
+    "select_exemplars:annotate",
+    "match_concepts",
+    "evaluate_annotation",
+    "verify_names:annotate",
+}
+SAE_CHAIN = {
+    "train_sae",
+    "encode_latents",
+    "select_exemplars:sae",
+    "name_concepts",
+    "evaluate_sae",
+    "train_cavs",
+    "select_concepts",
+    "build_cbm",
+    "evaluate_cbm",
+    "sae_baselines",
+    "verify_names:sae",
+}
 ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
@@ -63,8 +77,9 @@ def test_sae_l1_coefficient_reruns_the_sae_chain_only(run, changed):
     assert not jobs & {"train_opaque", "extract_activations", "prepare_data", *ANNOTATION}
 
 
-@pytest.mark.parametrize("change", [{"normalize": "whiten"}, {"normalize_eps": 0.5}],
-                         ids=["normalize", "normalize_eps"])  # fmt: skip
+@pytest.mark.parametrize(
+    "change", [{"normalize": "whiten"}, {"normalize_eps": 0.5}], ids=["normalize", "normalize_eps"]
+)
 def test_sae_normalisation_reruns_the_sae_chain_only(run, changed, change):
     jobs = planned_jobs(run, changed({"sae": change}))
     assert "train_sae" in jobs
@@ -80,8 +95,14 @@ def test_sae_train_splits_reruns_the_sae_chain_only(run, changed):
 def test_augment_views_reruns_extraction_and_after_not_training(run, changed):
     jobs = planned_jobs(run, changed({"activations": {"augment_views": 3}}))
     assert {"extract_activations", "train_sae", "match_concepts"} <= jobs
-    assert not jobs & {"prepare_data", "train_opaque", "build_vocabulary", "train_clip",
-                       "embed_images", "embed_texts"}  # fmt: skip
+    assert not jobs & {
+        "prepare_data",
+        "train_opaque",
+        "build_vocabulary",
+        "train_clip",
+        "embed_images",
+        "embed_texts",
+    }
 
 
 def test_training_on_views_that_are_not_extracted_is_rejected(run, changed):
@@ -93,8 +114,7 @@ def test_training_on_views_that_are_not_extracted_is_rejected(run, changed):
 def test_sae_evaluation_keys_rerun_their_rule_only(run, changed):
     jobs = planned_jobs(run, changed({"sae": {"probe_c": 0.5}}))
     assert jobs - ALWAYS_AFTER == {"evaluate_sae"}, jobs
-    jobs = planned_jobs(run, changed({"sae": {"probe_c": 1.0,
-                                                         "baselines": ["pca"]}}))  # fmt: skip
+    jobs = planned_jobs(run, changed({"sae": {"probe_c": 1.0, "baselines": ["pca"]}}))
     assert jobs - ALWAYS_AFTER == {"sae_baselines"}, jobs
 
 
@@ -116,18 +136,34 @@ def test_annotate_alpha_reruns_matching_and_after_only(run, changed):
 def test_naming_method_reruns_naming_and_after_only(run, changed):
     jobs = planned_jobs(run, changed({"naming": {"method": "clip"}}))
     assert "name_concepts" in jobs
-    assert jobs - ALWAYS_AFTER <= {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                                   "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
+    assert jobs - ALWAYS_AFTER <= {
+        "name_concepts",
+        "evaluate_sae",
+        "train_cavs",
+        "select_concepts",
+        "build_cbm",
+        "evaluate_cbm",
+        "verify_names:sae",
+    }, jobs
 
 
 def test_fdr_levels_rerun_their_own_test_and_after_only(run, changed):
     jobs = planned_jobs(run, changed({"annotate": {"fdr": None}}))
-    assert jobs - ALWAYS_AFTER == {"match_concepts", "evaluate_annotation",
-                                   "verify_names:annotate"}, jobs  # fmt: skip
-    jobs = planned_jobs(run, changed({"annotate": {"fdr": 0.05},
-                                                 "naming": {"fdr": 0.2}}))  # fmt: skip
-    assert jobs - ALWAYS_AFTER == {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                                   "build_cbm", "evaluate_cbm", "verify_names:sae"}, jobs  # fmt: skip
+    assert jobs - ALWAYS_AFTER == {
+        "match_concepts",
+        "evaluate_annotation",
+        "verify_names:annotate",
+    }, jobs
+    jobs = planned_jobs(run, changed({"annotate": {"fdr": 0.05}, "naming": {"fdr": 0.2}}))
+    assert jobs - ALWAYS_AFTER == {
+        "name_concepts",
+        "evaluate_sae",
+        "train_cavs",
+        "select_concepts",
+        "build_cbm",
+        "evaluate_cbm",
+        "verify_names:sae",
+    }, jobs
 
 
 def test_cbm_merge_by_reruns_the_selection_and_after_only(run, changed):
@@ -136,12 +172,20 @@ def test_cbm_merge_by_reruns_the_selection_and_after_only(run, changed):
 
 
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run, changed):
-    after_naming = {"name_concepts", "evaluate_sae", "train_cavs", "select_concepts",
-                    "build_cbm", "evaluate_cbm", "verify_names:sae"}  # fmt: skip
+    after_naming = {
+        "name_concepts",
+        "evaluate_sae",
+        "train_cavs",
+        "select_concepts",
+        "build_cbm",
+        "evaluate_cbm",
+        "verify_names:sae",
+    }
     jobs = planned_jobs(run, changed({"naming": {"exemplar_percentile": 70}}))
     assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | after_naming, jobs
-    jobs = planned_jobs(run, changed({"naming": {"exemplar_percentile": 50},
-                                                 "annotate": {"percentile": 90}}))  # fmt: skip
+    jobs = planned_jobs(
+        run, changed({"naming": {"exemplar_percentile": 50}, "annotate": {"percentile": 90}})
+    )
     assert jobs - ALWAYS_AFTER == ANNOTATION, jobs
 
 
@@ -190,8 +234,12 @@ def test_editing_a_package_module_changes_the_code_of_exactly_its_importers(run,
     repo.mkdir()
     shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
     for folder in ("workflow", "config", "envs"):
-        shutil.copytree(REPO / folder, repo / folder, copy_function=shutil.copy2,
-                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        shutil.copytree(
+            REPO / folder,
+            repo / folder,
+            copy_function=shutil.copy2,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     assert planned_jobs(run, run / "config.yaml", snakefile=repo / "Snakefile") == set()
     package = repo / "workflow" / "neurodissect"
     scripts = rule_scripts(repo)
@@ -204,15 +252,23 @@ def test_editing_a_package_module_changes_the_code_of_exactly_its_importers(run,
     }
     assert {rule for rule in scripts if before[rule] != after[rule]} == importers
     assert {"name_concepts", "train_cavs", "train_sae", "verify_names"} <= importers
-    reasons = job_reasons(run_snakemake(run, "-n", "--snakefile", str(repo / "Snakefile"),
-                                        configfile=run / "config.yaml").stdout)  # fmt: skip
+    reasons = job_reasons(
+        run_snakemake(
+            run, "-n", "--snakefile", str(repo / "Snakefile"), configfile=run / "config.yaml"
+        ).stdout
+    )
     # Snakemake names the first reason only: jobs after a rerun show "input updated"
     by_params = {job.split(":")[0] for job, why in reasons.items() if "Params have changed" in why}
     assert by_params and by_params <= importers, by_params
     after_importers = importers | {job.split(":")[0] for job in SAE_CHAIN} | {"evaluate_annotation"}
     assert {job.split(":")[0] for job in reasons} - ALWAYS_AFTER <= after_importers, reasons
-    assert not set(reasons) & {"train_opaque", "extract_activations", "prepare_data",
-                               "select_exemplars:annotate", "match_concepts"}  # fmt: skip
+    assert not set(reasons) & {
+        "train_opaque",
+        "extract_activations",
+        "prepare_data",
+        "select_exemplars:annotate",
+        "match_concepts",
+    }
 
 
 def test_an_atlas_setting_reruns_the_atlas_only(run, changed):

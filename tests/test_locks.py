@@ -22,8 +22,18 @@ rule slow:
 
 
 def _snakemake(workdir, *args):
-    return [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(workdir),
-            "--snakefile", str(workdir / "Snakefile"), *args]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "1",
+        "--directory",
+        str(workdir),
+        "--snakefile",
+        str(workdir / "Snakefile"),
+        *args,
+    ]
 
 
 def test_killed_run_leaves_a_stale_lock_that_is_cleared_and_the_rerun_finishes(tmp_path, capsys):
@@ -31,8 +41,13 @@ def test_killed_run_leaves_a_stale_lock_that_is_cleared_and_the_rerun_finishes(t
     (tmp_path / "delay.txt").write_text("60")
     assert lock_state(tmp_path) == ("free", []) and main([str(tmp_path)]) == 0
     # started elsewhere: the process is found by its --directory, not its cwd
-    proc = subprocess.Popen(_snakemake(tmp_path), cwd="/", start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        _snakemake(tmp_path),
+        cwd="/",
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not lock_files(tmp_path) and time.monotonic() < deadline:
@@ -53,7 +68,8 @@ def test_killed_run_leaves_a_stale_lock_that_is_cleared_and_the_rerun_finishes(t
     assert f"run: snakemake --directory {tmp_path.resolve()} --unlock" in capsys.readouterr().err
     assert main(["--clear", str(tmp_path)]) == 0 and not lock_files(tmp_path)
     (tmp_path / "delay.txt").write_text("0")
-    rerun = subprocess.run(_snakemake(tmp_path, "--rerun-incomplete"), capture_output=True,
-                           text=True)  # fmt: skip
+    rerun = subprocess.run(
+        _snakemake(tmp_path, "--rerun-incomplete"), capture_output=True, text=True
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert (tmp_path / "done.txt").read_text() == "ok\n"

@@ -38,8 +38,14 @@ COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
 CLASSES = ["red", "green", "blue"]
 
 
-def write_shapes(root: Path, n: int = 90, size: int = 32, multilabel: bool = False,
-                 channels: int = 3, seed: int = 0) -> Path:  # fmt: skip
+def write_shapes(
+    root: Path,
+    n: int = 90,
+    size: int = 32,
+    multilabel: bool = False,
+    channels: int = 3,
+    seed: int = 0,
+) -> Path:
     """A manifest of coloured discs on grey: class = colour (multi-label: which colours appear)."""
     rng = np.random.default_rng(seed)
     (root / "img").mkdir(parents=True)
@@ -54,17 +60,28 @@ def write_shapes(root: Path, n: int = 90, size: int = 32, multilabel: bool = Fal
             draw.ellipse([x, y, x + r, y + r], fill=COLOURS[k])
         path = f"img/{i:04d}.png"
         (img.convert("L") if channels == 1 else img).save(root / path)
-        row = {"image_id": f"im{i:04d}", "path": path, "split": ("train",) * 3 + ("val", "test"),
-               "report": "", "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest()}  # fmt: skip
+        row = {
+            "image_id": f"im{i:04d}",
+            "path": path,
+            "split": ("train",) * 3 + ("val", "test"),
+            "report": "",
+            "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(),
+        }
         row["split"] = row["split"][i % 5]
         if multilabel:
             row.update({f"label:{c}": int(v) for c, v in zip(CLASSES, present, strict=True)})
         else:
             row["label"] = i % 3
         rows.append(row)
-    meta = {"task": "multilabel" if multilabel else "multiclass", "classes": CLASSES,
-            "class_synonyms": {}, "root": str(root), "format": "csv",
-            "modality": "chest_xray" if channels == 1 else "dermoscopy", "channels": channels}  # fmt: skip
+    meta = {
+        "task": "multilabel" if multilabel else "multiclass",
+        "classes": CLASSES,
+        "class_synonyms": {},
+        "root": str(root),
+        "format": "csv",
+        "modality": "chest_xray" if channels == 1 else "dermoscopy",
+        "channels": channels,
+    }
     write_manifest(pd.DataFrame(rows), meta, root / "manifest.parquet")
     return root / "manifest.parquet"
 
@@ -81,14 +98,24 @@ def few_shapes(tmp_path_factory) -> Path:
 
 
 def outputs(d: Path) -> dict[str, Path]:
-    return {"model_out": d / "model.pt", "metrics_out": d / "metrics.json",
-            "history_out": d / "history.csv", "curve_out": d / "curve.png"}  # fmt: skip
+    return {
+        "model_out": d / "model.pt",
+        "metrics_out": d / "metrics.json",
+        "history_out": d / "history.csv",
+        "curve_out": d / "curve.png",
+    }
 
 
 def train(manifest: Path, out: Path, arch: str = "resnet18", **params) -> dict:
     base = {"image_size": 32, "epochs": 2, "batch_size": 16}
-    return train_opaque(manifest, **outputs(out), arch=arch, seed=0,
-                        params=OpaqueTrainParams(**{**base, **params}), threads=2)  # fmt: skip
+    return train_opaque(
+        manifest,
+        **outputs(out),
+        arch=arch,
+        seed=0,
+        params=OpaqueTrainParams(**{**base, **params}),
+        threads=2,
+    )
 
 
 # -- architectures, layers, head --------------------------------------------------------
@@ -193,8 +220,12 @@ def test_moco_resnet50_checkpoint_nested_prefixed_with_mlp_head(tmp_path):
     an MLP projection head (fc.0, fc.2) instead of fc."""
     state = _state("resnet50", 1000, seed=3)
     backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    mlp = {"fc.0.weight": torch.randn(2048, 2048), "fc.0.bias": torch.zeros(2048),
-           "fc.2.weight": torch.randn(128, 2048), "fc.2.bias": torch.zeros(128)}  # fmt: skip
+    mlp = {
+        "fc.0.weight": torch.randn(2048, 2048),
+        "fc.0.bias": torch.zeros(2048),
+        "fc.2.weight": torch.randn(128, 2048),
+        "fc.2.bias": torch.zeros(128),
+    }
     nested = {f"module.encoder_q.{k}": v for k, v in {**backbone, **mlp}.items()}
     nested |= {f"module.encoder_k.{k}": v + 1 for k, v in backbone.items()}
     nested["module.queue"] = torch.randn(128, 64)
@@ -329,8 +360,13 @@ def _train_child(manifest: Path, out: Path, kill_after_epoch: int | None = None)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if kill_after_epoch is not None:
         env[KILL_AFTER_EPOCH_ENV] = str(kill_after_epoch)
-    return subprocess.run([sys.executable, "-c", _TRAIN_CHILD, str(manifest), str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", _TRAIN_CHILD, str(manifest), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_training_killed_mid_run_resumes_to_bit_identical_weights(few_shapes, tmp_path):
@@ -370,8 +406,9 @@ def test_resume_checkpoint_of_another_config_is_not_used(few_shapes, tmp_path):
 
 def test_pretrained_checkpoint_with_other_head_gets_a_linear_probe(shapes, tmp_path):
     backbone = _state("resnet18", 1000, seed=5)
-    save_state_dict({"state_dict": {f"module.{k}": v for k, v in backbone.items()}},
-                    tmp_path / "imagenet.pth")  # fmt: skip
+    save_state_dict(
+        {"state_dict": {f"module.{k}": v for k, v in backbone.items()}}, tmp_path / "imagenet.pth"
+    )
     summary = train(shapes, tmp_path / "out", train=False, weights=str(tmp_path / "imagenet.pth"))
     assert summary["head"] == "linear_probe" and not summary["head_loaded"]
     assert [g["C"] for g in summary["probe_grid"]] == [0.01, 0.1, 1.0, 10.0]
@@ -430,8 +467,9 @@ def test_mean_auroc_skips_labels_with_one_outcome():
 # -- the GPU branches, executed on the CPU ------------------------------------------------
 
 
-def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(few_shapes, tmp_path,
-                                                                       monkeypatch):  # fmt: skip
+def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(
+    few_shapes, tmp_path, monkeypatch
+):
     """CUDA's autocast + GradScaler path (bfloat16 autocast on the CPU): training, the
     checkpoint of an enabled scaler, and resuming from it."""
     from neurodissect import runtime
@@ -452,9 +490,17 @@ def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(few_shapes
         torch.manual_seed(0)
         model, _ = build_model_with_report("resnet18", len(manifest.classes), image_size=32)
         data = _split_datasets(manifest, params, "other")
-        return fit(model, data["train_augmented"], data["val"], params=params, seed=0,
-                   device=device, multilabel=False, resume_path=tmp_path / "last.pt",
-                   job_fingerprint="amp-job")  # fmt: skip
+        return fit(
+            model,
+            data["train_augmented"],
+            data["val"],
+            params=params,
+            seed=0,
+            device=device,
+            multilabel=False,
+            resume_path=tmp_path / "last.pt",
+            job_fingerprint="amp-job",
+        )
 
     first = run(1)
     saved = load_state_dict(tmp_path / "last.pt")
@@ -470,8 +516,9 @@ def test_a_disabled_scalers_checkpoint_restores_into_an_enabled_scaler(caplog):
 
     gen = torch.Generator().manual_seed(0)
     model = torch.nn.Linear(2, 1)
-    cpu_state = training_state("job", 1, gen, [], model=model,
-                               scaler=torch.amp.GradScaler("cpu", enabled=False))  # fmt: skip
+    cpu_state = training_state(
+        "job", 1, gen, [], model=model, scaler=torch.amp.GradScaler("cpu", enabled=False)
+    )
     assert cpu_state["scaler"] == {}
     enabled = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
     caplog.set_level("WARNING", logger="neurodissect.models.resume")
@@ -516,8 +563,11 @@ def test_out_of_memory_in_the_forward_is_a_clear_config_error(few_shapes, tmp_pa
 
     handle = torch.nn.modules.module.register_module_forward_hook(full_gpu)
     try:
-        with pytest.raises(ConfigError, match=r"out of GPU memory training resnet18 at "
-                           r"opaque.batch_size=8.*lower opaque.batch_size") as info:  # fmt: skip
+        with pytest.raises(
+            ConfigError,
+            match=r"out of GPU memory training resnet18 at "
+            r"opaque.batch_size=8.*lower opaque.batch_size",
+        ) as info:
             train(few_shapes, tmp_path, epochs=1, batch_size=8)
     finally:
         handle.remove()

@@ -25,9 +25,17 @@ from neurodissect.naming.table import read_concepts
 
 # -- a hand-made corpus with a known answer -------------------------------------
 BACKGROUND = {  # phrase → share of reports that mention it
-    "lesion": 0.95, "border": 0.5, "pigment network": 0.3, "dots": 0.25, "globules": 0.2,
-    "hair": 0.2, "ruler": 0.1, "blue-white veil": 0.1, "vessels": 0.1, "streaks": 0.05,
-}  # fmt: skip
+    "lesion": 0.95,
+    "border": 0.5,
+    "pigment network": 0.3,
+    "dots": 0.25,
+    "globules": 0.2,
+    "hair": 0.2,
+    "ruler": 0.1,
+    "blue-white veil": 0.1,
+    "vessels": 0.1,
+    "streaks": 0.05,
+}
 # varied phrasings of streaks: each yields the noun "streaks" plus its own chunk
 STREAK_PHRASINGS = [
     ("radial streaks at the periphery", ["streaks", "radial streaks"]),
@@ -67,13 +75,25 @@ def _write_inputs(
     no_report = ids[-N_EXEMPLARS:]  # the NO_REPORTS latent's exemplars
     keep = [with_reports and i not in no_report for i in ids]
     reports = [r if k else "" for r, k in zip(reports, keep, strict=True)]
-    manifest = pd.DataFrame({
-        "image_id": ids, "path": [f"{i}.png" for i in ids], "split": "test",
-        "report": reports, "sha256": "0" * 64, "label": 0,
-    })  # fmt: skip
-    meta = {"task": "multiclass", "classes": ["nv"], "class_synonyms": class_synonyms or {},
-            "root": str(root),
-            "format": "csv", "modality": "dermoscopy", "channels": 3}  # fmt: skip
+    manifest = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"{i}.png" for i in ids],
+            "split": "test",
+            "report": reports,
+            "sha256": "0" * 64,
+            "label": 0,
+        }
+    )
+    meta = {
+        "task": "multiclass",
+        "classes": ["nv"],
+        "class_synonyms": class_synonyms or {},
+        "root": str(root),
+        "format": "csv",
+        "modality": "dermoscopy",
+        "channels": 3,
+    }
     paths = {k: root / f"{k}.parquet" for k in ("manifest", "doc_phrases", "vocabulary")}
     write_manifest(manifest, meta, paths["manifest"])
     doc_phrases = (
@@ -167,8 +187,14 @@ def test_reports_namer_names_streaks_and_flags_random_latents(inputs, tmp_path):
     assert reasons == {DEAD: "dead", NO_EXEMPLARS: "no_exemplars", NO_REPORTS: "no_reports"}
     assert set(concepts["latent"]) | set(reasons) == set(range(N_LATENTS))
     assert summary["n_latents"] == N_LATENTS and summary["n_dead"] == 1
-    assert list(concepts.columns)[:6] == ["latent", "name", "description", "method", "score",
-                                          "support"]  # fmt: skip
+    assert list(concepts.columns)[:6] == [
+        "latent",
+        "name",
+        "description",
+        "method",
+        "score",
+        "support",
+    ]
 
 
 def test_names_are_flagged_beyond_the_false_discovery_rate(inputs, tmp_path):
@@ -193,9 +219,13 @@ def test_a_generic_top_phrase_is_refined_to_a_specific_one_that_scores_nearly_as
     from neurodissect.naming.reports import refine
 
     phrases = ["patch", "white patch", "scar-like patch", "red dot"]
-    scores = np.array([[5.0, 4.5, 3.0, 0.0],  # "white patch" within 20 %: refined
-                       [5.0, 3.0, 3.9, 0.0],  # none within 20 %: stays "patch"
-                       [1.0, 0.0, 0.0, 4.0]])  # fmt: skip
+    scores = np.array(
+        [
+            [5.0, 4.5, 3.0, 0.0],  # "white patch" within 20 %: refined
+            [5.0, 3.0, 3.9, 0.0],  # none within 20 %: stays "patch"
+            [1.0, 0.0, 0.0, 4.0],
+        ]
+    )
     best = scores.argmax(axis=1)
     assert refine(scores, best, phrases, 0.2).tolist() == [1, 0, 3]
     assert refine(scores, best, phrases, 0.0).tolist() == [0, 0, 3]
@@ -270,9 +300,15 @@ def test_clip_namer_names_streaks_without_reports(tmp_path):
     paths = _write_clip_stores(tmp_path, paths)
     params = NamingParams(method="clip", n_permutations=300, n_bootstrap=100)
     out = {"concepts_out": tmp_path / "concepts.parquet", "skipped_out": tmp_path / "sk.parquet"}
-    name_concepts(paths["exemplars"], paths["latents"], **out, params=params,
-                  vocabulary=paths["vocabulary"], image_emb=paths["image_emb"],
-                  text_emb=paths["text_emb"])  # fmt: skip
+    name_concepts(
+        paths["exemplars"],
+        paths["latents"],
+        **out,
+        params=params,
+        vocabulary=paths["vocabulary"],
+        image_emb=paths["image_emb"],
+        text_emb=paths["text_emb"],
+    )
     concepts = read_concepts(out["concepts_out"]).set_index("latent")
     streak = concepts.loc[STREAK]
     assert streak["name"] == "streaks" and streak["method"] == "clip"
@@ -284,7 +320,9 @@ def test_clip_namer_names_streaks_without_reports(tmp_path):
     assert NO_REPORTS in concepts.index
     skipped = pd.read_parquet(out["skipped_out"])
     assert dict(zip(skipped["latent"], skipped["reason"], strict=True)) == {
-        DEAD: "dead", NO_EXEMPLARS: "no_exemplars"}  # fmt: skip
+        DEAD: "dead",
+        NO_EXEMPLARS: "no_exemplars",
+    }
 
 
 # -- input errors ----------------------------------------------------------------
@@ -341,10 +379,13 @@ class FakeChatServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("Content-Length", 0))
-                server.requests.append({
-                    "path": self.path, "auth": self.headers.get("Authorization"),
-                    "body": json.loads(self.rfile.read(length)),
-                })  # fmt: skip
+                server.requests.append(
+                    {
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": json.loads(self.rfile.read(length)),
+                    }
+                )
                 status, body = server.replies[min(len(server.requests), len(server.replies)) - 1]
                 payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
@@ -383,10 +424,16 @@ def _answer(name="streaks", description="Radial streaks at the lesion edge."):
 
 def _llm_cfg(tmp_path, **changes):
     cfg = {
-        "url": None, "model": "tiny-test-model", "api_key_env": "NEURODISSECT_TEST_LLM_KEY",
-        "cache_dir": str(tmp_path / "llm_cache"), "timeout_s": 5, "max_retries": 2,
-        "retry_backoff_s": 0.01, "max_reports": 5, "max_report_chars": 60,
-    }  # fmt: skip
+        "url": None,
+        "model": "tiny-test-model",
+        "api_key_env": "NEURODISSECT_TEST_LLM_KEY",
+        "cache_dir": str(tmp_path / "llm_cache"),
+        "timeout_s": 5,
+        "max_retries": 2,
+        "retry_backoff_s": 0.01,
+        "max_reports": 5,
+        "max_report_chars": 60,
+    }
     return {**cfg, **changes}
 
 
@@ -521,9 +568,17 @@ def test_name_concepts_rule_writes_the_contract(tiny_run):
     skipped = pd.read_parquet(sae / "skipped_latents.parquet")
     n_latents = ActivationStore(sae / "latents.zarr").n_units
     assert list(concepts.columns) == [
-        "latent", "name", "description", "method", "score", "support", "p_value",
-        "stability", "uninterpretable", "q_value",
-    ]  # fmt: skip
+        "latent",
+        "name",
+        "description",
+        "method",
+        "score",
+        "support",
+        "p_value",
+        "stability",
+        "uninterpretable",
+        "q_value",
+    ]
     assert (concepts["method"] == "reports").all()  # the default namer
     # every latent is either named or listed with a reason, never both
     assert set(concepts["latent"]).isdisjoint(skipped["latent"])

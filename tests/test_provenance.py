@@ -44,8 +44,14 @@ class Named(list):
 
 
 def run_job(rule, inputs, outputs, params, body, seed=None):
-    with RunContext(rule=rule, input=Named(**inputs), output=Named(**outputs),
-                    params=Named(**params), wildcards={"dataset": "d"}, seed=seed):  # fmt: skip
+    with RunContext(
+        rule=rule,
+        input=Named(**inputs),
+        output=Named(**outputs),
+        params=Named(**params),
+        wildcards={"dataset": "d"},
+        seed=seed,
+    ):
         body()
 
 
@@ -75,11 +81,21 @@ def build_chain(root: Path) -> dict[str, Path]:
     cwd = os.getcwd()
     os.chdir(root)  # rules run in the workflow's working directory with relative paths
     try:
-        run_job("prepare_data", {"raw": "raw.csv"}, {"table": "results/d/table.parquet"},
-                {"cfg": {"a": 1}}, make_table)  # fmt: skip
-        run_job("extract_activations", {"table": "results/d/table.parquet"},
-                {"store": "results/d/m/store.zarr", "metrics": "results/d/m/metrics.json"},
-                {"cfg": {"b": [1, 2]}, "code": "abc"}, make_store, seed=7)  # fmt: skip
+        run_job(
+            "prepare_data",
+            {"raw": "raw.csv"},
+            {"table": "results/d/table.parquet"},
+            {"cfg": {"a": 1}},
+            make_table,
+        )
+        run_job(
+            "extract_activations",
+            {"table": "results/d/table.parquet"},
+            {"store": "results/d/m/store.zarr", "metrics": "results/d/m/metrics.json"},
+            {"cfg": {"b": [1, 2]}, "code": "abc"},
+            make_store,
+            seed=7,
+        )
     finally:
         os.chdir(cwd)
     return {
@@ -255,8 +271,11 @@ def test_audit_catches_tampering_on_a_real_run(tiny_run, tmp_path):
     assert (rel(metrics), "modified") in problems
     assert (rel(concepts), "missing") in problems
     assert (rel(manifest), "image") in problems
-    proc = subprocess.run([sys.executable, "-m", "neurodissect.cli", "audit", str(results)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurodissect.cli", "audit", str(results)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     for artifact, _ in [(rel(metrics), 0), (rel(concepts), 0), (rel(manifest), 0)]:
         assert artifact in proc.stdout
@@ -269,8 +288,9 @@ def test_audit_names_artifacts_built_before_their_input_was_rebuilt(tiny_run, tm
     manifest = results / "tiny" / "data" / "manifest.parquet"
     img = results / "tiny" / "raw" / pd.read_parquet(manifest)["path"].iloc[0]
     img.write_bytes(img.read_bytes() + b"\0")
-    run_snakemake(run, "--forcerun", "prepare_data", "--until", "prepare_data",
-                  configfile=run / "config.yaml")  # fmt: skip
+    run_snakemake(
+        run, "--forcerun", "prepare_data", "--until", "prepare_data", configfile=run / "config.yaml"
+    )
     findings = audit(results).findings
     stale = {f.artifact for f in findings if f.problem == "stale-input"}
     assert any("opaque/model.pt" in a for a in stale), findings

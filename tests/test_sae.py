@@ -55,8 +55,14 @@ SPLITS = {"train": (0, 1600), "val": (1600, 2000), "test": (2000, 2400)}
 D = 32
 N_PLANTED = 8
 # settings under which both variants recover the planted atoms of PLANTED (see tests below)
-FAST = {"expansion": 4, "batch_size": 128, "epochs": 60, "lr": 3e-3, "resample_every": 5,
-        "checkpoint_seconds": 0}  # fmt: skip
+FAST = {
+    "expansion": 4,
+    "batch_size": 128,
+    "epochs": 60,
+    "lr": 3e-3,
+    "resample_every": 5,
+    "checkpoint_seconds": 0,
+}
 VARIANTS = {"relu_l1": {"l1_coefficient": 0.05}, "topk": {"k": 8}}
 
 
@@ -71,8 +77,12 @@ def split_ids(split: str) -> list[str]:
 
 
 def write_store(path: Path, features: np.ndarray, chunk_rows: int = 256, ids=split_ids) -> Path:
-    with StoreWriter(path, n_units=features.shape[1], attrs={"kind": "activations",
-                     "layer": "penultimate"}, chunk_rows=chunk_rows) as w:  # fmt: skip
+    with StoreWriter(
+        path,
+        n_units=features.shape[1],
+        attrs={"kind": "activations", "layer": "penultimate"},
+        chunk_rows=chunk_rows,
+    ) as w:
         for split, (lo, hi) in SPLITS.items():
             w.begin_split(split, ids(split))
             w.append(split, features[lo:hi])
@@ -90,8 +100,13 @@ def trained(tmp_path_factory, store) -> dict[str, Path]:
     out = {}
     for variant, extra in VARIANTS.items():
         folder = tmp_path_factory.mktemp(variant)
-        train_sae(store, folder / "sae.pt", folder / "history.csv", folder / "curve.png",
-                  SAESettings.from_config({"variant": variant, **FAST, **extra}))  # fmt: skip
+        train_sae(
+            store,
+            folder / "sae.pt",
+            folder / "history.csv",
+            folder / "curve.png",
+            SAESettings.from_config({"variant": variant, **FAST, **extra}),
+        )
         encode_latents(folder / "sae.pt", store, folder / "latents.zarr")
         out[variant] = folder
     return out
@@ -250,11 +265,20 @@ def test_out_of_memory_while_training_the_sae_is_a_clear_error(store, tmp_path):
         def select(self, pre):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
 
-    with pytest.raises(ConfigError, match=r"out of GPU memory training the SAE .* at "
-                       r"sae.batch_size=64 on cpu; lower sae.batch_size") as info:  # fmt: skip
-        train_sae(store, tmp_path / "sae.pt", tmp_path / "history.csv", None,
-                  SAESettings.from_config({"variant": "full_gpu_test", "batch_size": 64,
-                                           "epochs": 1, "k": 4}))  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"out of GPU memory training the SAE .* at "
+        r"sae.batch_size=64 on cpu; lower sae.batch_size",
+    ) as info:
+        train_sae(
+            store,
+            tmp_path / "sae.pt",
+            tmp_path / "history.csv",
+            None,
+            SAESettings.from_config(
+                {"variant": "full_gpu_test", "batch_size": 64, "epochs": 1, "k": 4}
+            ),
+        )
     assert info.value.__cause__ is None and not (tmp_path / "sae.pt").exists()
 
 
@@ -310,16 +334,31 @@ def test_store_rows_pool_several_splits(store_with_views, buffer_mb):
     seen = np.concatenate(list(src.epoch(0)))
     np.testing.assert_array_equal(seen[np.lexsort(seen.T[::-1])], rows[np.lexsort(rows.T[::-1])])
     np.testing.assert_array_equal(np.concatenate(list(src.epoch(0))), seen)  # reproducible
-    assert len({r.tobytes() for r in src.sample(500, np.random.default_rng(0))}
-               - {r.tobytes() for r in rows}) == 0  # fmt: skip
+    assert (
+        len(
+            {r.tobytes() for r in src.sample(500, np.random.default_rng(0))}
+            - {r.tobytes() for r in rows}
+        )
+        == 0
+    )
 
 
 def test_train_splits_choose_the_training_rows(tmp_path, store_with_views):
     settings = {"variant": "relu_l1", **FAST, "epochs": 2, **VARIANTS["relu_l1"]}
-    one = train_sae(store_with_views, tmp_path / "a.pt", tmp_path / "a.csv", None,
-                    SAESettings.from_config(settings))  # fmt: skip
-    both = train_sae(store_with_views, tmp_path / "b.pt", tmp_path / "b.csv", None,
-                     SAESettings.from_config({**settings, "train_splits": ["train", "train_aug"]}))  # fmt: skip
+    one = train_sae(
+        store_with_views,
+        tmp_path / "a.pt",
+        tmp_path / "a.csv",
+        None,
+        SAESettings.from_config(settings),
+    )
+    both = train_sae(
+        store_with_views,
+        tmp_path / "b.pt",
+        tmp_path / "b.csv",
+        None,
+        SAESettings.from_config({**settings, "train_splits": ["train", "train_aug"]}),
+    )
     assert (one["train_rows"], both["train_rows"]) == (1600, 4800)
     assert both["train_splits"] == ["train", "train_aug"]
     assert load_state_dict(tmp_path / "b.pt")["training"]["train_splits"] == ("train", "train_aug")
@@ -327,8 +366,13 @@ def test_train_splits_choose_the_training_rows(tmp_path, store_with_views):
 
 def test_train_splits_naming_absent_views_is_one_clear_error(tmp_path, store):
     with pytest.raises(InputError, match="no split 'train_aug'.*augment_views"):
-        train_sae(store, tmp_path / "sae.pt", tmp_path / "h.csv", None,
-                  SAESettings.from_config({**FAST, "train_splits": ["train", "train_aug"]}))  # fmt: skip
+        train_sae(
+            store,
+            tmp_path / "sae.pt",
+            tmp_path / "h.csv",
+            None,
+            SAESettings.from_config({**FAST, "train_splits": ["train", "train_aug"]}),
+        )
 
 
 def test_streamed_training_matches_in_memory_quality(store, planted):
@@ -358,8 +402,14 @@ def test_resampling_revives_deliberately_killed_latents(planted, caplog):
     def run(resample: bool):
         torch.manual_seed(0)
         m = build_sae("relu_l1", D, {"expansion": 4, "l1_coefficient": 0.1})
-        params = SAETrainParams(batch_size=128, epochs=12, lr=3e-3, resample=resample,
-                             resample_every=4, resample_until=0.5)  # fmt: skip
+        params = SAETrainParams(
+            batch_size=128,
+            epochs=12,
+            lr=3e-3,
+            resample=resample,
+            resample_every=4,
+            resample_until=0.5,
+        )
         variance = prepare_model(m, [x_train], params)
         with torch.no_grad():
             m.b_enc[killed] = -1e4  # these latents can never fire
@@ -492,8 +542,16 @@ def test_per_feature_normalisation_recovers_quiet_sparse_sources_scalar_misses(m
     # gives their features unit variance and every source gets its latent
     x, present = _loud_and_quiet(3000, quiet=0.3)
     torch.manual_seed(0)
-    p = SAETrainParams.from_config({"normalize": mode, "normalize_eps": 0.0, "lr": 3e-3,
-                                 "batch_size": 128, "epochs": 30, "resample_every": 5})  # fmt: skip
+    p = SAETrainParams.from_config(
+        {
+            "normalize": mode,
+            "normalize_eps": 0.0,
+            "lr": 3e-3,
+            "batch_size": 128,
+            "epochs": 30,
+            "resample_every": 5,
+        }
+    )
     m = build_sae("relu_l1", 32, {"expansion": 4, "l1_coefficient": 0.05})
     variance = prepare_model(m, [x[:2400]], p)
     fit(m, ArrayRows(x[:2400], 128, 0), p, total_variance=variance)
@@ -512,8 +570,9 @@ def test_checkpoint_reloads_weights_only_and_reproduces_metrics(trained, store, 
     ckpt = torch.load(folder / "sae.pt", weights_only=True)
     assert ckpt["variant"] == variant and ckpt["d_in"] == D
     assert float(ckpt["state"]["input_scale"]) != 1.0  # normalisation lives in the checkpoint
-    np.testing.assert_allclose(ckpt["state"]["input_mean"].numpy(),
-                               planted.features[:1600].mean(0), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        ckpt["state"]["input_mean"].numpy(), planted.features[:1600].mean(0), rtol=1e-5, atol=1e-6
+    )
     m = load_sae(folder / "sae.pt")
     # recompute directly with numpy from the weights: normalise, encode, decode, de-normalise
     st = {k: v.double().numpy() for k, v in ckpt["state"].items()}
@@ -546,8 +605,15 @@ def test_trained_sae_recovers_planted_atoms_on_held_out_data(trained, planted, v
 def test_training_history_and_curve(trained):
     hist = pd.read_csv(trained["relu_l1"] / "history.csv")
     assert list(hist["epoch"]) == list(range(1, FAST["epochs"] + 1))
-    for col in ("train_fvu", "train_l0", "train_l1", "monitor_fvu", "monitor_l0",
-                "monitor_dead_fraction", "n_resampled"):  # fmt: skip
+    for col in (
+        "train_fvu",
+        "train_l0",
+        "train_l1",
+        "monitor_fvu",
+        "monitor_l0",
+        "monitor_dead_fraction",
+        "n_resampled",
+    ):
         assert hist[col].notna().all(), col
     assert hist["train_fvu"].iloc[-1] < hist["train_fvu"].iloc[0]
     png = (trained["relu_l1"] / "curve.png").read_bytes()
@@ -593,9 +659,14 @@ def _train_in_subprocess(store, out, epochs, kill_after_epoch=None):
     if kill_after_epoch is not None:
         env[KILL_AFTER_EPOCH_ENV] = str(kill_after_epoch)
     script = textwrap.dedent(TRAIN_SCRIPT.format(epochs=epochs))
-    proc = subprocess.run([sys.executable, "-c", script, str(store), str(out)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(store), str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
     expected = 0 if kill_after_epoch is None else -signal.SIGKILL
     assert proc.returncode == expected, proc.stderr[-3000:]
 
@@ -659,18 +730,30 @@ def eval_inputs(tmp_path_factory, planted, trained):
     rng = np.random.default_rng(0)
     W = rng.normal(size=(3, D)).astype(np.float32)
     b = np.zeros(3, np.float32)
-    save_state_dict({"fc.weight": torch.from_numpy(W), "fc.bias": torch.from_numpy(b)},
-                    root / "model.pt")  # fmt: skip
+    save_state_dict(
+        {"fc.weight": torch.from_numpy(W), "fc.bias": torch.from_numpy(b)}, root / "model.pt"
+    )
     ids = [i for s in SPLITS for i in split_ids(s)]
-    df = pd.DataFrame({
-        "image_id": ids, "path": [f"{i}.png" for i in ids],
-        "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
-        "report": "", "sha256": "0" * 64,
-        # labels = what the head predicts on the original features: opaque accuracy 1
-        "label": (planted.features @ W.T + b).argmax(1),
-    })  # fmt: skip
-    meta = {"task": "multiclass", "classes": ["a", "b", "c"], "class_synonyms": {},
-            "root": str(root), "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"{i}.png" for i in ids],
+            "split": [s for s, (lo, hi) in SPLITS.items() for _ in range(hi - lo)],
+            "report": "",
+            "sha256": "0" * 64,
+            # labels = what the head predicts on the original features: opaque accuracy 1
+            "label": (planted.features @ W.T + b).argmax(1),
+        }
+    )
+    meta = {
+        "task": "multiclass",
+        "classes": ["a", "b", "c"],
+        "class_synonyms": {},
+        "root": str(root),
+        "format": "csv",
+        "modality": "other",
+        "channels": 3,
+    }
     write_manifest(df, meta, root / "manifest.parquet")
     concepts = [f"planted {c}" for c in "abcdefgh"]
     gt = pd.DataFrame(planted.present, columns=concepts)
@@ -686,24 +769,40 @@ def _names_for(root: Path, latents: Path, planted, right: bool) -> Path:
     best, _ = best_units(auroc_matrix(z, planted.present[2000:]))
     names = [f"synonym of planted {c}" if right else "ruler marks" for c in "abcdefgh"]
     rows = pd.DataFrame({"latent": best, "name": names}).drop_duplicates("latent")
-    rows = rows.assign(description="", method="reports", score=1.0, support=5, p_value=0.01,
-                       stability=1.0, uninterpretable=False)  # fmt: skip
+    rows = rows.assign(
+        description="",
+        method="reports",
+        score=1.0,
+        support=5,
+        p_value=0.01,
+        stability=1.0,
+        uninterpretable=False,
+    )
     path = root / f"concepts_{right}.parquet"
     rows.to_parquet(path)
     return path
 
 
 @pytest.mark.parametrize("right_names", [True, False])
-def test_evaluate_sae_writes_held_out_metrics(tmp_path, eval_inputs, trained, store, planted,
-                                              right_names):  # fmt: skip
+def test_evaluate_sae_writes_held_out_metrics(
+    tmp_path, eval_inputs, trained, store, planted, right_names
+):
     folder = trained["relu_l1"]
     names = _names_for(tmp_path, folder / "latents.zarr", planted, right_names)
     metrics = evaluate_sae(
-        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="test", recovery_auroc=0.9), concepts_path=names,
-        gt_table=eval_inputs / "concepts_gt.parquet", gt_synonyms=eval_inputs / "concepts_gt.json",
-    )  # fmt: skip
+        folder / "sae.pt",
+        store,
+        folder / "latents.zarr",
+        eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt",
+        "resnet18",
+        tmp_path / "metrics.json",
+        tmp_path / "gt.parquet",
+        SAEEvalParams(eval_split="test", recovery_auroc=0.9),
+        concepts_path=names,
+        gt_table=eval_inputs / "concepts_gt.parquet",
+        gt_synonyms=eval_inputs / "concepts_gt.json",
+    )
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics) and saved["split"] == "test"
     direct = evaluate_arrays(load_sae(folder / "sae.pt"), planted.features[2000:])
@@ -733,8 +832,12 @@ def test_a_latent_named_after_a_co_occurring_concept_it_detects_counts_unless_st
     with StoreWriter(tmp_path / "latents.zarr", n_units=2, attrs={}, chunk_rows=64) as w:
         w.begin_split("test", ids)
         w.append("test", latents.astype(np.float32))
-    truth = PlantedConcepts(np.array(ids), ["x", "y", "z"], np.stack([xy, xy, z], axis=1),
-                            {"x": ["x", "ex"], "y": ["y", "why"], "z": ["z", "zed"]})  # fmt: skip
+    truth = PlantedConcepts(
+        np.array(ids),
+        ["x", "y", "z"],
+        np.stack([xy, xy, z], axis=1),
+        {"x": ["x", "ex"], "y": ["y", "why"], "z": ["z", "zed"]},
+    )
     names = pd.DataFrame({"latent": [0, 1], "name": ["why", "ex"]})
     metrics, table = planted_concept_metrics(tmp_path / "latents.zarr", "test", truth, names, 0.9)
     table = table.set_index("concept")
@@ -746,37 +849,55 @@ def test_a_latent_named_after_a_co_occurring_concept_it_detects_counts_unless_st
     assert metrics["named_correct_strict_fraction"] == pytest.approx(1 / 3)
 
 
-def test_evaluate_sae_without_planted_concepts_leaves_them_null(tmp_path, eval_inputs, trained,
-                                                                store):  # fmt: skip
+def test_evaluate_sae_without_planted_concepts_leaves_them_null(
+    tmp_path, eval_inputs, trained, store
+):
     """A real dataset: prepare_data writes an empty truth table (image_id only) and {}."""
     folder = trained["topk"]
     pd.DataFrame({"image_id": pd.Series(dtype=str)}).to_parquet(tmp_path / "empty.parquet")
     write_json({}, tmp_path / "empty.json")
     metrics = evaluate_sae(
-        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="val"), gt_table=tmp_path / "empty.parquet",
+        folder / "sae.pt",
+        store,
+        folder / "latents.zarr",
+        eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt",
+        "resnet18",
+        tmp_path / "metrics.json",
+        tmp_path / "gt.parquet",
+        SAEEvalParams(eval_split="val"),
+        gt_table=tmp_path / "empty.parquet",
         gt_synonyms=tmp_path / "empty.json",
-    )  # fmt: skip
+    )
     assert metrics["split"] == "val"
     assert metrics["planted_recovered_fraction"] is None
     assert metrics["named_correct_fraction"] is None
     assert len(pd.read_parquet(tmp_path / "gt.parquet")) == 0
 
 
-def test_latent_store_with_foreign_image_ids_names_both_files(tmp_path, eval_inputs, trained,
-                                                              store, planted):  # fmt: skip
+def test_latent_store_with_foreign_image_ids_names_both_files(
+    tmp_path, eval_inputs, trained, store, planted
+):
     def shifted(split):
         return [i.replace("img", "other") for i in split_ids(split)]
 
-    bad = write_store(tmp_path / "latents.zarr",
-                      ActivationStore(trained["relu_l1"] / "latents.zarr").read("all"), ids=shifted)  # fmt: skip
+    bad = write_store(
+        tmp_path / "latents.zarr",
+        ActivationStore(trained["relu_l1"] / "latents.zarr").read("all"),
+        ids=shifted,
+    )
     with pytest.raises(InputError) as err:
         evaluate_sae(
-            trained["relu_l1"] / "sae.pt", store, bad, eval_inputs / "manifest.parquet",
-            eval_inputs / "model.pt", "resnet18", tmp_path / "m.json", tmp_path / "g.parquet",
+            trained["relu_l1"] / "sae.pt",
+            store,
+            bad,
+            eval_inputs / "manifest.parquet",
+            eval_inputs / "model.pt",
+            "resnet18",
+            tmp_path / "m.json",
+            tmp_path / "g.parquet",
             SAEEvalParams(eval_split="test"),
-        )  # fmt: skip
+        )
     assert str(bad) in str(err.value) and "manifest.parquet" in str(err.value)
     assert not (tmp_path / "m.json").exists()
 
@@ -792,8 +913,15 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
     metrics = json.loads((run / "sae" / "metrics.json").read_text())
     assert metrics["split"] == "test"
-    for key in ("fvu", "l0", "dead_fraction", "opaque_accuracy", "fidelity_accuracy",
-                "planted_recovered_fraction", "named_correct_fraction"):  # fmt: skip
+    for key in (
+        "fvu",
+        "l0",
+        "dead_fraction",
+        "opaque_accuracy",
+        "fidelity_accuracy",
+        "planted_recovered_fraction",
+        "named_correct_fraction",
+    ):
         assert key in metrics, key
     assert metrics["fvu"] >= 0 and 0 <= metrics["dead_fraction"] <= 1
     named = pd.read_parquet(run / "sae" / "concepts.parquet")
@@ -835,8 +963,13 @@ def trained_new(tmp_path_factory, store) -> dict[str, Path]:
     out = {}
     for variant, extra in NEW_VARIANTS.items():
         folder = tmp_path_factory.mktemp(f"new-{variant}")
-        train_sae(store, folder / "sae.pt", folder / "history.csv", None,
-                  SAESettings.from_config({"variant": variant, **NEW_FAST, **extra}))  # fmt: skip
+        train_sae(
+            store,
+            folder / "sae.pt",
+            folder / "history.csv",
+            None,
+            SAESettings.from_config({"variant": variant, **NEW_FAST, **extra}),
+        )
         out[variant] = folder
     return out
 
@@ -878,8 +1011,9 @@ def test_batchtopk_loss_and_gradients_match_dense_reference():
     ref = ((z @ m.W_dec + m.b_pre - x) ** 2).mean()
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
-    for got, want in zip(ours, (m.b_pre.grad, m.W_enc.grad, m.b_enc.grad, m.W_dec.grad),
-                         strict=True):  # fmt: skip
+    for got, want in zip(
+        ours, (m.b_pre.grad, m.W_enc.grad, m.b_enc.grad, m.W_dec.grad), strict=True
+    ):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     # the first batch sets the threshold to its smallest kept pre-activation
     assert float(m.threshold) == pytest.approx(float(code.values.detach().min()))
@@ -911,13 +1045,18 @@ def test_batchtopk_trains_at_k_and_its_threshold_gives_about_k_on_held_out_rows(
     held_out = evaluate_arrays(m, planted.features[2000:])
     assert held_out["l0"] == pytest.approx(NEW_VARIANTS["batchtopk"]["k"], rel=0.25)
     # inference is a plain threshold: recompute from the checkpoint's weights with numpy
-    st = {k: v.double().numpy() for k, v in torch.load(trained_new["batchtopk"] / "sae.pt",
-                                                       weights_only=True)["state"].items()}  # fmt: skip
+    st = {
+        k: v.double().numpy()
+        for k, v in torch.load(trained_new["batchtopk"] / "sae.pt", weights_only=True)[
+            "state"
+        ].items()
+    }
     xn = planted.features[2000:].astype(np.float64) / st["input_scale"]
     pre = (xn - st["b_pre"]) @ st["W_enc"] + st["b_enc"]
     z = np.where(pre > threshold, pre, 0.0)
-    np.testing.assert_allclose(m.encode(torch.from_numpy(planted.features[2000:])).numpy(), z,
-                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        m.encode(torch.from_numpy(planted.features[2000:])).numpy(), z, rtol=1e-4, atol=1e-4
+    )
     assert st["threshold"] == pytest.approx(threshold)
 
 
@@ -945,10 +1084,14 @@ def test_matryoshka_first_prefix_reconstructs_on_its_own(trained_new, trained, p
     first = load_sae(trained_new["matryoshka"] / "sae.pt").prefix_sizes()[0]
     folders = {**trained_new, "topk": trained["topk"]}
     prefix_fvu = {
-        v: fvu(x, reconstruct_with_prefix(load_sae(folders[v] / "sae.pt"),
-                                          torch.from_numpy(x), first).numpy())
+        v: fvu(
+            x,
+            reconstruct_with_prefix(
+                load_sae(folders[v] / "sae.pt"), torch.from_numpy(x), first
+            ).numpy(),
+        )
         for v in ("matryoshka", "batchtopk", "topk")
-    }  # fmt: skip
+    }
     assert prefix_fvu["matryoshka"] < 0.85
     assert prefix_fvu["matryoshka"] < prefix_fvu["batchtopk"] - 0.1
     assert prefix_fvu["matryoshka"] < prefix_fvu["topk"] - 0.1
@@ -961,8 +1104,16 @@ def test_new_variants_resume_from_the_store_to_the_uninterrupted_result(
     from neurodissect.sae import train as train_module
 
     # streamed from the Zarr store in small windows, as a large train split would be
-    params = SAESettings.from_config({"variant": variant, **NEW_FAST, "epochs": 6,
-                                      "resample_every": 2, "k": 4, "buffer_mb": 0.05})  # fmt: skip
+    params = SAESettings.from_config(
+        {
+            "variant": variant,
+            **NEW_FAST,
+            "epochs": 6,
+            "resample_every": 2,
+            "k": 4,
+            "buffer_mb": 0.05,
+        }
+    )
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_sae(store, full / "sae.pt", full / "h.csv", None, params)
 
@@ -1016,19 +1167,27 @@ def test_probe_auroc_finds_linearly_encoded_concepts_only(planted):
 
     rng = np.random.default_rng(0)
     labels = np.column_stack([planted.present[:, :2], rng.random(2400) < 0.3])  # last: noise
-    auc = probe_auroc(planted.features[:1600], labels[:1600], planted.features[2000:],
-                      labels[2000:])  # fmt: skip
+    auc = probe_auroc(
+        planted.features[:1600], labels[:1600], planted.features[2000:], labels[2000:]
+    )
     assert (auc[:2] > 0.95).all() and abs(auc[2] - 0.5) < 0.1
 
 
 def test_evaluate_sae_reports_encoding_mcc_and_f1(tmp_path, eval_inputs, trained, store):
     folder = trained["topk"]
     metrics = evaluate_sae(
-        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
+        folder / "sae.pt",
+        store,
+        folder / "latents.zarr",
+        eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt",
+        "resnet18",
+        tmp_path / "metrics.json",
+        tmp_path / "gt.parquet",
         SAEEvalParams(eval_split="test", recovery_auroc=0.9),
-        gt_table=eval_inputs / "concepts_gt.parquet", gt_synonyms=eval_inputs / "concepts_gt.json",
-    )  # fmt: skip
+        gt_table=eval_inputs / "concepts_gt.parquet",
+        gt_synonyms=eval_inputs / "concepts_gt.json",
+    )
     table = pd.read_parquet(tmp_path / "gt.parquet")
     assert metrics["encoded_fraction"] == 1.0  # planted atoms are linear in the features
     assert table["encoded"].all() and (table["probe_auroc"] > 0.9).all()
@@ -1039,23 +1198,36 @@ def test_evaluate_sae_reports_encoding_mcc_and_f1(tmp_path, eval_inputs, trained
     assert (table["f1"] > 0.5).mean() >= 0.75
 
 
-def test_baselines_table_scores_every_method_like_the_sae(tmp_path, eval_inputs, trained,
-                                                          store, planted):  # fmt: skip
+def test_baselines_table_scores_every_method_like_the_sae(
+    tmp_path, eval_inputs, trained, store, planted
+):
     from neurodissect.sae.baselines import BaselineParams, sae_baselines
 
     folder = trained["topk"]
     evaluate_sae(
-        folder / "sae.pt", store, folder / "latents.zarr", eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt", "resnet18", tmp_path / "metrics.json", tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="test"), gt_table=eval_inputs / "concepts_gt.parquet",
-    )  # fmt: skip
+        folder / "sae.pt",
+        store,
+        folder / "latents.zarr",
+        eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt",
+        "resnet18",
+        tmp_path / "metrics.json",
+        tmp_path / "gt.parquet",
+        SAEEvalParams(eval_split="test"),
+        gt_table=eval_inputs / "concepts_gt.parquet",
+    )
     args = (store, folder / "sae.pt", folder / "latents.zarr")
     cfg = BaselineParams(eval_split="test", seed=0, baseline_max_iter=200)
-    table = sae_baselines(*args, tmp_path / "b.parquet", cfg,
-                          gt_table=eval_inputs / "concepts_gt.parquet",
-                          figure_out=tmp_path / "b.png")  # fmt: skip
-    again = sae_baselines(*args, tmp_path / "b2.parquet", cfg,
-                          gt_table=eval_inputs / "concepts_gt.parquet")  # fmt: skip
+    table = sae_baselines(
+        *args,
+        tmp_path / "b.parquet",
+        cfg,
+        gt_table=eval_inputs / "concepts_gt.parquet",
+        figure_out=tmp_path / "b.png",
+    )
+    again = sae_baselines(
+        *args, tmp_path / "b2.parquet", cfg, gt_table=eval_inputs / "concepts_gt.parquet"
+    )
     assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "b2.parquet").read_bytes()
     pd.testing.assert_frame_equal(table, again)
     rows = table.set_index("method")

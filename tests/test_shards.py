@@ -19,8 +19,13 @@ SPLITS = {"train": 83, "val": 17, "test": 40}
 
 def _data(seed=0):
     rng = np.random.default_rng(seed)
-    return {s: (rng.random((n, UNITS), dtype=np.float32),
-                rng.random((n, UNITS, *GRID)).astype(np.float16)) for s, n in SPLITS.items()}  # fmt: skip
+    return {
+        s: (
+            rng.random((n, UNITS), dtype=np.float32),
+            rng.random((n, UNITS, *GRID)).astype(np.float16),
+        )
+        for s, n in SPLITS.items()
+    }
 
 
 def _write(path: Path, data, shard: tuple[int, int] | None = None) -> None:
@@ -42,8 +47,11 @@ def _write(path: Path, data, shard: tuple[int, int] | None = None) -> None:
 
 def _files(root: Path) -> dict[str, bytes]:
     """Every file of a store (not the .snakemake_timestamp Snakemake adds to directories)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and not p.name.startswith(".snakemake")}  # fmt: skip
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".snakemake")
+    }
 
 
 def test_shard_ranges_are_chunk_aligned_and_tile():
@@ -96,10 +104,14 @@ def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
 
     def run(out: Path, shards: int = 1, shard: int | None = None) -> dict:
         return extract_activations(
-            manifest, tmp_path / "model.pt", {n: out / f"{n}.zarr" for n in layers},
-            arch="resnet18", model_name="resnet18-s0",
-            params=ExtractParams(**base, shards=shards), shard=shard,
-        )  # fmt: skip
+            manifest,
+            tmp_path / "model.pt",
+            {n: out / f"{n}.zarr" for n in layers},
+            arch="resnet18",
+            model_name="resnet18-s0",
+            params=ExtractParams(**base, shards=shards),
+            shard=shard,
+        )
 
     run(tmp_path / "one")
     for i in range(3):
@@ -123,8 +135,10 @@ def _in_fresh_process(cwd: Path, func, *args, threads: int = 2, **kwargs) -> Non
     from conftest import REPO
 
     call = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    code = (f"import torch; torch.set_num_threads({threads}); "
-            f"from {func.__module__} import {func.__name__}; {func.__name__}({call})")  # fmt: skip
+    code = (
+        f"import torch; torch.set_num_threads({threads}); "
+        f"from {func.__module__} import {func.__name__}; {func.__name__}({call})"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True)
 
@@ -168,11 +182,19 @@ def test_tiny_dag_with_two_shards_seals_stores_equal_to_one_job(tiny_run, tmp_pa
     one = {n: tmp_path / "one" / f"{n}.zarr" for n in layers}
     attrs = ActivationStore(sealed["layer4"]).attrs
     extract_activations(
-        workdir / "results" / "tiny" / "data" / "manifest.parquet", run / "opaque" / "model.pt",
-        one, arch="resnet18", model_name="resnet18-s0",
-        params=ExtractParams(image_size=attrs["preprocess"]["image_size"], chunk_rows=8,
-                             batch_size=4, spatial_maps=["layer4"], device="cpu"),
-    )  # fmt: skip
+        workdir / "results" / "tiny" / "data" / "manifest.parquet",
+        run / "opaque" / "model.pt",
+        one,
+        arch="resnet18",
+        model_name="resnet18-s0",
+        params=ExtractParams(
+            image_size=attrs["preprocess"]["image_size"],
+            chunk_rows=8,
+            batch_size=4,
+            spatial_maps=["layer4"],
+            device="cpu",
+        ),
+    )
     for n in layers:
         a, b = _files(sealed[n]), _files(one[n])
         assert {k for k in a if not k.endswith("zarr.json")} == {
@@ -189,15 +211,23 @@ def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_pa
     from conftest import run_snakemake, write_config
 
     # (the image store keeps 1,024-row chunks: at the tiny size one shard holds each split)
-    cfg = write_config(tmp_path / "config.yaml", {
-        **NO_VIEWS, "activations": {"shards": 2, "augment_views": 0}, "clip": {"batch_size": 4}
-    })  # fmt: skip
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        {**NO_VIEWS, "activations": {"shards": 2, "augment_views": 0}, "clip": {"batch_size": 4}},
+    )
     run_snakemake(tmp_path, "results/tiny/clip/image_emb.zarr", configfile=cfg)
     sealed = tmp_path / "results" / "tiny" / "clip" / "image_emb.zarr"
     assert ActivationStore(sealed).attrs["provenance"]["rule"] == "seal_image_embeddings"
     # the reference as a rule's job computes it (see _in_fresh_process)
-    _in_fresh_process(tmp_path, embed_images, "results/tiny/clip/model",
-                      "results/tiny/data/manifest.parquet", "one.zarr", batch_size=4, device="cpu")  # fmt: skip
+    _in_fresh_process(
+        tmp_path,
+        embed_images,
+        "results/tiny/clip/model",
+        "results/tiny/data/manifest.parquet",
+        "one.zarr",
+        batch_size=4,
+        device="cpu",
+    )
     a, b = _files(sealed), _files(tmp_path / "one.zarr")
     chunks = {k for k in b if not k.endswith("zarr.json")}
     assert chunks == {k for k in a if not k.endswith("zarr.json")}

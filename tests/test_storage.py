@@ -44,8 +44,11 @@ def s3():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-             "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    creds = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in creds.items():
             mp.setenv(key, value)
@@ -91,8 +94,9 @@ def test_a_job_on_storage_copies_records_logical_paths(tmp_path, monkeypatch):
     src.parent.mkdir(parents=True)
     src.write_text("in")
     monkeypatch.setenv(LOCAL_ROOT_ENV, str(local))
-    with RunContext(rule="r", input=Named(src=str(src)), output=Named(out=str(out)),
-                    params=Named()):  # fmt: skip
+    with RunContext(
+        rule="r", input=Named(src=str(src)), output=Named(out=str(out)), params=Named()
+    ):
         out.write_text("out")
     rec = read_provenance(out)
     assert rec["artifact"] == "results/d/out.txt"
@@ -102,8 +106,7 @@ def test_a_job_on_storage_copies_records_logical_paths(tmp_path, monkeypatch):
 def test_sidecars_declared_as_outputs_get_no_provenance_of_their_own(tmp_path):
     out = tmp_path / "a.json"
     side = str(out) + SIDECAR_SUFFIX
-    with RunContext(rule="r", input=Named(), output=Named(out=str(out), side=side),
-                    params=Named()):  # fmt: skip
+    with RunContext(rule="r", input=Named(), output=Named(out=str(out), side=side), params=Named()):
         out.write_text("{}")
     assert Path(side).exists()
     assert not Path(side + SIDECAR_SUFFIX).exists()
@@ -161,12 +164,15 @@ def test_audit_of_an_empty_prefix_is_one_clear_error(s3):
 def run_on_s3(workdir: Path, endpoint: str, prefix: str, *args: str):
     return run_snakemake(
         workdir,
-        "--default-storage-provider", "s3",
-        "--default-storage-prefix", f"s3://{BUCKET}/{prefix}",
-        "--storage-s3-endpoint-url", endpoint,
+        "--default-storage-provider",
+        "s3",
+        "--default-storage-prefix",
+        f"s3://{BUCKET}/{prefix}",
+        "--storage-s3-endpoint-url",
+        endpoint,
         *args,
         configfile=workdir / "config.yaml",
-    )  # fmt: skip
+    )
 
 
 def test_tiny_dag_on_s3_completes_reruns_nothing_and_audits_from_the_bucket(s3, tmp_path):
@@ -179,8 +185,11 @@ def test_tiny_dag_on_s3_completes_reruns_nothing_and_audits_from_the_bucket(s3, 
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="tiny/")
         for o in page.get("Contents", ())
     }
-    for artifact in ("results/tiny/data/manifest.parquet", "results/audit.json",
-                     "results/tiny/resnet18-s0/cbm/metrics.json"):  # fmt: skip
+    for artifact in (
+        "results/tiny/data/manifest.parquet",
+        "results/audit.json",
+        "results/tiny/resnet18-s0/cbm/metrics.json",
+    ):
         assert f"tiny/{artifact}" in keys and f"tiny/{artifact}{SIDECAR_SUFFIX}" in keys
     assert any(k.startswith("tiny/results/tiny/resnet18-s0/activations/fc.zarr/") for k in keys)
     # no artifact is left in the working directory (only the training jobs' emptied

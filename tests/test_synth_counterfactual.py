@@ -21,8 +21,9 @@ def test_pair_differs_only_inside_the_concepts_region(kind):
     for concept in concept_names(kind):
         changed = 0
         for index in range(3):
-            pair = render_pair(kind, concept, seed=1, index=index, size=SIZE, difficulty=0.5,
-                               noise=0.1)  # fmt: skip
+            pair = render_pair(
+                kind, concept, seed=1, index=index, size=SIZE, difficulty=0.5, noise=0.1
+            )
             diff = _changed(pair)
             assert not (diff & ~pair.region).any(), (kind, concept, index)
             changed += int(diff.sum())
@@ -35,12 +36,12 @@ def test_the_recipes_own_side_is_the_generators_image(module, kind):
     for index in range(4):
         present = recipe_present(kind, 2, index, 0.1)
         concept = concept_names(kind)[index]
-        pair = render_pair(kind, concept, seed=2, index=index, size=SIZE, difficulty=0.3,
-                           noise=0.1)  # fmt: skip
+        pair = render_pair(kind, concept, seed=2, index=index, size=SIZE, difficulty=0.3, noise=0.1)
         case = module.sample_case(stream(2, module.KIND_CODE, STREAM_CASE, index), 0.1)
         args = (case.sides,) if kind == "synthcxr" else ()
-        image = module.render(stream(2, module.KIND_CODE, STREAM_RENDER, index), present, *args,
-                              SIZE, 0.3)  # fmt: skip
+        image = module.render(
+            stream(2, module.KIND_CODE, STREAM_RENDER, index), present, *args, SIZE, 0.3
+        )
         image = image[0] if kind == "synthcxr" else image
         original = pair.with_concept if present[concept] else pair.without
         assert pair.present == present[concept]
@@ -73,9 +74,16 @@ def test_a_datasets_images_are_rebuilt_from_their_ids(kind, synth_raw):
     recipes = recipes_of(kind, ids, seed=0, n=160)
     for path, (index, case_index) in zip(files, recipes, strict=True):
         present = recipe_present(kind, 0, case_index, DEFAULTS["noise"])
-        pair = render_pair(kind, "hair" if kind == "synthderm" else "nodule", seed=0,
-                           index=index, size=32, difficulty=DEFAULTS["difficulty"],
-                           noise=DEFAULTS["noise"], case_index=case_index)  # fmt: skip
+        pair = render_pair(
+            kind,
+            "hair" if kind == "synthderm" else "nodule",
+            seed=0,
+            index=index,
+            size=32,
+            difficulty=DEFAULTS["difficulty"],
+            noise=DEFAULTS["noise"],
+            case_index=case_index,
+        )
         concept_on = present["hair" if kind == "synthderm" else "nodule"]
         original = pair.with_concept if concept_on else pair.without
         np.testing.assert_array_equal(original, np.asarray(Image.open(path)))

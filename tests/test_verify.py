@@ -24,8 +24,9 @@ from neurodissect.verify.run import (
 from neurodissect.verify.stats import paired_stats
 from test_invalidation import ALWAYS_AFTER
 
-PROBES = ProbeSet(kind="synthderm", seed=0, size=32, difficulty=0.3, noise=0.1, n_pairs=20,
-                  first_index=1_000_000)  # fmt: skip
+PROBES = ProbeSet(
+    kind="synthderm", seed=0, size=32, difficulty=0.3, noise=0.1, n_pairs=20, first_index=1_000_000
+)
 SYNONYMS = {
     "vessels": ["vessels", "arborizing vessels", "branching vessels"],
     "ruler_marks": ["ruler marks", "ruler"],
@@ -89,8 +90,12 @@ def test_sparse_units_get_pairs_until_the_test_has_informative_ones():
 
 
 def test_names_that_are_not_planted_concepts_are_unverifiable_not_failures(stats):
-    names = pd.DataFrame({"unit": [0, 1, 2, 0],
-                          "name": ["arborizing vessel", "vessels", "diffuse sunlight", "ruler"]})  # fmt: skip
+    names = pd.DataFrame(
+        {
+            "unit": [0, 1, 2, 0],
+            "name": ["arborizing vessel", "vessels", "diffuse sunlight", "ruler"],
+        }
+    )
     table = verification_table(names, SYNONYMS, stats)
     assert table["verifiable"].tolist() == [True, True, False, True]
     assert table["confirmed"].tolist()[:2] == [True, False]
@@ -131,9 +136,18 @@ def test_real_datasets_are_a_no_op_with_empty_outputs(tmp_path, caplog):
     )
     outs = [tmp_path / "v.parquet", tmp_path / "v.json", tmp_path / "v.png"]
     with caplog.at_level("INFO"):
-        verify_names(names, tmp_path / "none.pt", tmp_path / "none.parquet", tmp_path / "none.json",
-                     *outs, kind="nih14", synth=None, arch="resnet18", layer="fc",
-                     params=None)  # fmt: skip
+        verify_names(
+            names,
+            tmp_path / "none.pt",
+            tmp_path / "none.parquet",
+            tmp_path / "none.json",
+            *outs,
+            kind="nih14",
+            synth=None,
+            arch="resnet18",
+            layer="fc",
+            params=None,
+        )
     assert "not a generated synthetic" in caplog.text
     assert pd.read_parquet(outs[0]).empty and json.loads(outs[1].read_text()) == {}
     assert outs[2].exists()
@@ -142,8 +156,10 @@ def test_real_datasets_are_a_no_op_with_empty_outputs(tmp_path, caplog):
 def test_synonyms_come_from_the_ground_truth_json(tmp_path):
     path = tmp_path / "gt.json"
     path.write_text(json.dumps({"vessels": {"synonyms": ["telangiectasia"]}}))
-    assert read_synonyms(path, ["vessels", "hair"]) == {"vessels": ["vessels", "telangiectasia"],
-                                                        "hair": ["hair"]}  # fmt: skip
+    assert read_synonyms(path, ["vessels", "hair"]) == {
+        "vessels": ["vessels", "telangiectasia"],
+        "hair": ["hair"],
+    }
 
 
 # -- explanations verified by intervention ----------------------------------------------
@@ -159,8 +175,15 @@ def red_logits(images: np.ndarray) -> np.ndarray:
 
 def explained(cited: dict[str, str]) -> pd.DataFrame:
     """An explanations table: each image's CBM cites ``cited[image]`` first for bcc."""
-    return pd.DataFrame({"image_id": list(cited), "class": "bcc", "rank": 1,
-                         "concept": list(cited.values()), "contribution": 1.0})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "image_id": list(cited),
+            "class": "bcc",
+            "rank": 1,
+            "concept": list(cited.values()),
+            "contribution": 1.0,
+        }
+    )
 
 
 def probe_of_wired_model() -> ExplanationProbe:
@@ -168,11 +191,15 @@ def probe_of_wired_model() -> ExplanationProbe:
 
     synonyms = {c: [c.replace("_", " ")] for c in concept_names("synthderm")}
     return ExplanationProbe(
-        kind="synthderm", synth={"seed": 0, "n": 600, "size": 32, "difficulty": 0.3,
-                                 "noise": 0.1},
-        opaque="unused.pt", arch="resnet18", classes=["bcc", "nv"], synonyms=synonyms,
-        params=VerifyParams(), causes={"bcc": ["vessels", "blue_grey_nests"], "nv": []},
-    )  # fmt: skip
+        kind="synthderm",
+        synth={"seed": 0, "n": 600, "size": 32, "difficulty": 0.3, "noise": 0.1},
+        opaque="unused.pt",
+        arch="resnet18",
+        classes=["bcc", "nv"],
+        synonyms=synonyms,
+        params=VerifyParams(),
+        causes={"bcc": ["vessels", "blue_grey_nests"], "nv": []},
+    )
 
 
 def test_an_explanation_citing_what_the_model_uses_is_faithful_and_one_citing_another_is_not():
@@ -180,22 +207,28 @@ def test_an_explanation_citing_what_the_model_uses_is_faithful_and_one_citing_an
     images = {**BOTH_CAUSES, **UNRELATED}
     # cites vessels: the random other concept is the image's second one, which the red
     # logit ignores, so every image is a win
-    right = explanation_faithfulness(explained(dict.fromkeys(images, "vessels")), probe,
-                                     logits=red_logits)  # fmt: skip
+    right = explanation_faithfulness(
+        explained(dict.fromkeys(images, "vessels")), probe, logits=red_logits
+    )
     assert right["n_faithfulness_images"] == 4
     assert right["explanation_faithfulness"] == 1.0
     assert right["explanation_both_causes_rate"] == 0.5  # nests and vessels both cause bcc
     assert right["explanation_faithfulness_ceiling"] == 1.0
     # cites the other concept: the random one is then vessels, what the model uses
-    wrong = explanation_faithfulness(explained({i: c.replace("_", " ") for i, c in images.items()}),
-                                     probe, logits=red_logits)  # fmt: skip
+    wrong = explanation_faithfulness(
+        explained({i: c.replace("_", " ") for i, c in images.items()}), probe, logits=red_logits
+    )
     assert wrong["explanation_faithfulness"] == 0.0 and wrong["n_faithfulness_images"] == 4
     # ... though citing vessels was possible: the ceiling says the data allowed it
     assert wrong["explanation_faithfulness_ceiling"] == 1.0
     # a CBM without a vessels concept could not have cited it: ceiling 0
     others = ["blue grey nests", "hair", "ruler marks"]
-    capped = explanation_faithfulness(explained({i: c.replace("_", " ") for i, c in images.items()}),
-                                      probe, concepts=others, logits=red_logits)  # fmt: skip
+    capped = explanation_faithfulness(
+        explained({i: c.replace("_", " ") for i, c in images.items()}),
+        probe,
+        concepts=others,
+        logits=red_logits,
+    )
     assert capped["explanation_faithfulness_ceiling"] == 0.0
 
 
@@ -212,8 +245,16 @@ def test_verify_names_in_the_tiny_run(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
     for units in ("annotate/fc", "annotate/layer4", "sae"):
         table = pd.read_parquet(run / units / "verification.parquet")
-        assert {"unit", "name", "concept", "n_pairs", "auroc", "effect", "p_value",
-                "confirmed"} <= set(table.columns)  # fmt: skip
+        assert {
+            "unit",
+            "name",
+            "concept",
+            "n_pairs",
+            "auroc",
+            "effect",
+            "p_value",
+            "confirmed",
+        } <= set(table.columns)
         assert len(table) and table["unit"].is_unique
         verifiable = table[table["verifiable"]]
         assert verifiable["auroc"].between(0, 1).all()
@@ -226,13 +267,18 @@ def test_verify_names_in_the_tiny_run(tiny_run):
         assert (run / "figures" / "verify" / f"{units}.png").exists()
 
 
-@pytest.mark.parametrize("change", [{"n_pairs": 5}, {"min_informative_pairs": 3},
-                                    {"max_pairs": 40}])  # fmt: skip
+@pytest.mark.parametrize(
+    "change", [{"n_pairs": 5}, {"min_informative_pairs": 3}, {"max_pairs": 40}]
+)
 def test_verify_settings_rerun_verification_and_the_metrics_only(tiny_run, tmp_path, change):
     cfg = config_with(tiny_run, {"verify": change}, tmp_path / "config.yaml")
     jobs = planned_jobs(tiny_run, cfg)  # tiny run: n_pairs 6
-    assert jobs - ALWAYS_AFTER == {"verify_names:annotate", "verify_names:sae",
-                                   "evaluate_annotation", "evaluate_sae"}, jobs  # fmt: skip
+    assert jobs - ALWAYS_AFTER == {
+        "verify_names:annotate",
+        "verify_names:sae",
+        "evaluate_annotation",
+        "evaluate_sae",
+    }, jobs
 
 
 def test_explanations_are_verified_by_intervention_in_the_tiny_run(tiny_run):

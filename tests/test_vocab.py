@@ -47,12 +47,19 @@ NEGATED = {
     "The heart is normal and pneumothorax is absent.": {"heart"},
     # the scope ends at a new clause / a semicolon
     "No consolidation and there is a right pleural effusion.": {
-        "right pleural effusion", "pleural effusion", "effusion"},
+        "right pleural effusion",
+        "pleural effusion",
+        "effusion",
+    },
     "No pneumothorax; there is a small nodule.": {"small nodule", "nodule"},
     # a pseudo-negation denies nothing
     "No change in the small left effusion.": {
-        "change", "small left effusion", "left effusion", "effusion"},
-}  # fmt: skip
+        "change",
+        "small left effusion",
+        "left effusion",
+        "effusion",
+    },
+}
 
 
 @pytest.mark.parametrize("report", sorted(NEGATED))
@@ -68,17 +75,25 @@ def test_a_phrase_negated_once_and_stated_once_counts(nlp):
 CANONICAL = {
     # class names from impression lines survive as multi-word phrases, lowercase
     "Dermoscopic diagnosis: basal cell carcinoma.": {
-        "basal cell carcinoma", "carcinoma", "dermoscopic diagnosis", "diagnosis"},
+        "basal cell carcinoma",
+        "carcinoma",
+        "dermoscopic diagnosis",
+        "diagnosis",
+    },
     "Impression: Melanoma.": {"impression", "melanoma"},
     "IMPRESSION: Enlarged heart. Pleural effusion.": {
-        "impression", "enlarged heart", "heart", "pleural effusion", "effusion"},
+        "impression",
+        "enlarged heart",
+        "heart",
+        "pleural effusion",
+        "effusion",
+    },
     # plural nouns lemmatised, quantifiers / determiners / numbers / units dropped
     "Several hairs cross the image.": {"hair", "image"},
     "There are 3 nodules.": {"nodule"},
     "A 2 cm nodule in the left upper lobe.": {"nodule", "left upper lobe", "upper lobe", "lobe"},
-    "There are brown dots and milia-like cysts.": {
-        "brown dot", "dot", "milia-like cyst", "cyst"},
-}  # fmt: skip
+    "There are brown dots and milia-like cysts.": {"brown dot", "dot", "milia-like cyst", "cyst"},
+}
 
 
 @pytest.mark.parametrize("report", sorted(CANONICAL))
@@ -93,10 +108,16 @@ def test_dropping_a_noun_modifier_leaves_no_fragment(nlp):
 
 @pytest.mark.parametrize(
     ("given", "canonical"),
-    [("Gel bubbles", "gel bubble"), ("Pleural Effusion", "pleural effusion"), ("mass", "mass"),
-     ("Blue-white veil", "blue-white veil"), ("ECG leads", "ecg lead"), ("melanoma.", "melanoma"),
-     ("  basal   cell carcinoma ", "basal cell carcinoma")],
-)  # fmt: skip
+    [
+        ("Gel bubbles", "gel bubble"),
+        ("Pleural Effusion", "pleural effusion"),
+        ("mass", "mass"),
+        ("Blue-white veil", "blue-white veil"),
+        ("ECG leads", "ecg lead"),
+        ("melanoma.", "melanoma"),
+        ("  basal   cell carcinoma ", "basal cell carcinoma"),
+    ],
+)
 def test_canonical_concept_matches_the_extracted_form(given, canonical, nlp):
     assert canonical_concept(given, nlp) == canonical
 
@@ -123,8 +144,13 @@ def test_negation_on_synthetic_reports_against_planted_truth(synth_data, nlp):
 
 # -- the vocabulary ------------------------------------------------------------------------
 def test_mine_vocabulary_filters_orders_and_caps():
-    sets = [{"effusion", "pleural effusion"}, {"effusion"}, {"effusion", "nodule"},
-            {"nodule", "pleural effusion"}, {"mass"}]  # fmt: skip
+    sets = [
+        {"effusion", "pleural effusion"},
+        {"effusion"},
+        {"effusion", "nodule"},
+        {"nodule", "pleural effusion"},
+        {"mass"},
+    ]
     vocab = mine_vocabulary(sets, min_df=2, max_concepts=10)
     assert vocab.to_dict("list") == {
         "concept": ["effusion", "nodule", "pleural effusion"],
@@ -153,8 +179,15 @@ def write_reports_manifest(root, rows=REPORTS):
     df["path"] = [f"img/{i}.png" for i in df["image_id"]]
     df["sha256"] = "0" * 64
     df["label"] = 0
-    meta = {"task": "multiclass", "classes": ["mel"], "class_synonyms": {"mel": ["melanoma"]},
-            "root": str(root), "format": "csv", "modality": "dermoscopy", "channels": 3}  # fmt: skip
+    meta = {
+        "task": "multiclass",
+        "classes": ["mel"],
+        "class_synonyms": {"mel": ["melanoma"]},
+        "root": str(root),
+        "format": "csv",
+        "modality": "dermoscopy",
+        "channels": 3,
+    }
     write_manifest(df, meta, root / "manifest.parquet")
     return root / "manifest.parquet"
 
@@ -174,17 +207,26 @@ def test_vocabulary_is_mined_from_train_reports_only(tmp_path):
     # pneumothorax is stated only in val/test reports (denied in a1): not in the vocabulary;
     # melanoma is stated in 2 train reports (denied in a2)
     assert dict(zip(vocab["concept"], vocab["doc_freq"], strict=True)) == {
-        "effusion": 3, "pleural effusion": 3, "melanoma": 2}  # fmt: skip
+        "effusion": 3,
+        "pleural effusion": 3,
+        "melanoma": 2,
+    }
     assert summary["n_train_reports"] == 3 and summary["n_reports"] == 5
     # doc_phrases: every report of every split, positive mentions, vocabulary only
     pairs = set(zip(doc["image_id"], doc["concept"], strict=True))
     assert pairs == {
-        ("a0", "effusion"), ("a0", "pleural effusion"), ("a0", "melanoma"),
-        ("a1", "effusion"), ("a1", "pleural effusion"), ("a1", "melanoma"),
-        ("a2", "effusion"), ("a2", "pleural effusion"),
-        ("b0", "effusion"), ("b0", "pleural effusion"),
+        ("a0", "effusion"),
+        ("a0", "pleural effusion"),
+        ("a0", "melanoma"),
+        ("a1", "effusion"),
+        ("a1", "pleural effusion"),
+        ("a1", "melanoma"),
+        ("a2", "effusion"),
+        ("a2", "pleural effusion"),
+        ("b0", "effusion"),
+        ("b0", "pleural effusion"),
         ("c0", "melanoma"),
-    }  # fmt: skip
+    }
     assert list(doc.columns) == ["image_id", "concept"]
 
 
@@ -224,8 +266,12 @@ def test_empty_vocabulary_is_a_clear_error_and_writes_nothing(tmp_path):
 def test_no_train_reports_is_a_clear_error(tmp_path):
     write_reports_manifest(tmp_path, [("a", "train", ""), ("b", "test", "An effusion.")])
     with pytest.raises(InputError, match="no train-split image has a report"):
-        build_vocabulary(tmp_path / "manifest.parquet", tmp_path / "c.parquet",
-                         tmp_path / "d.parquet", VocabParams(min_df=1))  # fmt: skip
+        build_vocabulary(
+            tmp_path / "manifest.parquet",
+            tmp_path / "c.parquet",
+            tmp_path / "d.parquet",
+            VocabParams(min_df=1),
+        )
 
 
 def test_missing_spacy_model_says_how_to_install_one():
@@ -261,41 +307,65 @@ def test_vocabulary_from_another_datasets_reports(tmp_path):
     source = write_reports_manifest(tmp_path / "src")
     (tmp_path / "tgt").mkdir()
     # the NIH14 case: no train reports of its own
-    target = write_reports_manifest(tmp_path / "tgt", [
-        ("t0", "train", ""), ("t1", "test", "Pleural effusion. No melanoma."), ("t2", "val", None)
-    ])  # fmt: skip
+    target = write_reports_manifest(
+        tmp_path / "tgt",
+        [
+            ("t0", "train", ""),
+            ("t1", "test", "Pleural effusion. No melanoma."),
+            ("t2", "val", None),
+        ],
+    )
     out = {"concepts_out": tmp_path / "c.parquet", "doc_phrases_out": tmp_path / "d.parquet"}
     params = VocabParams(min_df=2, reports_from="mimic")
     summary = build_vocabulary(target, **out, params=params, reports_manifest=source)
     vocab, doc = pd.read_parquet(out["concepts_out"]), pd.read_parquet(out["doc_phrases_out"])
     # the source's own train-split vocabulary (see test_vocabulary_is_mined_from_train_reports_only)
     assert dict(zip(vocab["concept"], vocab["doc_freq"], strict=True)) == {
-        "effusion": 3, "pleural effusion": 3, "melanoma": 2}  # fmt: skip
+        "effusion": 3,
+        "pleural effusion": 3,
+        "melanoma": 2,
+    }
     # doc_phrases: the target's own positive mentions (t1 denies melanoma)
     assert set(zip(doc["image_id"], doc["concept"], strict=True)) == {
-        ("t1", "effusion"), ("t1", "pleural effusion")}  # fmt: skip
+        ("t1", "effusion"),
+        ("t1", "pleural effusion"),
+    }
     assert summary["vocabulary_source"] == "mined:mimic"
     assert summary["n_vocabulary_reports"] == 3 and summary["n_train_reports"] == 0
     with pytest.raises(ConfigError, match="set one of them"):
-        build_vocabulary(target, **out, reports_manifest=source,
-                         params=VocabParams(reports_from="mimic", concept_list="x.txt"))  # fmt: skip
+        build_vocabulary(
+            target,
+            **out,
+            reports_manifest=source,
+            params=VocabParams(reports_from="mimic", concept_list="x.txt"),
+        )
     with pytest.raises(InputError, match="reports_from='tgt' has no train-split report"):
-        build_vocabulary(source, **out, reports_manifest=target,
-                         params=VocabParams(reports_from="tgt"))  # fmt: skip
+        build_vocabulary(
+            source, **out, reports_manifest=target, params=VocabParams(reports_from="tgt")
+        )
 
 
 def test_reports_from_rule_mines_the_other_dataset_and_reruns_exactly(tmp_path):
-    cfg = write_config(tmp_path / "config.yaml", {
-        "datasets": {"reports": {"format": "synthcxr", "synth": {"n": 80, "size": 32, "seed": 1}}},
-        "vocab": {"reports_from": "reports"},
-    })  # fmt: skip
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        {
+            "datasets": {
+                "reports": {"format": "synthcxr", "synth": {"n": 80, "size": 32, "seed": 1}}
+            },
+            "vocab": {"reports_from": "reports"},
+        },
+    )
     target = "results/tiny/vocab/concepts.parquet"
     run_snakemake(tmp_path, target, configfile=cfg)
     vocab = pd.read_parquet(tmp_path / target)
     own = tmp_path / "own"
     own.mkdir()
-    build_vocabulary(tmp_path / "results/reports/data/manifest.parquet", own / "c.parquet",
-                     own / "d.parquet", VocabParams(min_df=2))  # fmt: skip
+    build_vocabulary(
+        tmp_path / "results/reports/data/manifest.parquet",
+        own / "c.parquet",
+        own / "d.parquet",
+        VocabParams(min_df=2),
+    )
     assert vocab.equals(pd.read_parquet(own / "c.parquet"))  # the chest X-ray reports' nouns
     assert "melanoma" not in set(vocab["concept"])  # none of the dermoscopy reports'
     prov = read_json(tmp_path / f"{target}.prov.json")
@@ -306,10 +376,15 @@ def test_reports_from_rule_mines_the_other_dataset_and_reruns_exactly(tmp_path):
     assert "results/tiny/" in dry and not re.search(r"results/reports/(?!data/)", dry)
     assert "Nothing to be done" in run_snakemake(tmp_path, target, "-n", configfile=cfg).stdout
     # other source reports rebuild the vocabulary
-    cfg2 = write_config(tmp_path / "config2.yaml", {
-        "datasets": {"reports": {"format": "synthcxr", "synth": {"n": 80, "size": 32, "seed": 2}}},
-        "vocab": {"reports_from": "reports"},
-    })  # fmt: skip
+    cfg2 = write_config(
+        tmp_path / "config2.yaml",
+        {
+            "datasets": {
+                "reports": {"format": "synthcxr", "synth": {"n": 80, "size": 32, "seed": 2}}
+            },
+            "vocab": {"reports_from": "reports"},
+        },
+    )
     assert "rule build_vocabulary:" in run_snakemake(tmp_path, target, "-n", configfile=cfg2).stdout
     bad = write_config(tmp_path / "bad.yaml", {"vocab": {"reports_from": "mimic"}})
     out = run_snakemake(tmp_path, target, "-n", configfile=bad, check=False)

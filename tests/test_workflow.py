@@ -11,15 +11,24 @@ import yaml
 from conftest import REPO, clone_run, run_snakemake, write_config
 from neurodissect.data.manifest import read_manifest
 
-DATA_OUTPUTS = ("manifest.parquet", "boxes.parquet", "concepts_gt.parquet", "concepts_gt.json",
-                "skipped.parquet", "overview.png")  # fmt: skip
+DATA_OUTPUTS = (
+    "manifest.parquet",
+    "boxes.parquet",
+    "concepts_gt.parquet",
+    "concepts_gt.json",
+    "skipped.parquet",
+    "overview.png",
+)
 
 
 def planned_rules(proc) -> set[str]:
     """Rule names of the jobs a dry run plans (from its job table)."""
     text = proc.stdout + proc.stderr
-    return {line.split()[0] for line in text.splitlines()
-            if line.strip() and line.split()[0] in KNOWN_RULES and line.split()[-1].isdigit()}  # fmt: skip
+    return {
+        line.split()[0]
+        for line in text.splitlines()
+        if line.strip() and line.split()[0] in KNOWN_RULES and line.split()[-1].isdigit()
+    }
 
 
 KNOWN_RULES = {"synthesize_data", "prepare_data", "dataset_overview"}
@@ -62,14 +71,17 @@ def test_synthcxr_example_config_prepares_boxes_and_reruns_only_what_changed(tmp
 
     assert "Nothing to be done" in run_targets(tmp_path, target, "-n", configfile=cfg).stdout
     # a split option reruns the preparation, not the generator ...
-    resplit = write_config(tmp_path / "resplit.yaml", {**changes, "data": {"split_seed": 1}},
-                           base=base)  # fmt: skip
+    resplit = write_config(
+        tmp_path / "resplit.yaml", {**changes, "data": {"split_seed": 1}}, base=base
+    )
     plan = planned_rules(run_targets(tmp_path, target, "-n", configfile=resplit))
     assert plan == {"prepare_data", "dataset_overview"}
     # ... a generator option regenerates the data
-    reseed = write_config(tmp_path / "reseed.yaml",
-                          {"datasets": {"synthcxr": {"synth": {"n": 60, "size": 32, "seed": 1}}}},
-                          base=base)  # fmt: skip
+    reseed = write_config(
+        tmp_path / "reseed.yaml",
+        {"datasets": {"synthcxr": {"synth": {"n": 60, "size": 32, "seed": 1}}}},
+        base=base,
+    )
     plan = planned_rules(run_targets(tmp_path, target, "-n", configfile=reseed))
     assert plan == {"synthesize_data", "prepare_data", "dataset_overview"}
 
@@ -98,10 +110,19 @@ def test_report_of_the_whole_run_holds_every_stage_figure(tiny_run, tmp_path):
         names = z.namelist()
     figures = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".png")}
     expected = {
-        "overview.png", "learning_curve.png", "training.png", "exemplars.png", "concepts.png",
-        "sae_training.png", "named_concepts.png", "cbm_class_concepts.png",
-        "cbm_explanations.png", "cbm_concept_scores.png", "summary.png", "comparison.png",
-    }  # fmt: skip
+        "overview.png",
+        "learning_curve.png",
+        "training.png",
+        "exemplars.png",
+        "concepts.png",
+        "sae_training.png",
+        "named_concepts.png",
+        "cbm_class_concepts.png",
+        "cbm_explanations.png",
+        "cbm_concept_scores.png",
+        "summary.png",
+        "comparison.png",
+    }
     assert expected <= figures, sorted(expected - figures)
 
 
@@ -123,8 +144,10 @@ module neurodissect:
 use rule * from neurodissect as nd_*
 """)
     (outer / "config").mkdir()
-    write_config(outer / "config" / "config.yaml",
-                 {"datasets": {"tiny": {"synth": {"n": 40, "size": 32, "seed": 0}}}})  # fmt: skip
+    write_config(
+        outer / "config" / "config.yaml",
+        {"datasets": {"tiny": {"synth": {"n": 40, "size": 32, "seed": 0}}}},
+    )
     target = "results/tiny/data/manifest.parquet"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target]
     proc = subprocess.run(cmd, cwd=outer, capture_output=True, text=True, timeout=600)

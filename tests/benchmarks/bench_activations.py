@@ -52,11 +52,25 @@ def write_images(root: Path, n: int, size: int) -> Path:
     for i in range(n):
         path = f"img/{i:05d}.png"
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / path)
-        rows.append({"image_id": f"b{i:05d}", "path": path, "split": ("train", "val", "test")[i % 3],
-                     "report": "", "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(),
-                     "label": i % 7})  # fmt: skip
-    meta = {"task": "multiclass", "classes": [f"c{k}" for k in range(7)], "class_synonyms": {},
-            "root": str(root), "format": "csv", "modality": "other", "channels": 3}  # fmt: skip
+        rows.append(
+            {
+                "image_id": f"b{i:05d}",
+                "path": path,
+                "split": ("train", "val", "test")[i % 3],
+                "report": "",
+                "sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(),
+                "label": i % 7,
+            }
+        )
+    meta = {
+        "task": "multiclass",
+        "classes": [f"c{k}" for k in range(7)],
+        "class_synonyms": {},
+        "root": str(root),
+        "format": "csv",
+        "modality": "other",
+        "channels": 3,
+    }
     write_manifest(pd.DataFrame(rows), meta, root / "manifest.parquet")
     return root / "manifest.parquet"
 
@@ -74,8 +88,11 @@ def bare_loop(manifest_path: Path, model_pt: Path) -> float:
     model = load_opaque(model_pt, "resnet18", len(manifest.classes))
     with torch.no_grad():
         for split in SPLITS:
-            loader = DataLoader(ManifestImages(manifest.split(split), eval_transform(IMAGE_SIZE)),
-                                batch_size=BATCH, shuffle=False)  # fmt: skip
+            loader = DataLoader(
+                ManifestImages(manifest.split(split), eval_transform(IMAGE_SIZE)),
+                batch_size=BATCH,
+                shuffle=False,
+            )
             for x, _ in loader:
                 model(x)
     return time.perf_counter() - start
@@ -89,8 +106,9 @@ def extraction(manifest_path: Path, model_pt: Path, out: Path) -> float:
     paths = {name: out / f"{name}.zarr" for name in layers}
     params = ExtractParams(image_size=IMAGE_SIZE, batch_size=BATCH, spatial_maps=["layer4"])
     start = time.perf_counter()
-    extract_activations(manifest_path, model_pt, paths, arch="resnet18", model_name="bench-s0",
-                        params=params)  # fmt: skip
+    extract_activations(
+        manifest_path, model_pt, paths, arch="resnet18", model_name="bench-s0", params=params
+    )
     elapsed = time.perf_counter() - start
     for p in paths.values():
         remove_path(p)
@@ -107,17 +125,32 @@ def throughput(tmp: Path) -> list[dict]:
     manifest_path = write_images(tmp / "data", N_IMAGES, IMAGE_SIZE)
     torch.manual_seed(0)
     save_state_dict(build_model("resnet18", 7).state_dict(), tmp / "model.pt")
-    timing = record.interleaved({
-        "extract": lambda: extraction(manifest_path, tmp / "model.pt", tmp / "stores"),
-        "bare": lambda: bare_loop(manifest_path, tmp / "model.pt"),
-    })  # fmt: skip
+    timing = record.interleaved(
+        {
+            "extract": lambda: extraction(manifest_path, tmp / "model.pt", tmp / "stores"),
+            "bare": lambda: bare_loop(manifest_path, tmp / "model.pt"),
+        }
+    )
     # ratio of throughputs = bare time / extraction time
-    return [record.speed_record(
-        "extraction throughput vs bare forward pass (limit)", timing["extract"], timing["bare"],
-        target=0.9, n_images=N_IMAGES, image_size=IMAGE_SIZE, batch=BATCH, arch="resnet18",
-        layers="layer4 (+maps), fc, penultimate", dtype="float32", threads_ours=2,
-        threads_baseline=2, repeats=len(timing["bare"]["times_s"]),
-        ours="extract_activations (hooks, Zarr stores)", baseline="torch.no_grad() loop")]  # fmt: skip
+    return [
+        record.speed_record(
+            "extraction throughput vs bare forward pass (limit)",
+            timing["extract"],
+            timing["bare"],
+            target=0.9,
+            n_images=N_IMAGES,
+            image_size=IMAGE_SIZE,
+            batch=BATCH,
+            arch="resnet18",
+            layers="layer4 (+maps), fc, penultimate",
+            dtype="float32",
+            threads_ours=2,
+            threads_baseline=2,
+            repeats=len(timing["bare"]["times_s"]),
+            ours="extract_activations (hooks, Zarr stores)",
+            baseline="torch.no_grad() loop",
+        )
+    ]
 
 
 def _big_store_child(path: str, rows: int, store: bool = True) -> None:
@@ -151,15 +184,24 @@ def _big_store_child(path: str, rows: int, store: bool = True) -> None:
                 model(x)
     elapsed = time.perf_counter() - start
     disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-    print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                      "logical": rows * BIG_CHANNELS * BIG_GRID**2 * 2, "disk": disk,
-                      "seconds": elapsed}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "logical": rows * BIG_CHANNELS * BIG_GRID**2 * 2,
+                "disk": disk,
+                "seconds": elapsed,
+            }
+        )
+    )
 
 
 def peak_rss(tmp: Path, rows: int, store: bool = True) -> dict:
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            "import bench_activations as b; "
-            f"b._big_store_child({str(tmp / f'big{rows}.zarr')!r}, {rows}, {store})")  # fmt: skip
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "import bench_activations as b; "
+        f"b._big_store_child({str(tmp / f'big{rows}.zarr')!r}, {rows}, {store})"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     from neurodissect.io import remove_path
 
@@ -176,12 +218,20 @@ def main() -> int:
         bare = peak_rss(tmp, BIG_ROWS, store=False)
     mib = 1 << 20
     extra = big["peak_rss"] - bare["peak_rss"]
-    fields = {"rows": BIG_ROWS, "channels": BIG_CHANNELS, "grid": BIG_GRID, "dtype": "float16",
-              "logical_bytes": big["logical"], "disk_bytes": big["disk"],
-              "peak_rss_mib": big["peak_rss"] / mib,
-              "peak_rss_quarter_rows_mib": small["peak_rss"] / mib,
-              "peak_rss_forward_only_mib": bare["peak_rss"] / mib, "seconds": big["seconds"],
-              "seconds_forward_only": bare["seconds"], "repeats": 1}  # fmt: skip
+    fields = {
+        "rows": BIG_ROWS,
+        "channels": BIG_CHANNELS,
+        "grid": BIG_GRID,
+        "dtype": "float16",
+        "logical_bytes": big["logical"],
+        "disk_bytes": big["disk"],
+        "peak_rss_mib": big["peak_rss"] / mib,
+        "peak_rss_quarter_rows_mib": small["peak_rss"] / mib,
+        "peak_rss_forward_only_mib": bare["peak_rss"] / mib,
+        "seconds": big["seconds"],
+        "seconds_forward_only": bare["seconds"],
+        "repeats": 1,
+    }
     records += [
         record.check_ratio(
             "spatial-map store: RSS added by extraction / store size",
@@ -189,14 +239,14 @@ def main() -> int:
             0.25,
             "<=",
             **fields,
-        ),  # fmt: skip
+        ),
         record.check_ratio(
             "spatial-map store: peak RSS at N / at N/4 (bounded)",
             big["peak_rss"] / small["peak_rss"],
             1.2,
             "<=",
             **fields,
-        ),  # fmt: skip
+        ),
     ]
     record.write("activations", records)
     return record.exit_code(records)

@@ -72,23 +72,33 @@ def bench_matching() -> list[dict]:
     # the limit: only the product, its inputs ready in the layout the matcher uses
     sums, debiased = image_emb[members].sum(axis=1), scorer.per_image.right
 
-    t = record.interleaved({
-        "ours": lambda: match_units(scorer, members, rule, memory_mb=1024)[0],
-        "mammi": lambda: vectorised_mammi(image_emb, text_emb, template, exemplars, ALPHA),
-        "bare": lambda: sums @ debiased.T,
-    })  # fmt: skip
+    t = record.interleaved(
+        {
+            "ours": lambda: match_units(scorer, members, rule, memory_mb=1024)[0],
+            "mammi": lambda: vectorised_mammi(image_emb, text_emb, template, exemplars, ALPHA),
+            "bare": lambda: sums @ debiased.T,
+        }
+    )
     ours, base = t["ours"]["out"], t["mammi"]["out"]
     same = all(np.array_equal(a, b) for a, b in zip(ours, base, strict=True))
-    sizes = {"n_units": N_UNITS, "n_exemplars": N_EXEMPLARS, "n_concepts": N_CONCEPTS,
-             "dim": DIM, "n_pool": N_POOL, "dtype": "float32", "threads_ours": "all (BLAS)",
-             "threads_baseline": "all (BLAS)", "repeats": len(t["ours"]["times_s"])}  # fmt: skip
+    sizes = {
+        "n_units": N_UNITS,
+        "n_exemplars": N_EXEMPLARS,
+        "n_concepts": N_CONCEPTS,
+        "dim": DIM,
+        "n_pool": N_POOL,
+        "dtype": "float32",
+        "threads_ours": "all (BLAS)",
+        "threads_baseline": "all (BLAS)",
+        "repeats": len(t["ours"]["times_s"]),
+    }
     return [
         record.check(
             "matching: assignments identical to float32 MAMMI",
             same,
             n_pairs=int(sum(len(a) for a in ours)),
             **sizes,
-        ),  # fmt: skip
+        ),
         record.speed_record(
             "matching vs vectorised float32 MAMMI",
             t["ours"],
@@ -97,7 +107,7 @@ def bench_matching() -> list[dict]:
             ours="batched match_units",
             baseline="stacked-exemplar product + per-unit sum",
             **sizes,
-        ),  # fmt: skip
+        ),
         record.speed_record(
             "matching vs bare product (limit)",
             t["ours"],
@@ -107,7 +117,7 @@ def bench_matching() -> list[dict]:
             ours="batched match_units",
             baseline="(units x D) @ (D x K) only",
             **sizes,
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -137,19 +147,36 @@ def bench_exemplar_memory() -> list[dict]:
         with StoreWriter(store, n_units=STORE_UNITS, compressors=None) as w:
             w.begin_split("test", [f"i{k}" for k in range(n_rows)])
             for start in range(0, n_rows, 4096):
-                w.append("test", rng.random((min(4096, n_rows - start), STORE_UNITS),
-                                            dtype=np.float32))  # fmt: skip
+                w.append(
+                    "test", rng.random((min(4096, n_rows - start), STORE_UNITS), dtype=np.float32)
+                )
         size_mb = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**20
-        out = subprocess.run([sys.executable, "-c", _CHILD, str(store), str(Path(tmp) / "e.pq"),
-                              str(BUDGET_MB)], capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(store), str(Path(tmp) / "e.pq"), str(BUDGET_MB)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
     grown = r["peak_mb"] - r["base_mb"]
-    return [record.check_ratio(
-        "exemplar selection: (peak RSS - RSS before) / annotate.memory_mb", grown / BUDGET_MB,
-        1.0, "<=", store_mb=size_mb, rows=n_rows, units=STORE_UNITS, budget_mb=BUDGET_MB,
-        peak_mb=r["peak_mb"], base_mb=r["base_mb"], seconds=r["seconds"], dtype="float32",
-        repeats=1, note="one fresh process (peak RSS is deterministic up to allocator noise)",
-    )]  # fmt: skip
+    return [
+        record.check_ratio(
+            "exemplar selection: (peak RSS - RSS before) / annotate.memory_mb",
+            grown / BUDGET_MB,
+            1.0,
+            "<=",
+            store_mb=size_mb,
+            rows=n_rows,
+            units=STORE_UNITS,
+            budget_mb=BUDGET_MB,
+            peak_mb=r["peak_mb"],
+            base_mb=r["base_mb"],
+            seconds=r["seconds"],
+            dtype="float32",
+            repeats=1,
+            note="one fresh process (peak RSS is deterministic up to allocator noise)",
+        )
+    ]
 
 
 def main() -> int:

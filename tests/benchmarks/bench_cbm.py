@@ -99,14 +99,32 @@ def main() -> int:
             ours(), base()  # warm-up: numba compile/cache load, loky workers, BLAS set-up
             timing = record.interleaved({"ours": ours, "sklearn": base})
             diff = float(np.abs(timing["ours"]["out"] - timing["sklearn"]["out"]).max())
-            fields = {**sizes, "threads_ours": threads, "threads_baseline": threads,
-                      "repeats": len(timing["ours"]["times_s"]), "max_abs_diff": diff,
-                      "ours": f"batched_omp numba {threads} thread(s)", "baseline": base_desc}  # fmt: skip
-            records.append(record.check(f"OMP K={k} T={t} {threads}v{threads}: max|diff|",
-                                        diff <= TOLERANCE, diff, **fields))  # fmt: skip
-            records.append(record.speed_record(f"OMP K={k} T={t} {threads}v{threads} threads",
-                                               timing["ours"], timing["sklearn"],
-                                               target=TARGET, **fields))  # fmt: skip
+            fields = {
+                **sizes,
+                "threads_ours": threads,
+                "threads_baseline": threads,
+                "repeats": len(timing["ours"]["times_s"]),
+                "max_abs_diff": diff,
+                "ours": f"batched_omp numba {threads} thread(s)",
+                "baseline": base_desc,
+            }
+            records.append(
+                record.check(
+                    f"OMP K={k} T={t} {threads}v{threads}: max|diff|",
+                    diff <= TOLERANCE,
+                    diff,
+                    **fields,
+                )
+            )
+            records.append(
+                record.speed_record(
+                    f"OMP K={k} T={t} {threads}v{threads} threads",
+                    timing["ours"],
+                    timing["sklearn"],
+                    target=TARGET,
+                    **fields,
+                )
+            )
         numba.set_num_threads(ALL)
         if torch.cuda.is_available():
 
@@ -116,15 +134,31 @@ def main() -> int:
                 return out
 
             gpu()
-            timing = record.interleaved({"gpu": gpu, "sklearn": lambda D=D, t=t:
-                                         sklearn_parallel(X, D, t, ALL)})  # fmt: skip
+            timing = record.interleaved(
+                {"gpu": gpu, "sklearn": lambda D=D, t=t: sklearn_parallel(X, D, t, ALL)}
+            )
             diff = float(np.abs(timing["gpu"]["out"] - timing["sklearn"]["out"]).max())
-            records.append(record.check(f"OMP K={k} T={t} cuda: max|diff|", diff <= TOLERANCE,
-                                        diff, **sizes, device="cuda"))  # fmt: skip
-            records.append(record.speed_record(
-                f"OMP K={k} T={t} cuda vs sklearn all cores", timing["gpu"], timing["sklearn"],
-                target=TARGET, **sizes, device="cuda", threads_baseline=ALL,
-                repeats=len(timing["gpu"]["times_s"])))  # fmt: skip
+            records.append(
+                record.check(
+                    f"OMP K={k} T={t} cuda: max|diff|",
+                    diff <= TOLERANCE,
+                    diff,
+                    **sizes,
+                    device="cuda",
+                )
+            )
+            records.append(
+                record.speed_record(
+                    f"OMP K={k} T={t} cuda vs sklearn all cores",
+                    timing["gpu"],
+                    timing["sklearn"],
+                    target=TARGET,
+                    **sizes,
+                    device="cuda",
+                    threads_baseline=ALL,
+                    repeats=len(timing["gpu"]["times_s"]),
+                )
+            )
     record.write("cbm", records)
     return record.exit_code(records)
 

@@ -74,23 +74,50 @@ def main() -> int:
             for workers in (1, 2):
                 out = tmp / f"{kind}-{workers}"
                 wall, cpu = timed(generate, kind, out, n=N, size=SIZE, workers=workers)
-                records.append(record.check_ratio(
-                    f"generate {kind} workers={workers}: wall seconds", wall, DEMO_SECONDS, "<=",
-                    n=N, size=SIZE, workers=workers, cpu_s=cpu, floor_s=floor,
-                    x_floor=wall / floor, repeats=1, dtype="uint8",
-                    note="floor: writing N random PNGs with the same writer"))  # fmt: skip
+                records.append(
+                    record.check_ratio(
+                        f"generate {kind} workers={workers}: wall seconds",
+                        wall,
+                        DEMO_SECONDS,
+                        "<=",
+                        n=N,
+                        size=SIZE,
+                        workers=workers,
+                        cpu_s=cpu,
+                        floor_s=floor,
+                        x_floor=wall / floor,
+                        repeats=1,
+                        dtype="uint8",
+                        note="floor: writing N random PNGs with the same writer",
+                    )
+                )
         raw = tmp / "synthderm-2"
         runs = iter(range(1_000_000))
-        timing = record.interleaved({
-            "prepare": lambda: prepare_dataset("synthderm", raw, tmp / f"prepared{next(runs)}",
-                                               threads=2),
-            "bare": lambda: read_hash_decode(raw),
-        })  # fmt: skip
-        records.append(record.speed_record(
-            "prepare_dataset vs read+hash+decode loop", timing["prepare"], timing["bare"],
-            target=2.0, direction="<=", n=N, size=SIZE, dtype="uint8", threads_ours=2,
-            threads_baseline=1, repeats=len(timing["prepare"]["times_s"]),
-            ours="prepare_dataset(threads=2)", baseline="sequential read + sha256 + decode"))  # fmt: skip
+        timing = record.interleaved(
+            {
+                "prepare": lambda: prepare_dataset(
+                    "synthderm", raw, tmp / f"prepared{next(runs)}", threads=2
+                ),
+                "bare": lambda: read_hash_decode(raw),
+            }
+        )
+        records.append(
+            record.speed_record(
+                "prepare_dataset vs read+hash+decode loop",
+                timing["prepare"],
+                timing["bare"],
+                target=2.0,
+                direction="<=",
+                n=N,
+                size=SIZE,
+                dtype="uint8",
+                threads_ours=2,
+                threads_baseline=1,
+                repeats=len(timing["prepare"]["times_s"]),
+                ours="prepare_dataset(threads=2)",
+                baseline="sequential read + sha256 + decode",
+            )
+        )
     record.write("data", records)
     return record.exit_code(records)
 

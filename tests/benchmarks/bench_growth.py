@@ -73,14 +73,20 @@ def run_stage(stage: str, tmp: str) -> None:
         from neurodissect.activations.extract import ExtractParams, extract_activations
 
         params = ExtractParams(image_size=IMAGE_SIZE, batch_size=128)
-        extract_activations(tmp / "data" / "manifest.parquet", tmp / "model.pt",
-                            {"penultimate": acts, "layer4": tmp / "layer4.zarr"},
-                            arch="resnet18", model_name="growth-s0", params=params)  # fmt: skip
+        extract_activations(
+            tmp / "data" / "manifest.parquet",
+            tmp / "model.pt",
+            {"penultimate": acts, "layer4": tmp / "layer4.zarr"},
+            arch="resnet18",
+            model_name="growth-s0",
+            params=params,
+        )
     elif stage == "exemplars":
         from neurodissect.annotate.exemplars import ExemplarParams, select_exemplars
 
-        select_exemplars(acts, tmp / "exemplars.parquet",
-                         ExemplarParams(probe_split="all", memory_mb=MEMORY_MB))  # fmt: skip
+        select_exemplars(
+            acts, tmp / "exemplars.parquet", ExemplarParams(probe_split="all", memory_mb=MEMORY_MB)
+        )
     elif stage == "matching":
         from neurodissect.activations.store import ActivationStore
         from neurodissect.annotate import confidence as conf
@@ -99,8 +105,12 @@ def run_stage(stage: str, tmp: str) -> None:
         df, _ = read_exemplars(tmp / "exemplars.parquet")
         row_of = {i: r for r, i in enumerate(ids)}
         sets = [np.array([row_of[i] for i in g.image_id]) for _, g in df.groupby("unit")]
-        match_units(mammi_scorer(image_emb, text_emb, template), conf.pad_sets(sets),
-                    conf.AlphaCut(95.0), memory_mb=MEMORY_MB)  # fmt: skip
+        match_units(
+            mammi_scorer(image_emb, text_emb, template),
+            conf.pad_sets(sets),
+            conf.AlphaCut(95.0),
+            memory_mb=MEMORY_MB,
+        )
     elif stage == "sae":
         from dataclasses import fields
 
@@ -145,8 +155,11 @@ def main() -> int:
             for stage in STAGES:
                 m = measure(stage, tmp)
                 rows.append({"n": n, "stage": stage, **m, "s_per_1k": 1000 * m["seconds"] / n})
-                print(f"  N={n} {stage}: {m['seconds']:.1f} s, {rows[-1]['s_per_1k']:.2f} s/1k "
-                      f"images, peak RSS {m['peak_mb']:.0f} MB", flush=True)  # fmt: skip
+                print(
+                    f"  N={n} {stage}: {m['seconds']:.1f} s, {rows[-1]['s_per_1k']:.2f} s/1k "
+                    f"images, peak RSS {m['peak_mb']:.0f} MB",
+                    flush=True,
+                )
     import pandas as pd
 
     table = pd.DataFrame(rows)
@@ -163,12 +176,33 @@ def main() -> int:
         rss_n = {
             f"peak_mb_n{int(r.n)}": r.peak_mb for r in table[table.stage == stage].itertuples()
         }
-        fields = {"stage": stage, "sizes": SIZES, "threads_ours": 2, "repeats": 1, **per_n,
-                  **rss_n, "dtype": "float32"}  # fmt: skip
-        records.append(record.check_ratio(f"growth {stage}: s/1k images at N={hi} / N={lo}",
-                                          b.s_per_1k / a.s_per_1k, TARGET, "<=", **fields))  # fmt: skip
-        records.append(record.check_ratio(f"growth {stage}: peak RSS at N={hi} / N={lo}",
-                                          b.peak_mb / a.peak_mb, TARGET, "<=", **fields))  # fmt: skip
+        fields = {
+            "stage": stage,
+            "sizes": SIZES,
+            "threads_ours": 2,
+            "repeats": 1,
+            **per_n,
+            **rss_n,
+            "dtype": "float32",
+        }
+        records.append(
+            record.check_ratio(
+                f"growth {stage}: s/1k images at N={hi} / N={lo}",
+                b.s_per_1k / a.s_per_1k,
+                TARGET,
+                "<=",
+                **fields,
+            )
+        )
+        records.append(
+            record.check_ratio(
+                f"growth {stage}: peak RSS at N={hi} / N={lo}",
+                b.peak_mb / a.peak_mb,
+                TARGET,
+                "<=",
+                **fields,
+            )
+        )
     record.write("growth", records)
     return record.exit_code(records)
 

@@ -65,20 +65,29 @@ def main() -> int:
     names = [int(np.flatnonzero(phrases == r["name"])[0]) for r in rows]
     transform = LogOddsTransform(dense.sum(axis=0), N_DOCS, params.prior_strength)
 
-    timing = record.interleaved({
-        "namer": lambda: name_by_reports(corpus, candidates, params)[0],
-        "numpy": lambda: numpy_pvalues(dense, sets, names, transform, N_PERMUTATIONS, rng),
-    })  # fmt: skip
+    timing = record.interleaved(
+        {
+            "namer": lambda: name_by_reports(corpus, candidates, params)[0],
+            "numpy": lambda: numpy_pvalues(dense, sets, names, transform, N_PERMUTATIONS, rng),
+        }
+    )
     fast = np.array([r["p_value"] for r in timing["namer"]["out"]])
     gap = float(np.mean(np.abs(fast - timing["numpy"]["out"])))
     # the Monte-Carlo noise floor: two independent numpy nulls differ by this much
     again = numpy_pvalues(dense, sets, names, transform, N_PERMUTATIONS, rng)
     floor = float(np.mean(np.abs(again - timing["numpy"]["out"])))
-    fields = {"n_latents": N_LATENTS, "n_phrases": N_PHRASES, "n_docs": N_DOCS,
-              "n_permutations": N_PERMUTATIONS, "dtype": "float64", "threads_ours": "all (BLAS)",
-              "threads_baseline": "all (BLAS)", "repeats": len(timing["namer"]["times_s"]),
-              "ours": "name_by_reports (shared null per set size, sparse)",
-              "baseline": "per-latent null, whole-array numpy"}  # fmt: skip
+    fields = {
+        "n_latents": N_LATENTS,
+        "n_phrases": N_PHRASES,
+        "n_docs": N_DOCS,
+        "n_permutations": N_PERMUTATIONS,
+        "dtype": "float64",
+        "threads_ours": "all (BLAS)",
+        "threads_baseline": "all (BLAS)",
+        "repeats": len(timing["namer"]["times_s"]),
+        "ours": "name_by_reports (shared null per set size, sparse)",
+        "baseline": "per-latent null, whole-array numpy",
+    }
     records = [
         record.check(
             "naming: mean |p_namer - p_numpy| <= 1.5 x noise floor + 0.02",
@@ -86,14 +95,14 @@ def main() -> int:
             gap,
             noise_floor=floor,
             **fields,
-        ),  # fmt: skip
+        ),
         record.speed_record(
             "naming p-values vs per-latent numpy null",
             timing["namer"],
             timing["numpy"],
             target=TARGET,
             **fields,
-        ),  # fmt: skip
+        ),
     ]
     record.write("naming", records)
     return record.exit_code(records)

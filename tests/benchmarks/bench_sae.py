@@ -145,15 +145,22 @@ def main() -> int:
         batch_size=WARMUP_BATCH, epochs=WARMUP_EPOCHS, lr=WARMUP_LR, resample=False
     )
     opt = torch.optim.Adam(model.parameters(), lr=WARMUP_LR)
-    fit(model, ArrayRows(rows[:WARMUP_ROWS], WARMUP_BATCH), warm, total_variance=total_variance,
-        optimizer=opt)  # fmt: skip
+    fit(
+        model,
+        ArrayRows(rows[:WARMUP_ROWS], WARMUP_BATCH),
+        warm,
+        total_variance=total_variance,
+        optimizer=opt,
+    )
     for group in opt.param_groups:
         group["lr"] = LR
     start_state = copy.deepcopy(model.state_dict())
     start_opt = copy.deepcopy(opt.state_dict())
     start = evaluate_arrays(model, held_out)
-    print(f"warm start ({time.perf_counter() - t:.0f}s): held-out FVU {start['fvu']:.3f}, "
-          f"L0 {start['l0']:.1f} of {model.n_latents} latents")  # fmt: skip
+    print(
+        f"warm start ({time.perf_counter() - t:.0f}s): held-out FVU {start['fvu']:.3f}, "
+        f"L0 {start['l0']:.1f} of {model.n_latents} latents"
+    )
 
     def run_ours(source) -> tuple[float, dict]:
         model.load_state_dict(start_state)
@@ -171,28 +178,41 @@ def main() -> int:
     x_norm = torch.from_numpy(rows) / model.input_scale
     streamed = StoreRows(store, "train", BATCH, buffer_mb=STREAM_BUFFER_MB)
     assert streamed.streamed
-    timing = record.interleaved({
-        "ram": lambda: run_ours(ArrayRows(rows, BATCH)),
-        "streamed": lambda: run_ours(streamed),
-        "plain": run_plain,
-    })  # fmt: skip
+    timing = record.interleaved(
+        {
+            "ram": lambda: run_ours(ArrayRows(rows, BATCH)),
+            "streamed": lambda: run_ours(streamed),
+            "plain": run_plain,
+        }
+    )
     ram_m, stream_m, plain_m = (timing[k]["out"] for k in ("ram", "streamed", "plain"))
     fvu_gap = abs(ram_m["fvu"] - plain_m["fvu"]) / plain_m["fvu"]
     l0_gap = abs(ram_m["l0"] - plain_m["l0"]) / plain_m["l0"]
     # note: the timings include the held-out evaluation (same on every side, ~1% of an epoch)
-    fields = {"n_train": N_TRAIN, "d": D, "n_latents": model.n_latents, "batch": BATCH,
-              "dtype": "float32", "threads_ours": 2, "threads_baseline": 2,
-              "repeats": len(timing["ram"]["times_s"]), "epochs": 1,
-              "fvu_ours": ram_m["fvu"], "l0_ours": ram_m["l0"], "fvu_plain": plain_m["fvu"],
-              "l0_plain": plain_m["l0"], "fvu_streamed": stream_m["fvu"],
-              "l0_streamed": stream_m["l0"]}  # fmt: skip
+    fields = {
+        "n_train": N_TRAIN,
+        "d": D,
+        "n_latents": model.n_latents,
+        "batch": BATCH,
+        "dtype": "float32",
+        "threads_ours": 2,
+        "threads_baseline": 2,
+        "repeats": len(timing["ram"]["times_s"]),
+        "epochs": 1,
+        "fvu_ours": ram_m["fvu"],
+        "l0_ours": ram_m["l0"],
+        "fvu_plain": plain_m["fvu"],
+        "l0_plain": plain_m["l0"],
+        "fvu_streamed": stream_m["fvu"],
+        "l0_streamed": stream_m["l0"],
+    }
     records = [
         record.check(
             "SAE: final FVU and L0 of ours equal the plain loop's (rel. gap)",
             fvu_gap <= MAX_GAP and l0_gap <= MAX_GAP,
             max(fvu_gap, l0_gap),
             **fields,
-        ),  # fmt: skip
+        ),
         record.speed_record(
             "SAE ours in RAM vs plain PyTorch loop",
             timing["ram"],
@@ -201,7 +221,7 @@ def main() -> int:
             ours="neurodissect.sae.train.fit",
             baseline="nn.Linear + DataLoader loop",
             **fields,
-        ),  # fmt: skip
+        ),
         record.speed_record(
             "SAE streamed from Zarr vs in RAM",
             timing["streamed"],
@@ -211,7 +231,7 @@ def main() -> int:
             baseline="fit over ArrayRows",
             buffer_mb=STREAM_BUFFER_MB,
             **fields,
-        ),  # fmt: skip
+        ),
     ]
     record.write("sae", records)
     return record.exit_code(records)

@@ -78,31 +78,49 @@ def speed_record(
     ``fields`` name what was compared (``ours=``, ``baseline=``), sizes, dtype, threads."""
     ours_s, base_s = t_ours["median_s"] / per_ours, t_base["median_s"] / per_base
     ratio = base_s / ours_s if direction == ">=" else ours_s / base_s
-    return check_ratio(name, ratio, target, direction, **timing_fields("ours", t_ours),
-                       **timing_fields("baseline", t_base), **fields)  # fmt: skip
+    return check_ratio(
+        name,
+        ratio,
+        target,
+        direction,
+        **timing_fields("ours", t_ours),
+        **timing_fields("baseline", t_base),
+        **fields,
+    )
 
 
 def check_ratio(name: str, ratio: float, target: float, direction: str = ">=", **fields) -> dict:
     ok = ratio >= target if direction == ">=" else ratio <= target
     rec = {"name": name, "kind": "ratio", **fields}
-    rec.update({"ratio": float(ratio), "target": float(target), "direction": direction,
-                "pass": bool(ok)})  # fmt: skip
+    rec.update(
+        {"ratio": float(ratio), "target": float(target), "direction": direction, "pass": bool(ok)}
+    )
     return rec
 
 
 def check(name: str, ok: bool, value: float | None = None, **fields) -> dict:
     """A correctness check (no speed target): ``ratio`` carries the measured value."""
     rec = {"name": name, "kind": "check", **fields}
-    rec.update({"ratio": None if value is None else float(value), "target": None,
-                "direction": None, "pass": bool(ok)})  # fmt: skip
+    rec.update(
+        {
+            "ratio": None if value is None else float(value),
+            "target": None,
+            "direction": None,
+            "pass": bool(ok),
+        }
+    )
     return rec
 
 
 def machine() -> dict:
     import platform
 
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "quick": quick()}  # fmt: skip
+    return {
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "quick": quick(),
+    }
 
 
 def write(bench: str, records: list[dict]) -> Path:

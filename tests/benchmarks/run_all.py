@@ -44,9 +44,17 @@ def table(records: list[dict]) -> str:
     rows = [("bench", "record", "ratio", "target", "ours median s", "base median s", "pass")]
     for r in records:
         goal = "-" if r.get("target") is None else f"{r['direction']} {r['target']:g}"
-        rows.append((r.get("bench", "?"), r["name"], fmt(r.get("ratio")), goal,
-                     fmt(r.get("ours_median_s")), fmt(r.get("baseline_median_s")),
-                     "yes" if r["pass"] else "NO"))  # fmt: skip
+        rows.append(
+            (
+                r.get("bench", "?"),
+                r["name"],
+                fmt(r.get("ratio")),
+                goal,
+                fmt(r.get("ours_median_s")),
+                fmt(r.get("baseline_median_s")),
+                "yes" if r["pass"] else "NO",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -77,8 +85,9 @@ def main(argv: list[str]) -> int:
         )
     failed = [r["name"] for r in records if not r["pass"]]
     missing = [s.stem for s in scripts if not load(s.stem.removeprefix("bench_"))]
-    print(f"\n{len(records) - len(failed)}/{len(records)} records pass; records in "
-          f"{record.OUT_DIR}")  # fmt: skip
+    print(
+        f"\n{len(records) - len(failed)}/{len(records)} records pass; records in {record.OUT_DIR}"
+    )
     if failed or crashed or missing:
         print(f"FAILED: {failed + [f'{c} crashed' for c in crashed] + missing}")
         return 1

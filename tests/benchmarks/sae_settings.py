@@ -35,16 +35,23 @@ from neurodissect.sae.base import load_sae
 from neurodissect.sae.metrics import evaluate_arrays
 from neurodissect.sae.train import train_sae
 
-BASE = {"variant": "relu_l1", "expansion": 2, "l1_coefficient": 3e-4, "epochs": 12,
-        "train_splits": ["train", "train_aug"]}  # fmt: skip
+BASE = {
+    "variant": "relu_l1",
+    "expansion": 2,
+    "l1_coefficient": 3e-4,
+    "epochs": 12,
+    "train_splits": ["train", "train_aug"],
+}
 THRESHOLD = 0.9
 
 
 def encoded_concepts(store: ActivationStore, truth) -> np.ndarray:
     auc = probe_auroc(
-        store.acts_array("train")[:], truth.aligned(store.image_ids("train"), "train"),
-        store.acts_array("test")[:], truth.aligned(store.image_ids("test"), "test"),
-    )  # fmt: skip
+        store.acts_array("train")[:],
+        truth.aligned(store.image_ids("train"), "train"),
+        store.acts_array("test")[:],
+        truth.aligned(store.image_ids("test"), "test"),
+    )
     return np.nan_to_num(auc) >= THRESHOLD
 
 
@@ -54,8 +61,14 @@ def score_setting(run: Path, settings: dict, encoded: np.ndarray) -> dict:
     present = truth.aligned(store.image_ids("test"), "test")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        train_sae(store.path, Path(tmp) / "sae.pt", Path(tmp) / "history.csv", None,
-                  {**BASE, **settings}, device="cpu")  # fmt: skip
+        train_sae(
+            store.path,
+            Path(tmp) / "sae.pt",
+            Path(tmp) / "history.csv",
+            None,
+            {**BASE, **settings},
+            device="cpu",
+        )
         seconds = time.perf_counter() - t0
         model = load_sae(Path(tmp) / "sae.pt")
     test = store.acts_array("test")[:]
@@ -63,11 +76,16 @@ def score_setting(run: Path, settings: dict, encoded: np.ndarray) -> dict:
     best = np.nanmax(np.nan_to_num(auroc_matrix(z, present), nan=0.0), axis=1)
     recovered = best >= THRESHOLD
     mcc, _ = matched_correlation(correlation_matrix(z, present))
-    return {"run": str(run), "settings": settings, "seconds": round(seconds, 1),
-            **evaluate_arrays(model, test),
-            "planted_recovered_fraction": float(recovered.mean()),
-            "planted_recovered_of_encoded": float(recovered[encoded].mean()),
-            "mcc": mcc, "best_auroc": dict(zip(truth.concepts, best.round(3).tolist(), strict=True))}  # fmt: skip
+    return {
+        "run": str(run),
+        "settings": settings,
+        "seconds": round(seconds, 1),
+        **evaluate_arrays(model, test),
+        "planted_recovered_fraction": float(recovered.mean()),
+        "planted_recovered_of_encoded": float(recovered[encoded].mean()),
+        "mcc": mcc,
+        "best_auroc": dict(zip(truth.concepts, best.round(3).tolist(), strict=True)),
+    }
 
 
 def main() -> None:
@@ -80,17 +98,30 @@ def main() -> None:
     encoded = {}
     for run in runs:
         store = ActivationStore(run / "activations" / "penultimate.zarr")
-        encoded[run] = encoded_concepts(store, read_planted_concepts(
-            run.parent / "data" / "concepts_gt.parquet"))  # fmt: skip
+        encoded[run] = encoded_concepts(
+            store, read_planted_concepts(run.parent / "data" / "concepts_gt.parquet")
+        )
     for spec in args.settings:
         tag, _, text = spec.partition("=")
         for run in runs:
             row = {"tag": tag, **score_setting(run, json.loads(text or "{}"), encoded[run])}
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(tag, run.name, " ".join(f"{k} {row[k]:.3f}" for k in (
-                "planted_recovered_fraction", "planted_recovered_of_encoded", "mcc", "l0",
-                "fvu")), flush=True)  # fmt: skip
+            print(
+                tag,
+                run.name,
+                " ".join(
+                    f"{k} {row[k]:.3f}"
+                    for k in (
+                        "planted_recovered_fraction",
+                        "planted_recovered_of_encoded",
+                        "mcc",
+                        "l0",
+                        "fvu",
+                    )
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

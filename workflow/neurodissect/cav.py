@@ -49,9 +49,18 @@ from .io import PathLike, atomic_path, write_parquet
 log = logging.getLogger(__name__)
 
 ACCURACY_COLUMNS = (
-    "latent", "name", "name_score", "heldout_accuracy", "heldout_balanced_accuracy", "n_pos",
-    "n_neg", "n_pos_heldout", "n_neg_heldout", "threshold", "status",
-)  # fmt: skip
+    "latent",
+    "name",
+    "name_score",
+    "heldout_accuracy",
+    "heldout_balanced_accuracy",
+    "n_pos",
+    "n_neg",
+    "n_pos_heldout",
+    "n_neg_heldout",
+    "threshold",
+    "status",
+)
 OK, NO_POSITIVES, NO_NEGATIVES = "ok", "no_positives", "no_negatives"
 
 
@@ -219,10 +228,15 @@ def write_cavs(cavs: CAVs, dest: PathLike, attrs: dict[str, Any] | None = None) 
         if k:
             arr[:] = cavs.cavs.astype(np.float32)
             b[:] = cavs.bias.astype(np.float32)
-        g.attrs.update({
-            **(attrs or {}), "kind": "cavs", "n_units": int(c),
-            "latents": [int(x) for x in cavs.latents], "names": list(cavs.names),
-        })  # fmt: skip
+        g.attrs.update(
+            {
+                **(attrs or {}),
+                "kind": "cavs",
+                "n_units": int(c),
+                "latents": [int(x) for x in cavs.latents],
+                "names": list(cavs.names),
+            }
+        )
 
 
 def read_cavs(path: PathLike) -> CAVs:
@@ -300,23 +314,29 @@ def train_cavs(
 
     status = np.where(n_pos == 0, NO_POSITIVES, np.where(n_neg == 0, NO_NEGATIVES, OK))
     status = np.where((status == OK) & ~np.any(cavs != 0, axis=1), NO_POSITIVES, status)
-    table = pd.DataFrame({
-        "latent": latents,
-        "name": named["name"].astype(str).to_numpy(),
-        "name_score": named["score"].astype(np.float64).to_numpy(),
-        "heldout_accuracy": np.where(status == OK, held["accuracy"], np.nan),
-        "heldout_balanced_accuracy": np.where(status == OK, held["balanced_accuracy"], np.nan),
-        "n_pos": n_pos.astype(np.int64),
-        "n_neg": n_neg.astype(np.int64),
-        "n_pos_heldout": held["n_pos"].astype(np.int64),
-        "n_neg_heldout": held["n_neg"].astype(np.int64),
-        "threshold": thresholds.astype(np.float64),
-        "status": status.astype(str),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "latent": latents,
+            "name": named["name"].astype(str).to_numpy(),
+            "name_score": named["score"].astype(np.float64).to_numpy(),
+            "heldout_accuracy": np.where(status == OK, held["accuracy"], np.nan),
+            "heldout_balanced_accuracy": np.where(status == OK, held["balanced_accuracy"], np.nan),
+            "n_pos": n_pos.astype(np.int64),
+            "n_neg": n_neg.astype(np.int64),
+            "n_pos_heldout": held["n_pos"].astype(np.int64),
+            "n_neg_heldout": held["n_neg"].astype(np.int64),
+            "threshold": thresholds.astype(np.float64),
+            "status": status.astype(str),
+        }
+    )
     ok = status == OK
     if (~ok).any():
-        log.warning("%d named latents get no CAV (listed in %s): %s", int((~ok).sum()),
-                    accuracy_out, table.loc[~ok, ["latent", "status"]].to_dict("records")[:10])  # fmt: skip
+        log.warning(
+            "%d named latents get no CAV (listed in %s): %s",
+            int((~ok).sum()),
+            accuracy_out,
+            table.loc[~ok, ["latent", "status"]].to_dict("records")[:10],
+        )
     write_cavs(
         CAVs(cavs[ok], bias[ok], latents[ok], table.loc[ok, "name"].tolist()),
         cavs_out,

@@ -14,17 +14,32 @@ from .errors import NeurodissectError
 def _synth(args: argparse.Namespace) -> int:
     from .data.synth import generate
 
-    generate(args.kind, args.out, n=args.n, size=args.size, seed=args.seed,
-             noise=args.noise, difficulty=args.difficulty, workers=args.workers)  # fmt: skip
+    generate(
+        args.kind,
+        args.out,
+        n=args.n,
+        size=args.size,
+        seed=args.seed,
+        noise=args.noise,
+        difficulty=args.difficulty,
+        workers=args.workers,
+    )
     return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from .data.prepare import prepare_dataset
 
-    prepare_dataset(args.format, args.root, args.out, on_bad_image=args.on_bad_image,
-                    val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                    split_seed=args.split_seed, options=_options(args.option))  # fmt: skip
+    prepare_dataset(
+        args.format,
+        args.root,
+        args.out,
+        on_bad_image=args.on_bad_image,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        options=_options(args.option),
+    )
     return 0
 
 
@@ -74,23 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "prepare-data", help="raw dataset folder -> manifest.parquet (+ boxes, concepts_gt)"
     )
-    s.add_argument("--format", required=True,
-                   choices=["synthderm", "synthcxr", "ham10000", "nih14", "chestx-det",
-                            "mimic-cxr", "fairvlmed", "csv"])  # fmt: skip
+    s.add_argument(
+        "--format",
+        required=True,
+        choices=[
+            "synthderm",
+            "synthcxr",
+            "ham10000",
+            "nih14",
+            "chestx-det",
+            "mimic-cxr",
+            "fairvlmed",
+            "csv",
+        ],
+    )
     s.add_argument("--root", required=True, help="raw dataset folder")
     s.add_argument("--out", required=True, help="output folder (results/{dataset}/data)")
     s.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
     s.add_argument("--val-fraction", type=float, default=0.15)
     s.add_argument("--test-fraction", type=float, default=0.15)
     s.add_argument("--split-seed", type=int, default=0)
-    s.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="format-specific option (repeatable), e.g. image_column=file")  # fmt: skip
+    s.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="format-specific option (repeatable), e.g. image_column=file",
+    )
     s.set_defaults(func=_prepare)
 
     s = sub.add_parser("audit", help="re-hash every artifact against its provenance")
     s.add_argument("results_dir")
-    s.add_argument("--skip-images", action="store_true",
-                   help="do not re-hash the raw images listed in manifests")  # fmt: skip
+    s.add_argument(
+        "--skip-images",
+        action="store_true",
+        help="do not re-hash the raw images listed in manifests",
+    )
     s.add_argument("--json", metavar="FILE", help="also write the findings as JSON")
     s.add_argument(
         "--against",
@@ -98,11 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead list every artifact whose content differs from the run in OTHER_DIR "
         "(sha256 of files / Zarr store contents; volatile provenance fields excluded)",
     )
-    s.add_argument("--endpoint-url", metavar="URL",
-                   help="S3-compatible server for an s3:// RESULTS_DIR (default: boto3's "
-                   "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)")  # fmt: skip
-    s.add_argument("--rocrate", action="store_true",
-                   help="also write RESULTS_DIR/ro-crate-metadata.json (RO-Crate of the provenance)")  # fmt: skip
+    s.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="S3-compatible server for an s3:// RESULTS_DIR (default: boto3's "
+        "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)",
+    )
+    s.add_argument(
+        "--rocrate",
+        action="store_true",
+        help="also write RESULTS_DIR/ro-crate-metadata.json (RO-Crate of the provenance)",
+    )
     s.set_defaults(func=_audit)
 
     s = sub.add_parser("compare", help="one table of every run's metrics")

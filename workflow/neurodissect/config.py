@@ -187,8 +187,12 @@ def sort_keys(value: Any) -> Any:
     return value
 
 
-def settings_from(cls, *sections: dict[str, Any] | None, section: str | None = None,
-                  choices: dict[str, Any] | None = None):  # fmt: skip
+def settings_from(
+    cls,
+    *sections: dict[str, Any] | None,
+    section: str | None = None,
+    choices: dict[str, Any] | None = None,
+):
     """An instance of the dataclass ``cls`` from config sections merged left to right.
 
     The last mapping is the stage's own (config section ``section``, e.g. "annotate"): a

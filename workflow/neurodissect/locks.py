@@ -86,21 +86,33 @@ def main(argv: list[str] | None = None) -> int:
     if state == "free":
         return 0
     if state == "live":
-        print(f"{where}: Snakemake is running here (pid {', '.join(map(str, pids))}); wait for "
-              "it to finish or stop it, then rerun", file=sys.stderr)  # fmt: skip
+        print(
+            f"{where}: Snakemake is running here (pid {', '.join(map(str, pids))}); wait for "
+            "it to finish or stop it, then rerun",
+            file=sys.stderr,
+        )
         return 1
     if state == "unknown":
-        print(f"{where}: locked ({len(lock_files(where))} lock files) and this system cannot "
-              f"list processes; if no Snakemake runs here, run: {unlock}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{where}: locked ({len(lock_files(where))} lock files) and this system cannot "
+            f"list processes; if no Snakemake runs here, run: {unlock}",
+            file=sys.stderr,
+        )
         return 1
     if args.clear:
         cleared = clear_stale(where)
-        print(f"{where}: cleared a stale Snakemake lock ({len(cleared)} files) left by a run "
-              f"that was killed (no Snakemake runs here; same as `{unlock}`); the "
-              "interrupted job reruns", file=sys.stderr)  # fmt: skip
+        print(
+            f"{where}: cleared a stale Snakemake lock ({len(cleared)} files) left by a run "
+            f"that was killed (no Snakemake runs here; same as `{unlock}`); the "
+            "interrupted job reruns",
+            file=sys.stderr,
+        )
         return 0
-    print(f"{where}: stale Snakemake lock left by a killed run (no Snakemake runs here); "
-          f"run: {unlock}", file=sys.stderr)  # fmt: skip
+    print(
+        f"{where}: stale Snakemake lock left by a killed run (no Snakemake runs here); "
+        f"run: {unlock}",
+        file=sys.stderr,
+    )
     return 1
 
 

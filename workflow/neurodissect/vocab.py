@@ -61,36 +61,101 @@ KINDS = ("noun", "noun phrase")
 
 # Negation cues, as lowercase word sequences.
 PRE_TRIGGERS = (
-    ("no",), ("not",), ("n't",), ("without",), ("never",), ("negative", "for"),
-    ("free", "of"), ("absence", "of"), ("rule", "out"), ("rules", "out"),
-    ("ruled", "out"), ("no", "evidence", "of"), ("no", "sign", "of"), ("no", "signs", "of"),
-)  # fmt: skip
+    ("no",),
+    ("not",),
+    ("n't",),
+    ("without",),
+    ("never",),
+    ("negative", "for"),
+    ("free", "of"),
+    ("absence", "of"),
+    ("rule", "out"),
+    ("rules", "out"),
+    ("ruled", "out"),
+    ("no", "evidence", "of"),
+    ("no", "sign", "of"),
+    ("no", "signs", "of"),
+)
 # phrases that contain a cue but deny nothing after it ("no change in the effusion")
 PSEUDO_TRIGGERS = (
-    ("no", "change"), ("no", "interval", "change"), ("no", "significant", "change"),
-    ("not", "only"), ("without", "change"), ("no", "increase"), ("no", "decrease"),
-)  # fmt: skip
+    ("no", "change"),
+    ("no", "interval", "change"),
+    ("no", "significant", "change"),
+    ("not", "only"),
+    ("without", "change"),
+    ("no", "increase"),
+    ("no", "decrease"),
+)
 # post-triggers deny what precedes them in the clause ("pneumothorax is absent")
 POST_TRIGGERS = (
-    ("absent",), ("ruled", "out"), ("excluded",), ("resolved",),
-    *(("not", w) for w in (
-        "seen", "identified", "present", "visualized", "visualised", "demonstrated",
-        "detected", "noted", "evident", "appreciated", "observed", "visible", "found",
-    )),
-)  # fmt: skip
+    ("absent",),
+    ("ruled", "out"),
+    ("excluded",),
+    ("resolved",),
+    *(
+        ("not", w)
+        for w in (
+            "seen",
+            "identified",
+            "present",
+            "visualized",
+            "visualised",
+            "demonstrated",
+            "detected",
+            "noted",
+            "evident",
+            "appreciated",
+            "observed",
+            "visible",
+            "found",
+        )
+    ),
+)
 # words that end a negation scope
-TERMINATORS = frozenset({
-    "but", "however", "although", "though", "except", "apart", "aside", "whereas", "while",
-    "yet", "which", "who", "otherwise", "still", "nevertheless",
-})  # fmt: skip
+TERMINATORS = frozenset(
+    {
+        "but",
+        "however",
+        "although",
+        "though",
+        "except",
+        "apart",
+        "aside",
+        "whereas",
+        "while",
+        "yet",
+        "which",
+        "who",
+        "otherwise",
+        "still",
+        "nevertheless",
+    }
+)
 SCOPE_BREAK_PUNCT = frozenset({";", ":"})
 # dependency labels of a verb that starts a new clause (ends a scope)
 CLAUSE_DEPS = frozenset({"ROOT", "conj", "ccomp", "advcl", "relcl", "parataxis", "xcomp"})
 # leading words that carry no concept ("several hairs", "no dots", "any effusion")
-QUANTIFIERS = frozenset({
-    "no", "any", "some", "several", "multiple", "numerous", "few", "many", "various", "each",
-    "every", "all", "both", "other", "another", "further", "additional",
-})  # fmt: skip
+QUANTIFIERS = frozenset(
+    {
+        "no",
+        "any",
+        "some",
+        "several",
+        "multiple",
+        "numerous",
+        "few",
+        "many",
+        "various",
+        "each",
+        "every",
+        "all",
+        "both",
+        "other",
+        "another",
+        "further",
+        "additional",
+    }
+)
 NEGATION_WORDS = frozenset({"no", "not", "n't", "without", "never", "none", "nor"})
 HYPHENS = ("-", "–")
 UNITS = frozenset({"mm", "cm", "ml", "cc", "mg", "kg", "mmhg"})
@@ -413,11 +478,20 @@ def read_concept_list(path: PathLike, nlp) -> list[ListedConcept]:
         words = concept_words(text, nlp)
         if not words:
             raise InputError(f"{path}, line {n}: {text!r} has no word left (only punctuation?)")
-        item = ListedConcept(" ".join(w.text for w in words), tuple(w.text for w in words),
-                             tuple(w.surface for w in words))  # fmt: skip
+        item = ListedConcept(
+            " ".join(w.text for w in words),
+            tuple(w.text for w in words),
+            tuple(w.surface for w in words),
+        )
         if item.name in concepts:
-            log.warning("%s, line %d: %r repeats line %d (as %r): kept once", path, n, text,
-                        first_line[item.name], item.name)  # fmt: skip
+            log.warning(
+                "%s, line %d: %r repeats line %d (as %r): kept once",
+                path,
+                n,
+                text,
+                first_line[item.name],
+                item.name,
+            )
             continue
         concepts[item.name], first_line[item.name] = item, n
     if not concepts:
@@ -483,8 +557,10 @@ def _mine_other(reports_manifest: PathLike, params: VocabParams, nlp):
             f"{reports_manifest}: vocab.reports_from={params.reports_from!r} has no train-split "
             "report to mine a vocabulary from (choose a dataset with reports, e.g. mimic-cxr)"
         )
-    sets = [positive_phrases(d, nlp.Defaults.stop_words)
-            for d in parse(train["report"].tolist(), nlp, desc=f"spaCy {params.reports_from}")]  # fmt: skip
+    sets = [
+        positive_phrases(d, nlp.Defaults.stop_words)
+        for d in parse(train["report"].tolist(), nlp, desc=f"spaCy {params.reports_from}")
+    ]
     vocab = mine_vocabulary(sets, params.min_df, params.max_concepts)
     if vocab.empty:
         raise _empty_error(reports_manifest, params, len(train), sets)
@@ -507,8 +583,9 @@ def build_vocabulary(
     from .data.manifest import read_manifest
 
     if params.reports_from and params.concept_list:
-        raise ConfigError("vocab.reports_from and vocab.concept_list are two vocabularies; "
-                          "set one of them")  # fmt: skip
+        raise ConfigError(
+            "vocab.reports_from and vocab.concept_list are two vocabularies; set one of them"
+        )
     if params.reports_from and reports_manifest is None:
         raise ConfigError(f"vocab.reports_from={params.reports_from!r}: its manifest is missing")
     manifest = read_manifest(manifest_path)
@@ -523,11 +600,13 @@ def build_vocabulary(
         listed = [c.name for c in listed_concepts]
         phrase_sets = match_listed(docs, listed_concepts)
         counts = Counter(c for s, t in zip(phrase_sets, is_train, strict=True) if t for c in s)
-        vocab = pd.DataFrame({
-            "concept": listed,
-            "doc_freq": pd.array([counts.get(c, 0) for c in listed], dtype="int64"),
-            "kind": [kind_of(c) for c in listed],
-        })  # fmt: skip
+        vocab = pd.DataFrame(
+            {
+                "concept": listed,
+                "doc_freq": pd.array([counts.get(c, 0) for c in listed], dtype="int64"),
+                "kind": [kind_of(c) for c in listed],
+            }
+        )
     elif params.reports_from:
         vocab, n_source_train = _mine_other(reports_manifest, params, nlp)
         phrase_sets = [positive_phrases(d, stop_words) for d in docs]
@@ -546,10 +625,18 @@ def build_vocabulary(
     doc_phrases = _doc_phrase_frame(
         rows["image_id"].astype(str), phrase_sets, set(vocab["concept"])
     )
-    source = ("concept_list" if params.concept_list
-              else f"mined:{params.reports_from}" if params.reports_from else "mined")  # fmt: skip
-    meta = {"spacy_model": params.spacy_model, "spacy_version": nlp.meta.get("version"),
-            "source": source}  # fmt: skip
+    source = (
+        "concept_list"
+        if params.concept_list
+        else f"mined:{params.reports_from}"
+        if params.reports_from
+        else "mined"
+    )
+    meta = {
+        "spacy_model": params.spacy_model,
+        "spacy_version": nlp.meta.get("version"),
+        "source": source,
+    }
     write_parquet(vocab, concepts_out, metadata=meta)
     write_parquet(doc_phrases, doc_phrases_out, metadata=meta)
     summary = {
@@ -561,7 +648,10 @@ def build_vocabulary(
         "n_doc_phrases": len(doc_phrases),
         "vocabulary_source": meta["source"],
     }
-    log.info("vocabulary (%(vocabulary_source)s): %(n_concepts)d concepts from "
-             "%(n_vocabulary_reports)d train reports; %(n_doc_phrases)d (image, concept) "
-             "mentions over this dataset's %(n_reports)d reports", summary)  # fmt: skip
+    log.info(
+        "vocabulary (%(vocabulary_source)s): %(n_concepts)d concepts from "
+        "%(n_vocabulary_reports)d train reports; %(n_doc_phrases)d (image, concept) "
+        "mentions over this dataset's %(n_reports)d reports",
+        summary,
+    )
     return summary

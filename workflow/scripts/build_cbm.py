@@ -6,8 +6,13 @@ from neurodissect.runtime import RunContext
 with RunContext.from_snakemake(snakemake) as ctx:
     inp = ctx.input
     summary = build_cbm(
-        inp.acts, inp.cavs, inp.selected, inp.manifest,
-        ctx.output.scores, ctx.output.model, CBMParams.from_config(ctx.params.cfg),
+        inp.acts,
+        inp.cavs,
+        inp.selected,
+        inp.manifest,
+        ctx.output.scores,
+        ctx.output.model,
+        CBMParams.from_config(ctx.params.cfg),
         device=ctx.params.device,
-    )  # fmt: skip
+    )
     ctx.record(**summary)

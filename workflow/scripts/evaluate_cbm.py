@@ -13,20 +13,44 @@ from neurodissect.viz.cbm import cbm_figures
 with RunContext.from_snakemake(snakemake) as ctx:
     inp, out, p = ctx.input, ctx.output, ctx.params
     probe = explanation_probe(
-        p.kind, p.synth, inp.opaque, p.arch, inp.manifest, inp.gt_synonyms, p.verify,
-        p.model_input, p.device,
-    )  # fmt: skip
+        p.kind,
+        p.synth,
+        inp.opaque,
+        p.arch,
+        inp.manifest,
+        inp.gt_synonyms,
+        p.verify,
+        p.model_input,
+        p.device,
+    )
     result = evaluate_cbm(
-        inp.model, inp.scores, inp.acts, inp.manifest, inp.opaque, inp.opaque_metrics,
-        ctx.params.arch, out.metrics, out.explanations, CBMEvalParams.from_config(p.cfg),
-        gt_table=inp.gt_table, gt_synonyms=inp.gt_synonyms, probe=probe,
-    )  # fmt: skip
+        inp.model,
+        inp.scores,
+        inp.acts,
+        inp.manifest,
+        inp.opaque,
+        inp.opaque_metrics,
+        ctx.params.arch,
+        out.metrics,
+        out.explanations,
+        CBMEvalParams.from_config(p.cfg),
+        gt_table=inp.gt_table,
+        gt_synonyms=inp.gt_synonyms,
+        probe=probe,
+    )
     model = load_model(inp.model)
     cbm_figures(
-        result, pd.read_parquet(out.explanations), read_manifest(inp.manifest),
-        model.concepts, model.classes,
-        {"class_concepts": out.class_concepts, "explanations": out.image_explanations,
-         "heatstrip": out.heatstrip},
-        ctx.params.n_images, ctx.params.dpi,
-    )  # fmt: skip
+        result,
+        pd.read_parquet(out.explanations),
+        read_manifest(inp.manifest),
+        model.concepts,
+        model.classes,
+        {
+            "class_concepts": out.class_concepts,
+            "explanations": out.image_explanations,
+            "heatstrip": out.heatstrip,
+        },
+        ctx.params.n_images,
+        ctx.params.dpi,
+    )
     ctx.record(**result.metrics)

@@ -66,7 +66,9 @@ class ExtractParams:
     shards: int = 1  # jobs (one GPU each) that write row ranges of the same stores
 
     @classmethod
-    def from_config(cls, activations: dict, opaque: dict, runtime: dict | None = None) -> ExtractParams:  # fmt: skip
+    def from_config(
+        cls, activations: dict, opaque: dict, runtime: dict | None = None
+    ) -> ExtractParams:
         keys = {"image_size": opaque["image_size"]}
         return settings_from(cls, runtime, keys, activations, section="activations")
 
@@ -98,9 +100,14 @@ class LayerTaps:
     """
 
     def __init__(
-        self, model: nn.Module, specs: Sequence[LayerSpec], *, pooling: str = "mean",
-        vit_tokens: str = "cls", spatial: Iterable[str] = (),
-    ) -> None:  # fmt: skip
+        self,
+        model: nn.Module,
+        specs: Sequence[LayerSpec],
+        *,
+        pooling: str = "mean",
+        vit_tokens: str = "cls",
+        spatial: Iterable[str] = (),
+    ) -> None:
         if pooling not in ("mean", "max"):
             raise ConfigError(f"activations.pooling must be mean or max, got {pooling!r}")
         self.model, self.specs = model, list(specs)
@@ -198,8 +205,10 @@ class LayerTaps:
         Runs on the meta device (shapes only, no arithmetic), so it costs no
         real forward pass and no kernel warm-up for an odd batch size.
         """
-        meta_state = {name: torch.empty_like(t, device="meta") for name, t in
-                      (*self.model.named_parameters(), *self.model.named_buffers())}  # fmt: skip
+        meta_state = {
+            name: torch.empty_like(t, device="meta")
+            for name, t in (*self.model.named_parameters(), *self.model.named_buffers())
+        }
         x = torch.zeros(1, channels, image_size, image_size, device="meta")
         spatial, self.spatial = self.spatial, {s.name for s in self.specs}
         try:
@@ -222,8 +231,9 @@ class LayerTaps:
         return shapes
 
 
-def _check_finite(acts: np.ndarray, maps: np.ndarray | None, ids: Sequence[str], layer: str,
-                  split: str) -> None:  # fmt: skip
+def _check_finite(
+    acts: np.ndarray, maps: np.ndarray | None, ids: Sequence[str], layer: str, split: str
+) -> None:
     bad = ~np.isfinite(acts).all(axis=1)
     what = "NaN/Inf activation"
     if maps is not None and not bad.any():
@@ -238,10 +248,16 @@ def _check_finite(acts: np.ndarray, maps: np.ndarray | None, ids: Sequence[str],
 
 
 def write_split(
-    taps: LayerTaps, writers: dict[str, StoreWriter], split: str, image_ids: Sequence[str],
-    inputs: Iterable[torch.Tensor], device, rows: tuple[int, int] | None = None, *,
+    taps: LayerTaps,
+    writers: dict[str, StoreWriter],
+    split: str,
+    image_ids: Sequence[str],
+    inputs: Iterable[torch.Tensor],
+    device,
+    rows: tuple[int, int] | None = None,
+    *,
     augmented: bool = False,
-) -> None:  # fmt: skip
+) -> None:
     """Run every input batch of ``split`` (in ``image_ids`` order) through ``taps`` once and
     append each layer's rows to its writer (only ``rows=(start, stop)`` for one shard)."""
     for writer in writers.values():
@@ -274,16 +290,20 @@ def resolve_layers(model: nn.Module, arch: str | None, layers: Sequence[str]) ->
     return specs
 
 
-def spatial_layers(specs: Sequence[LayerSpec], shapes: dict[str, LayerShape],
-                   requested: Sequence[str]) -> set[str]:  # fmt: skip
+def spatial_layers(
+    specs: Sequence[LayerSpec], shapes: dict[str, LayerShape], requested: Sequence[str]
+) -> set[str]:
     """Names of the extracted layers whose maps are kept (requested by name or module)."""
     keep = set()
     for spec in specs:
         if spec.name not in requested and spec.module not in requested:
             continue
         if shapes[spec.name].grid is None:
-            log.info("no spatial maps for layer %s: its output %s has no spatial grid",
-                     spec.name, shapes[spec.name].layer_shape)  # fmt: skip
+            log.info(
+                "no spatial maps for layer %s: its output %s has no spatial grid",
+                spec.name,
+                shapes[spec.name].layer_shape,
+            )
         else:
             keep.add(spec.name)
     extracted = {s.name for s in specs} | {s.module for s in specs}
@@ -296,10 +316,16 @@ def spatial_layers(specs: Sequence[LayerSpec], shapes: dict[str, LayerShape],
 
 
 def extract_activations(
-    manifest_path: PathLike, model_pt: PathLike, out_paths: dict[str, PathLike], *,
-    arch: str, model_name: str, params: ExtractParams, threads: int | None = None,
+    manifest_path: PathLike,
+    model_pt: PathLike,
+    out_paths: dict[str, PathLike],
+    *,
+    arch: str,
+    model_name: str,
+    params: ExtractParams,
+    threads: int | None = None,
     shard: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Rule entry point: one store per layer of ``out_paths`` (layer name → store path), every
     split, manifest row order within each split. Returns what goes into provenance.
 
@@ -315,9 +341,13 @@ def extract_activations(
         shapes = taps.shapes(params.image_size)
         taps.spatial = spatial_layers(specs, shapes, params.spatial_maps)
         common = {
-            "kind": "activations", "arch": arch, "model": model_name, "classes": manifest.classes,
-            "task": manifest.task, "preprocess": preprocess_record(params.image_size),
-        }  # fmt: skip
+            "kind": "activations",
+            "arch": arch,
+            "model": model_name,
+            "classes": manifest.classes,
+            "task": manifest.task,
+            "preprocess": preprocess_record(params.image_size),
+        }
         ranges = plan_shard(manifest, specs, shapes, taps.spatial, params, shard)
         if ranges is not None:
             common |= ranges[1]
@@ -325,22 +355,37 @@ def extract_activations(
             writers = {}
             for spec in specs:
                 shape = shapes[spec.name]
-                attrs = {**common, "layer": spec.name, "module": spec.module,
-                         "capture": spec.capture, "pooling": shape.pooling,
-                         "layer_shape": list(shape.layer_shape), "class_units": spec.class_units}  # fmt: skip
-                writers[spec.name] = stack.enter_context(StoreWriter(
-                    out_paths[spec.name], n_units=shape.n_units, attrs=attrs,
-                    chunk_rows=params.chunk_rows,
-                    spatial_shape=shape.grid if spec.name in taps.spatial else None,
-                ))  # fmt: skip
-            _extract_splits(taps, writers, manifest, params, device,
-                            ranges[0] if ranges is not None else None)  # fmt: skip
+                attrs = {
+                    **common,
+                    "layer": spec.name,
+                    "module": spec.module,
+                    "capture": spec.capture,
+                    "pooling": shape.pooling,
+                    "layer_shape": list(shape.layer_shape),
+                    "class_units": spec.class_units,
+                }
+                writers[spec.name] = stack.enter_context(
+                    StoreWriter(
+                        out_paths[spec.name],
+                        n_units=shape.n_units,
+                        attrs=attrs,
+                        chunk_rows=params.chunk_rows,
+                        spatial_shape=shape.grid if spec.name in taps.spatial else None,
+                    )
+                )
+            _extract_splits(
+                taps, writers, manifest, params, device, ranges[0] if ranges is not None else None
+            )
             if params.augment_views > 0 and len(manifest.split("train")):
                 _extract_views(taps, writers, manifest, params, device)
     log.info("extracted %s", {s.name: shapes[s.name].layer_shape for s in specs})
-    return {"layers": {s.name: s.module for s in specs}, "device": str(device),
-            "spatial_maps": sorted(taps.spatial), "preprocess": common["preprocess"],
-            "augment_views": params.augment_views}  # fmt: skip
+    return {
+        "layers": {s.name: s.module for s in specs},
+        "device": str(device),
+        "spatial_maps": sorted(taps.spatial),
+        "preprocess": common["preprocess"],
+        "augment_views": params.augment_views,
+    }
 
 
 def _extract_splits(taps, writers, manifest, params: ExtractParams, device, ranges=None) -> None:
@@ -357,20 +402,37 @@ def _extract_splits(taps, writers, manifest, params: ExtractParams, device, rang
 
 def _extract_views(taps, writers, manifest, params: ExtractParams, device) -> None:
     """The ``train_aug`` split: augment_views views per train image, pooled features only."""
-    dataset = AugmentedViews(manifest.split("train"), params.image_size, params.augment_views,
-                             params.augment_seed)  # fmt: skip
+    dataset = AugmentedViews(
+        manifest.split("train"), params.image_size, params.augment_views, params.augment_seed
+    )
     spatial, taps.spatial = taps.spatial, set()
     try:
-        _write_dataset(taps, writers, "train_aug", dataset, dataset.ids, params, device,
-                       augmented=True)  # fmt: skip
+        _write_dataset(
+            taps, writers, "train_aug", dataset, dataset.ids, params, device, augmented=True
+        )
     finally:
         taps.spatial = spatial
 
 
-def _write_dataset(taps, writers, split, images, ids, params: ExtractParams, device,
-                   span=None, *, augmented: bool = False) -> None:  # fmt: skip
-    loader = DataLoader(images, batch_size=params.batch_size, shuffle=False,
-                        num_workers=params.num_workers, pin_memory=device.type == "cuda")  # fmt: skip
+def _write_dataset(
+    taps,
+    writers,
+    split,
+    images,
+    ids,
+    params: ExtractParams,
+    device,
+    span=None,
+    *,
+    augmented: bool = False,
+) -> None:
+    loader = DataLoader(
+        images,
+        batch_size=params.batch_size,
+        shuffle=False,
+        num_workers=params.num_workers,
+        pin_memory=device.type == "cuda",
+    )
     inputs = (x for x, _ in progress(loader, desc=f"extract {split}"))
     try:
         write_split(taps, writers, split, ids, inputs, device, span, augmented=augmented)
@@ -393,9 +455,17 @@ def plan_shard(manifest, specs, shapes, spatial, params: ExtractParams, shard: i
     for split, n in n_rows.items():
         # whole chunks of every store, and whole batches: a batch's numbers depend on its
         # size and company (kernel blocking), so shards must batch exactly like S = 1
-        align = math.lcm(params.batch_size, *(
-            row_alignment(n, params.chunk_rows, shapes[s.name].n_units,
-                          shapes[s.name].grid if s.name in spatial else None) for s in specs
-        ))  # fmt: skip
+        align = math.lcm(
+            params.batch_size,
+            *(
+                row_alignment(
+                    n,
+                    params.chunk_rows,
+                    shapes[s.name].n_units,
+                    shapes[s.name].grid if s.name in spatial else None,
+                )
+                for s in specs
+            ),
+        )
         ranges[split] = shard_range(n, align, params.shards, shard)
     return ranges, shard_attrs(shard, params.shards, ranges, n_rows)

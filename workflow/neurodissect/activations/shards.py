@@ -33,8 +33,9 @@ def row_alignment(
     """Rows per shard boundary: a multiple of the chunk rows of every array of a split."""
     align = min(chunk_rows, max(n_rows, 1))
     if spatial_shape is not None:
-        align = math.lcm(align, min(map_chunk_rows(chunk_rows, n_units, spatial_shape),
-                                    max(n_rows, 1)))  # fmt: skip
+        align = math.lcm(
+            align, min(map_chunk_rows(chunk_rows, n_units, spatial_shape), max(n_rows, 1))
+        )
     return align
 
 
@@ -58,8 +59,9 @@ def _array_dirs(root: Path) -> list[Path]:
 
 
 def _chunk_files(root: Path, array: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for p in (root / array).rglob("*")
-                  if p.is_file() and p.name != META)  # fmt: skip
+    return sorted(
+        p.relative_to(root) for p in (root / array).rglob("*") if p.is_file() and p.name != META
+    )
 
 
 def _root_attrs(part: Path) -> dict[str, Any]:
@@ -72,8 +74,10 @@ def _check_tiling(parts: Sequence[Path], infos: list[dict]) -> None:
     problems = []
     indices = sorted(info.get("index", -1) for info in infos)
     if indices != list(range(count)) or any(info.get("of") != count for info in infos):
-        problems.append(f"shard indices {indices} / counts {[i.get('of') for i in infos]}, "
-                        f"expected 0..{count - 1} of {count}")  # fmt: skip
+        problems.append(
+            f"shard indices {indices} / counts {[i.get('of') for i in infos]}, "
+            f"expected 0..{count - 1} of {count}"
+        )
     order = sorted(range(count), key=lambda k: infos[k].get("index", -1))
     splits = {s for info in infos for s in info.get("rows", {})}
     for split in sorted(splits):
@@ -137,8 +141,10 @@ def seal_shards(parts: Sequence[PathLike], out_path: PathLike) -> dict[str, Any]
                     if chunk in owner:
                         # the image_id arrays are whole-split chunks every shard writes alike
                         if (owner[chunk] / chunk).read_bytes() != (part / chunk).read_bytes():
-                            raise InputError(f"{chunk}: written differently by {owner[chunk]} "
-                                             f"and {part} (shard ranges overlap?)")  # fmt: skip
+                            raise InputError(
+                                f"{chunk}: written differently by {owner[chunk]} "
+                                f"and {part} (shard ranges overlap?)"
+                            )
                         continue
                     owner[chunk] = part
                     _link(part / chunk, tmp / chunk)
@@ -149,16 +155,21 @@ def seal_shards(parts: Sequence[PathLike], out_path: PathLike) -> dict[str, Any]
         group.attrs.clear()
         group.attrs.update(attrs)  # the same root attrs as an unsharded store
     order = sorted(infos, key=lambda i: i["index"])
-    return {"shards": len(parts), "shard_rows": [i["rows"] for i in order],
-            "chunk_files": n_chunks}  # fmt: skip
+    return {"shards": len(parts), "shard_rows": [i["rows"] for i in order], "chunk_files": n_chunks}
 
 
-def shard_attrs(index: int, shards: int, rows: dict[str, tuple[int, int]],
-                n_rows: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+def shard_attrs(
+    index: int, shards: int, rows: dict[str, tuple[int, int]], n_rows: dict[str, int]
+) -> dict[str, Any]:
     """The ``shard`` root attribute of a part (what ``seal_shards`` checks)."""
-    return {"shard": {"index": int(index), "of": int(shards),
-                      "rows": {s: [int(a), int(b)] for s, (a, b) in rows.items()},
-                      "n_rows": {s: int(n) for s, n in n_rows.items()}}}  # fmt: skip
+    return {
+        "shard": {
+            "index": int(index),
+            "of": int(shards),
+            "rows": {s: [int(a), int(b)] for s, (a, b) in rows.items()},
+            "n_rows": {s: int(n) for s, n in n_rows.items()},
+        }
+    }
 
 
 def plan_ranges(n_rows: dict[str, int], align: dict[str, int], shards: int, index: int):

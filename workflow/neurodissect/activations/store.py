@@ -77,23 +77,35 @@ def map_chunk_rows(chunk_rows: int, n_units: int, spatial_shape: Sequence[int]) 
 
 class _SplitBuffer:
     def __init__(
-        self, group, n_rows: int, n_units: int, chunk_rows: int, spatial_shape, compressors,
+        self,
+        group,
+        n_rows: int,
+        n_units: int,
+        chunk_rows: int,
+        spatial_shape,
+        compressors,
         rows: tuple[int, int] | None = None,
-    ):  # fmt: skip
+    ):
         start, self.n_rows = rows if rows is not None else (0, n_rows)
         acts = group.create_array(
-            "acts", shape=(n_rows, n_units), dtype="float32",
-            chunks=(min(chunk_rows, max(n_rows, 1)), n_units), compressors=compressors,
-        )  # fmt: skip
+            "acts",
+            shape=(n_rows, n_units),
+            dtype="float32",
+            chunks=(min(chunk_rows, max(n_rows, 1)), n_units),
+            compressors=compressors,
+        )
         self.acts = _RowBuffer(acts, np.float32, start)
         self.maps = None
         if spatial_shape is not None:
             h, w = spatial_shape
             map_rows = map_chunk_rows(chunk_rows, n_units, spatial_shape)
             maps = group.create_array(
-                "maps", shape=(n_rows, n_units, h, w), dtype="float16",
-                chunks=(min(map_rows, max(n_rows, 1)), n_units, h, w), compressors=compressors,
-            )  # fmt: skip
+                "maps",
+                shape=(n_rows, n_units, h, w),
+                dtype="float16",
+                chunks=(min(map_rows, max(n_rows, 1)), n_units, h, w),
+                compressors=compressors,
+            )
             self.maps = _RowBuffer(maps, np.float16, start)
 
     def append(self, acts: np.ndarray, maps: np.ndarray | None) -> None:
@@ -150,9 +162,13 @@ class StoreWriter:
         return self
 
     def begin_split(
-        self, split: str, image_ids: Sequence[str], rows: tuple[int, int] | None = None, *,
+        self,
+        split: str,
+        image_ids: Sequence[str],
+        rows: tuple[int, int] | None = None,
+        *,
         augmented: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Start ``split`` (all its ids, in order). ``rows=(start, stop)``: this writer fills
         only those rows (one shard, see ``activations.shards``; ``start`` chunk-aligned). An
         ``augmented`` split holds extra rows (no maps), listed apart."""
@@ -162,8 +178,9 @@ class StoreWriter:
             self._augmented.append(split)
         g = self._group.create_group(split)
         ids = np.asarray([str(i) for i in image_ids])
-        id_arr = g.create_array("image_id", shape=(len(ids),), dtype=str,
-                                chunks=(max(len(ids), 1),))  # fmt: skip
+        id_arr = g.create_array(
+            "image_id", shape=(len(ids),), dtype=str, chunks=(max(len(ids), 1),)
+        )
         if len(ids):
             id_arr[:] = ids
         spatial = None if augmented else self.spatial_shape
@@ -188,13 +205,15 @@ class StoreWriter:
                 splits = [s for s in SPLIT_ORDER if s in self._splits]
                 splits += [s for s in self._splits if s not in splits and s not in self._augmented]
                 extra = {"augmented_splits": list(self._augmented)} if self._augmented else {}
-                self._group.attrs.update({
-                    **self.attrs,
-                    **extra,
-                    "n_units": self.n_units,
-                    "splits": splits,
-                    "spatial_shape": list(self.spatial_shape) if self.spatial_shape else None,
-                })  # fmt: skip
+                self._group.attrs.update(
+                    {
+                        **self.attrs,
+                        **extra,
+                        "n_units": self.n_units,
+                        "splits": splits,
+                        "spatial_shape": list(self.spatial_shape) if self.spatial_shape else None,
+                    }
+                )
         except BaseException as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise
@@ -254,8 +273,10 @@ class ActivationStore:
 
     def image_ids(self, split: str | Sequence[str]) -> np.ndarray:
         # Zarr returns numpy's variable-width StringDType; hand out plain '<U' arrays
-        parts = [np.asarray(self._split_group(s)["image_id"][:]).astype(object).astype(str)
-                 for s in self.resolve_splits(split)]  # fmt: skip
+        parts = [
+            np.asarray(self._split_group(s)["image_id"][:]).astype(object).astype(str)
+            for s in self.resolve_splits(split)
+        ]
         return np.concatenate(parts) if parts else np.array([], dtype=str)
 
     def acts_array(self, split: str):
@@ -284,6 +305,8 @@ class ActivationStore:
         """The lazy Zarr array (N, C, h, w) float16 of one split's spatial maps."""
         g = self._split_group(split)
         if "maps" not in g:
-            raise InputError(f"{self.path}: split {split!r} has no spatial maps "
-                             "(enable them with activations.spatial_maps)")  # fmt: skip
+            raise InputError(
+                f"{self.path}: split {split!r} has no spatial maps "
+                "(enable them with activations.spatial_maps)"
+            )
         return g["maps"]

@@ -320,8 +320,9 @@ def _observed_scores(scorer, members, assigned, budget_mb) -> list[np.ndarray]:
     wanted = np.unique(np.concatenate([np.asarray(a, np.int64) for a in assigned] or [[]]))
     table = np.zeros((len(members), scorer.n_concepts))
     if len(wanted):
-        for cols, block in scorer.blocks(members, concepts=wanted.astype(np.int64),
-                                         budget_mb=budget_mb):  # fmt: skip
+        for cols, block in scorer.blocks(
+            members, concepts=wanted.astype(np.int64), budget_mb=budget_mb
+        ):
             table[:, cols] = block
     return [table[i, np.asarray(a, np.int64)] for i, a in enumerate(assigned)]
 
@@ -355,8 +356,9 @@ def bootstrap_stability(
     units_per_batch = max(1, rows_per_batch // n_bootstrap)
     for start in range(0, len(todo), units_per_batch):
         batch = todo[start : start + units_per_batch]
-        resampled = np.concatenate([_resample(members[i], n_bootstrap, seed, int(keys[i]))
-                                    for i in batch])  # fmt: skip
+        resampled = np.concatenate(
+            [_resample(members[i], n_bootstrap, seed, int(keys[i])) for i in batch]
+        )
         scores = score_sets(scorer, resampled, budget_mb)
         for j, i in enumerate(batch):
             rows = scores[j * n_bootstrap : (j + 1) * n_bootstrap]
@@ -419,11 +421,23 @@ def assess(
     """Permutation p-values and bootstrap stability of every assigned concept."""
     return Confidence(
         p_values=permutation_pvalues(
-            scorer, members, assigned, n_permutations=n_permutations, seed=seed, null=null,
-            observed=observed, budget_mb=budget_mb,
-        ),
-        stability=bootstrap_stability(
-            scorer, members, assigned, rule, n_bootstrap=n_bootstrap, seed=seed, keys=keys,
+            scorer,
+            members,
+            assigned,
+            n_permutations=n_permutations,
+            seed=seed,
+            null=null,
+            observed=observed,
             budget_mb=budget_mb,
         ),
-    )  # fmt: skip
+        stability=bootstrap_stability(
+            scorer,
+            members,
+            assigned,
+            rule,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            keys=keys,
+            budget_mb=budget_mb,
+        ),
+    )

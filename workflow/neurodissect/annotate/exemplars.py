@@ -76,8 +76,11 @@ class RunningTopK:
         order = np.argsort(merged, axis=0, kind="stable")[: self.k]
         self.values = -np.take_along_axis(merged, order, axis=0)
         from_block = order >= kept
-        old = np.take_along_axis(self.rows, np.where(from_block, 0, order), axis=0) if kept \
-            else np.zeros(order.shape, dtype=np.int64)  # fmt: skip
+        old = (
+            np.take_along_axis(self.rows, np.where(from_block, 0, order), axis=0)
+            if kept
+            else np.zeros(order.shape, dtype=np.int64)
+        )
         self.rows = np.where(from_block, self.n_rows + order - kept, old)
         self.n_rows += len(block)
 
@@ -139,8 +142,9 @@ def stream_exemplars(
     topk = RunningTopK(params.max_exemplars, store.n_units)
     for split in splits:
         arr = store.acts_array(split)
-        step = rows or block_rows(store.n_units, params.max_exemplars, params.memory_mb,
-                                  arr.chunks[0])  # fmt: skip
+        step = rows or block_rows(
+            store.n_units, params.max_exemplars, params.memory_mb, arr.chunks[0]
+        )
         for start in progress(range(0, arr.shape[0], step), desc=f"exemplars {split}"):
             block = np.asarray(arr[start : start + step])
             bad = ~np.isfinite(block)
@@ -163,14 +167,16 @@ def exemplar_table(
     ranks = np.concatenate([np.arange(len(r)) for r in sets.rows] or [[]])
     rows = np.concatenate(sets.rows or [[]]).astype(np.int64)
     acts = np.concatenate(sets.activations or [[]]).astype(np.float32)
-    return pd.DataFrame({
-        "unit": units.astype(np.int64),
-        "rank": ranks.astype(np.int64),
-        "image_id": np.asarray(image_ids)[rows].astype(str),
-        "activation": acts,
-        "split": np.asarray(row_split)[rows].astype(str),
-        "threshold": sets.thresholds[units.astype(np.int64)],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "unit": units.astype(np.int64),
+            "rank": ranks.astype(np.int64),
+            "image_id": np.asarray(image_ids)[rows].astype(str),
+            "activation": acts,
+            "split": np.asarray(row_split)[rows].astype(str),
+            "threshold": sets.thresholds[units.astype(np.int64)],
+        }
+    )
 
 
 def select_exemplars(store_path: PathLike, out_path: PathLike, params: ExemplarParams) -> dict:
@@ -210,9 +216,12 @@ def select_exemplars(store_path: PathLike, out_path: PathLike, params: ExemplarP
     counts = np.array([len(r) for r in sets.rows])
     log.info(
         "%d units: %d dead, exemplars per live unit: median %s, %d at the cap of %d",
-        store.n_units, len(dead), np.median(counts[counts > 0]) if (counts > 0).any() else 0,
-        int((counts == params.max_exemplars).sum()), params.max_exemplars,
-    )  # fmt: skip
+        store.n_units,
+        len(dead),
+        np.median(counts[counts > 0]) if (counts > 0).any() else 0,
+        int((counts == params.max_exemplars).sum()),
+        params.max_exemplars,
+    )
     return {"n_units": store.n_units, "n_dead": len(dead), "n_exemplar_rows": len(table)}
 
 

@@ -87,8 +87,9 @@ def pointing_hit(heat: np.ndarray, inside: np.ndarray) -> bool:
     return bool(inside[y, x])
 
 
-def localize(heat_small: np.ndarray, boxes: np.ndarray, height: int, width: int,
-             top_percent: float) -> tuple[float, bool]:  # fmt: skip
+def localize(
+    heat_small: np.ndarray, boxes: np.ndarray, height: int, width: int, top_percent: float
+) -> tuple[float, bool]:
     """(IoU, pointing hit) of one map (h, w) against one image's boxes."""
     heat = upsample(heat_small, height, width)
     inside = box_mask(boxes, height, width)

@@ -39,8 +39,16 @@ log = logging.getLogger(__name__)
 
 SCORERS = ("mammi", "soft_wpmi")
 DEBIAS = ("base", "none")
-CONCEPT_COLUMNS = ("unit", "rank", "concept", "score", "p_value", "stability", "uninterpretable",
-                   "q_value")  # fmt: skip
+CONCEPT_COLUMNS = (
+    "unit",
+    "rank",
+    "concept",
+    "score",
+    "p_value",
+    "stability",
+    "uninterpretable",
+    "q_value",
+)
 
 
 @dataclass(frozen=True)
@@ -126,16 +134,19 @@ class SoftWPMIScorer:
         sizes = filled.sum(axis=1)
         slot = np.arange(members.shape[1])[None, :]
         weight = p.p_start - slot / np.maximum(sizes, 1)[:, None] * (p.p_start - p.p_end)
-        rows, inverse = np.unique(np.where(filled, members, members.max(initial=0)),
-                                  return_inverse=True)  # fmt: skip
+        rows, inverse = np.unique(
+            np.where(filled, members, members.max(initial=0)), return_inverse=True
+        )
         inverse = inverse.reshape(members.shape)
         emb = self.image_emb[rows]
         per_cell = max(1, members.size)
         step = conf.columns_per_block(per_cell, len(concepts), budget_mb)
         for start in range(0, len(concepts), step):
             cols = concepts[start : start + step]
-            q = np.exp(p.a * (emb @ self.text_emb[cols].T).astype(np.float64)
-                       - self.log_norm[rows][:, None])  # fmt: skip
+            q = np.exp(
+                p.a * (emb @ self.text_emb[cols].T).astype(np.float64)
+                - self.log_norm[rows][:, None]
+            )
             terms = np.log(1.0 + weight[..., None] * (q[inverse] - 1.0) + p.min_prob)
             yield cols, np.where(filled[..., None], terms, 0.0).sum(axis=1)
 
@@ -189,8 +200,9 @@ def read_text_embeddings(path: PathLike) -> TextEmbeddings:
         emb = np.asarray(group["emb"][:], dtype=np.float32)
         template = np.asarray(group["template_emb"][:], dtype=np.float32).reshape(-1)
     except KeyError as exc:
-        raise InputError(f"{path}: text-embedding store lacks array {exc} "
-                         "(expected concepts, emb, template_emb)") from None  # fmt: skip
+        raise InputError(
+            f"{path}: text-embedding store lacks array {exc} (expected concepts, emb, template_emb)"
+        ) from None
     except Exception as exc:  # zarr raises several types for a missing / foreign folder
         raise InputError(f"{path}: not a readable text-embedding Zarr store ({exc})") from None
     if emb.ndim != 2 or len(emb) != len(concepts) or emb.shape[1] != len(template):
@@ -209,8 +221,9 @@ def vocabulary_filter(text: TextEmbeddings, vocab_path: PathLike | None, text_pa
         try:
             vocab = pd.read_parquet(vocab_path, columns=["concept"])["concept"].astype(str)
         except Exception as exc:  # missing file, no concept column, not parquet
-            raise InputError(f"{vocab_path}: not a vocabulary table with a concept column "
-                             f"({exc})") from None  # fmt: skip
+            raise InputError(
+                f"{vocab_path}: not a vocabulary table with a concept column ({exc})"
+            ) from None
         n_vocab = len(vocab)
         keep &= np.isin(text.concepts, vocab.to_numpy())
     _, first = np.unique(text.concepts, return_index=True)  # a repeated concept counts once
@@ -238,8 +251,10 @@ def read_pool(
     ids = units.image_ids(splits)
     missing_splits = [s for s in splits if s not in images.splits]
     if missing_splits:
-        raise InputError(f"image ids of {units_path} and {image_emb_path} differ: the image "
-                         f"store has no split(s) {missing_splits}")  # fmt: skip
+        raise InputError(
+            f"image ids of {units_path} and {image_emb_path} differ: the image "
+            f"store has no split(s) {missing_splits}"
+        )
     emb_ids = images.image_ids(splits)
     index = pd.Index(emb_ids)
     if not index.is_unique:
@@ -272,18 +287,20 @@ def exemplar_members(df: pd.DataFrame, pool_ids: np.ndarray, exemplars_path) -> 
 
 
 # -- entry point -----------------------------------------------------------------------------
-def concept_table(units, concepts, assigned, scores, p_values, stability, significance,
-                  fdr=None):  # fmt: skip
+def concept_table(units, concepts, assigned, scores, p_values, stability, significance, fdr=None):
     """One row per (unit, assigned concept). A unit is tested once, by its top concept's
     p-value; q_value is that p adjusted by Benjamini–Hochberg across the units (on every row
     of the unit). Flagged uninterpretable: p > significance, or q > fdr when fdr is set."""
     q_units = conf.benjamini_hochberg([float(p[0]) for p in p_values])
     rows = []
-    for u, a, s, p, st, q in zip(units, assigned, scores, p_values, stability, q_units,
-                                 strict=True):  # fmt: skip
+    for u, a, s, p, st, q in zip(
+        units, assigned, scores, p_values, stability, q_units, strict=True
+    ):
         flag = bool(p[0] > significance or (fdr is not None and not q <= fdr))
-        rows += [(int(u), r, str(concepts[c]), float(s[r]), float(p[r]), float(st[r]), flag,
-                  float(q)) for r, c in enumerate(a)]  # fmt: skip
+        rows += [
+            (int(u), r, str(concepts[c]), float(s[r]), float(p[r]), float(st[r]), flag, float(q))
+            for r, c in enumerate(a)
+        ]
     df = pd.DataFrame(rows, columns=list(CONCEPT_COLUMNS))
     return df.astype({"unit": np.int64, "rank": np.int64, "uninterpretable": bool})
 
@@ -316,25 +333,60 @@ def match_concepts(
     pool_ids, pool_emb = read_pool(image_emb, units_store, list(meta["splits"]))
     units, members = exemplar_members(df, pool_ids, exemplars)
     if text.emb.shape[1] != pool_emb.shape[1]:
-        raise InputError(f"{image_emb} embeds in {pool_emb.shape[1]} dimensions but {text_emb} "
-                         f"in {text.emb.shape[1]}: not the same CLIP model")  # fmt: skip
+        raise InputError(
+            f"{image_emb} embeds in {pool_emb.shape[1]} dimensions but {text_emb} "
+            f"in {text.emb.shape[1]}: not the same CLIP model"
+        )
     rule = conf.AlphaCut(params.alpha)
     scorer = build_scorer(params, pool_emb, text, members)
     assigned, scores = match_units(scorer, members, rule, params.memory_mb)
     confidence = conf.assess(
-        scorer, members, assigned, rule, n_permutations=params.n_permutations,
-        n_bootstrap=params.n_bootstrap, seed=params.seed, null=params.null, keys=units,
-        observed=scores, budget_mb=params.memory_mb / 4,
-    )  # fmt: skip
-    table = concept_table(units, text.concepts, assigned, scores, confidence.p_values,
-                          confidence.stability, params.significance, params.fdr)  # fmt: skip
-    write_parquet(table, out_path, metadata={
-        "n_units": meta["n_units"], "dead_units": meta["dead_units"], "scorer": params.scorer,
-        "alpha": params.alpha, "null": params.null, "n_concepts": int(len(text.concepts)),
-        "probe_split": meta["probe_split"], "store_attrs": meta.get("store_attrs", {}),
-    })  # fmt: skip
+        scorer,
+        members,
+        assigned,
+        rule,
+        n_permutations=params.n_permutations,
+        n_bootstrap=params.n_bootstrap,
+        seed=params.seed,
+        null=params.null,
+        keys=units,
+        observed=scores,
+        budget_mb=params.memory_mb / 4,
+    )
+    table = concept_table(
+        units,
+        text.concepts,
+        assigned,
+        scores,
+        confidence.p_values,
+        confidence.stability,
+        params.significance,
+        params.fdr,
+    )
+    write_parquet(
+        table,
+        out_path,
+        metadata={
+            "n_units": meta["n_units"],
+            "dead_units": meta["dead_units"],
+            "scorer": params.scorer,
+            "alpha": params.alpha,
+            "null": params.null,
+            "n_concepts": int(len(text.concepts)),
+            "probe_split": meta["probe_split"],
+            "store_attrs": meta.get("store_attrs", {}),
+        },
+    )
     n_uninterpretable = int(table.groupby("unit")["uninterpretable"].first().sum())
-    log.info("%d units matched against %d concepts; %d uninterpretable, %d dead",
-             len(units), len(text.concepts), n_uninterpretable, len(meta["dead_units"]))  # fmt: skip
-    return {"n_units_matched": len(units), "n_uninterpretable": n_uninterpretable,
-            "n_concepts": int(len(text.concepts))}  # fmt: skip
+    log.info(
+        "%d units matched against %d concepts; %d uninterpretable, %d dead",
+        len(units),
+        len(text.concepts),
+        n_uninterpretable,
+        len(meta["dead_units"]),
+    )
+    return {
+        "n_units_matched": len(units),
+        "n_uninterpretable": n_uninterpretable,
+        "n_concepts": int(len(text.concepts)),
+    }

@@ -98,8 +98,9 @@ def _true_classes(manifest: Manifest) -> pd.Series:
     df = manifest.df
     if manifest.multilabel:
         hot = df[manifest.label_columns].to_numpy() > 0
-        names = [", ".join(c for c, on in zip(classes, row, strict=True) if on) or "none"
-                 for row in hot]  # fmt: skip
+        names = [
+            ", ".join(c for c, on in zip(classes, row, strict=True) if on) or "none" for row in hot
+        ]
     else:
         names = [classes[int(i)] for i in df["label"]]
     return pd.Series(names, index=df["image_id"].astype(str))
@@ -122,11 +123,15 @@ def class_data(inputs: AtlasInputs, manifest: Manifest, params: AtlasParams) -> 
     concepts = model.concepts
     W = model.arrays.get("coefficients_W", model.arrays["W"])
     if W.shape[1] != len(concepts):
-        raise InputError(f"{inputs.cbm_model}: weights {W.shape} do not match "
-                         f"{len(concepts)} concepts")  # fmt: skip
+        raise InputError(
+            f"{inputs.cbm_model}: weights {W.shape} do not match {len(concepts)} concepts"
+        )
     latents = np.asarray(model.arrays.get("latents", np.full(len(concepts), -1)), np.int64)
-    expl = (read_table(inputs.explanations, "explanations not found (run evaluate_cbm)")
-            if inputs.explanations else pd.DataFrame())  # fmt: skip
+    expl = (
+        read_table(inputs.explanations, "explanations not found (run evaluate_cbm)")
+        if inputs.explanations
+        else pd.DataFrame()
+    )
     truth = _true_classes(manifest)
     test = manifest.split("test")
     rng = np.random.default_rng(params.seed)
@@ -142,22 +147,44 @@ def class_data(inputs: AtlasInputs, manifest: Manifest, params: AtlasParams) -> 
             members = test.df.loc[test.df["label"] == k, "image_id"]
         members = sorted(set(members.astype(str)) & set(expl.get("image_id", pd.Series(dtype=str))))
         out.counts.append(len(members))
-        pick = sorted(rng.choice(members, size=min(params.class_images, len(members)),
-                                 replace=False).tolist()) if members else []  # fmt: skip
+        pick = (
+            sorted(
+                rng.choice(
+                    members, size=min(params.class_images, len(members)), replace=False
+                ).tolist()
+            )
+            if members
+            else []
+        )
         shown = []
         for image_id in pick:
             rows = expl[expl["image_id"] == image_id].sort_values("rank", kind="stable")
-            shown.append((image_id, truth[image_id], str(rows["class"].iloc[0]),
-                          list(zip(rows["concept"], rows["latent"].astype(int),
-                                   rows["contribution"].astype(float), strict=True))))  # fmt: skip
+            shown.append(
+                (
+                    image_id,
+                    truth[image_id],
+                    str(rows["class"].iloc[0]),
+                    list(
+                        zip(
+                            rows["concept"],
+                            rows["latent"].astype(int),
+                            rows["contribution"].astype(float),
+                            strict=True,
+                        )
+                    ),
+                )
+            )
         out.images.append(shown)
     return out
 
 
 def build_atlas(
-    inputs: AtlasInputs, index_out: PathLike, site_out: PathLike, params: AtlasParams,
+    inputs: AtlasInputs,
+    index_out: PathLike,
+    site_out: PathLike,
+    params: AtlasParams,
     title: str,
-) -> dict[str, int]:  # fmt: skip
+) -> dict[str, int]:
     """Write the atlas; returns counts for the provenance record (units, pages, thumbs)."""
     index_out, site_out = Path(index_out), Path(site_out)
     manifest = read_manifest(inputs.manifest)
@@ -170,8 +197,9 @@ def build_atlas(
     if classes:
         wanted += [im[0] for shown in classes.images for im in shown]
     with atomic_path(site_out) as site:
-        thumbs = write_thumbnails(manifest, wanted, site / "thumbs", params.thumb_px,
-                                  params.thumb_quality)  # fmt: skip
+        thumbs = write_thumbnails(
+            manifest, wanted, site / "thumbs", params.thumb_px, params.thumb_quality
+        )
         (site / "atlas.css").write_text(CSS)
         (site / "atlas.js").write_text(JS)
         n_pages = _write_unit_pages(site / "units", groups, index, manifest, thumbs, boxes, params)
@@ -186,8 +214,13 @@ def build_atlas(
 def _write_unit_pages(out: Path, groups, index, manifest, thumbs, boxes, params) -> int:
     out.mkdir(parents=True, exist_ok=True)
     files = [render.unit_file(g, u) for g, u in zip(index["group"], index["unit"], strict=True)]
-    reports = dict(zip(manifest.df["image_id"].astype(str),
-                       manifest.df["report"].fillna("").astype(str), strict=True))  # fmt: skip
+    reports = dict(
+        zip(
+            manifest.df["image_id"].astype(str),
+            manifest.df["report"].fillna("").astype(str),
+            strict=True,
+        )
+    )
     pos = 0
     for group in groups:
         shown = _shown(group, params)
@@ -202,21 +235,31 @@ def _write_unit_pages(out: Path, groups, index, manifest, thumbs, boxes, params)
             unit_maps = [maps.get((unit, i)) for i in ids]
             heat = iter(quantise([m for m in unit_maps if m is not None]))
             exemplars = [
-                render.Exemplar(int(e["rank"]), i, float(e["activation"]), thumbs[i][0],
-                                thumbs[i][1:], next(heat) if m is not None else None,
-                                boxes.get(i, ()))
+                render.Exemplar(
+                    int(e["rank"]),
+                    i,
+                    float(e["activation"]),
+                    thumbs[i][0],
+                    thumbs[i][1:],
+                    next(heat) if m is not None else None,
+                    boxes.get(i, ()),
+                )
                 for e, i, m in zip(ex, ids, unit_maps, strict=True)
-            ]  # fmt: skip
+            ]
             snippets = []
             if group.is_sae and row["method"] in ("reports", "llm"):
                 snippets = _snippets(reports, ids, row["name"], params.max_snippets)
             view = render.UnitView(
-                group.name, unit, row, concepts.get(unit, [])[: params.top_concepts], exemplars,
+                group.name,
+                unit,
+                row,
+                concepts.get(unit, [])[: params.top_concepts],
+                exemplars,
                 description=descriptions.get(unit, ""),
                 snippets=snippets,
                 prev_file=files[pos - 1] if pos > 0 else None,
                 next_file=files[pos + 1] if pos + 1 < len(files) else None,
-            )  # fmt: skip
+            )
             (out / files[pos]).write_text(render.unit_page(view))
             pos += 1
     return pos
@@ -226,16 +269,26 @@ def _write_class_pages(site: Path, classes: ClassData | None, thumbs) -> None:
     out = site / "classes"
     out.mkdir(parents=True, exist_ok=True)
     if classes is None:
-        (site / "classes.html").write_text(render.page(
-            "classes", "<h1>Classes</h1><p class='muted'>This run has no concept bottleneck "
-            "model.</p>", "../"))  # fmt: skip
+        (site / "classes.html").write_text(
+            render.page(
+                "classes",
+                "<h1>Classes</h1><p class='muted'>This run has no concept bottleneck model.</p>",
+                "../",
+            )
+        )
         return
     files = [f"class-{k}.html" for k in range(len(classes.names))]
     for k, name in enumerate(classes.names):
-        images = [render.ExplainedImage(i, thumbs[i][0], t, p, rows)
-                  for i, t, p, rows in classes.images[k]]  # fmt: skip
-        html = render.class_page(name, classes.weights[k], images,
-                                 lambda lat: f"../units/{render.unit_file(SAE_GROUP, lat)}")  # fmt: skip
+        images = [
+            render.ExplainedImage(i, thumbs[i][0], t, p, rows)
+            for i, t, p, rows in classes.images[k]
+        ]
+        html = render.class_page(
+            name,
+            classes.weights[k],
+            images,
+            lambda lat: f"../units/{render.unit_file(SAE_GROUP, lat)}",
+        )
         (out / files[k]).write_text(html)
     (site / "classes.html").write_text(render.classes_page(classes.names, files, classes.counts))
 
@@ -246,8 +299,11 @@ def _write_metrics_page(site: Path, site_final: Path, inputs: AtlasInputs) -> No
     for label, data in values.items():
         path = inputs.metrics[label]
         side = sidecar_path(path)
-        metrics[label] = (data, _rel(path, site_final),
-                          _rel(side, site_final) if side.exists() else None)  # fmt: skip
+        metrics[label] = (
+            data,
+            _rel(path, site_final),
+            _rel(side, site_final) if side.exists() else None,
+        )
     prov = []
     for a in sorted(set(map(Path, inputs.artifacts)), key=lambda p: p.as_posix()):
         side = sidecar_path(a)

@@ -17,9 +17,21 @@ from ..errors import InputError
 from ..io import PathLike, read_json, read_table
 
 INDEX_COLUMNS = (
-    "group", "unit", "name", "score", "p_value", "q_value", "stability", "uninterpretable",
-    "n_exemplars", "truth", "hit", "verified", "method", "note",
-)  # fmt: skip
+    "group",
+    "unit",
+    "name",
+    "score",
+    "p_value",
+    "q_value",
+    "stability",
+    "uninterpretable",
+    "n_exemplars",
+    "truth",
+    "hit",
+    "verified",
+    "method",
+    "note",
+)
 SAE_GROUP = "sae"
 
 
@@ -126,8 +138,11 @@ def sae_group(inp: GroupInputs) -> Group:
     _require(named, inp.concepts, ("latent", "name", "score"), "a named-concepts table")
     named = named.drop_duplicates("latent").set_index("latent")
     skipped = _optional(inp.skipped, "skipped-latents table")
-    reasons = (skipped.set_index("latent")["reason"].astype(str)
-               if skipped is not None and len(skipped) else pd.Series(dtype=str))  # fmt: skip
+    reasons = (
+        skipped.set_index("latent")["reason"].astype(str)
+        if skipped is not None and len(skipped)
+        else pd.Series(dtype=str)
+    )
     units = np.union1d(np.union1d(named.index, reasons.index), ex["unit"].unique())
     units = units.astype(np.int64)
     idx = pd.DataFrame({"group": SAE_GROUP, "unit": units})
@@ -152,8 +167,9 @@ def sae_group(inp: GroupInputs) -> Group:
             idx["hit"] = hit.reindex(units).to_numpy(float)
     idx["verified"] = _reindexed(_verified(inp.verification, "latent"), units)
     concepts = _sae_concepts(named, units)
-    extra = {"descriptions": named["description"].astype(str).to_dict()
-             if "description" in named else {}}  # fmt: skip
+    extra = {
+        "descriptions": named["description"].astype(str).to_dict() if "description" in named else {}
+    }
     return Group(SAE_GROUP, idx[list(INDEX_COLUMNS)], ex, concepts, store=inp.store, extra=extra)
 
 

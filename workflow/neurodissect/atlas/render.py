@@ -67,13 +67,20 @@ class Column:
 
 def index_columns(index: pd.DataFrame) -> list[Column]:
     """The index's columns; optional ones (q-value, truth, hit, verified) only with data."""
-    cols = [Column("group", "Group", "text"), Column("unit", "Unit", "num"),
-            Column("name", "Name", "text"), Column("score", "Score", "num"),
-            Column("p_value", "p", "num")]  # fmt: skip
+    cols = [
+        Column("group", "Group", "text"),
+        Column("unit", "Unit", "num"),
+        Column("name", "Name", "text"),
+        Column("score", "Score", "num"),
+        Column("p_value", "p", "num"),
+    ]
     if index["q_value"].notna().any():
         cols.append(Column("q_value", "q (FDR)", "num"))
-    cols += [Column("stability", "Stability", "num"), Column("uninterpretable", "Flag", "text"),
-             Column("n_exemplars", "Exemplars", "num")]  # fmt: skip
+    cols += [
+        Column("stability", "Stability", "num"),
+        Column("uninterpretable", "Flag", "text"),
+        Column("n_exemplars", "Exemplars", "num"),
+    ]
     if (index["truth"] != "").any():
         cols += [Column("truth", "Truth", "text"), Column("hit", "Name fits truth", "num")]
     if index["verified"].notna().any():
@@ -116,8 +123,9 @@ def index_page(index: pd.DataFrame, significance: float, title: str) -> str:
             f'<tr data-group="{esc(row["group"])}" data-sig="{int(bool(s))}" '
             f'data-name="{esc(str(row["name"]).lower())}">{cells}</tr>'
         )
-    groups = "".join(f'<option value="{esc(g)}">{esc(g)}</option>'
-                     for g in dict.fromkeys(index["group"]))  # fmt: skip
+    groups = "".join(
+        f'<option value="{esc(g)}">{esc(g)}</option>' for g in dict.fromkeys(index["group"])
+    )
     which = "q-value (FDR)" if index["q_value"].notna().any() else "p-value"
     body = (
         f"<h1>{esc(title)}: units and latents</h1>"
@@ -147,24 +155,34 @@ class Exemplar:
 
 
 def exemplar_figure(label: str, ex: Exemplar, n: int, root: str) -> str:
-    alt = (f"{label}, exemplar {ex.rank + 1} of {n}, activation {num(ex.activation)} "
-           f"(image {ex.image_id})")  # fmt: skip
-    parts = [f'<img src="{root}site/thumbs/{esc(ex.thumb)}" alt="{esc(alt)}" '
-             f'width="{THUMB_CSS_PX}" height="{THUMB_CSS_PX}" loading="lazy">']  # fmt: skip
+    alt = (
+        f"{label}, exemplar {ex.rank + 1} of {n}, activation {num(ex.activation)} "
+        f"(image {ex.image_id})"
+    )
+    parts = [
+        f'<img src="{root}site/thumbs/{esc(ex.thumb)}" alt="{esc(alt)}" '
+        f'width="{THUMB_CSS_PX}" height="{THUMB_CSS_PX}" loading="lazy">'
+    ]
     if ex.heat:
-        parts.append(f'<canvas class="heat" width="{THUMB_CSS_PX}" height="{THUMB_CSS_PX}" '
-                     f'data-heat="{ex.heat}" aria-hidden="true"></canvas>')  # fmt: skip
+        parts.append(
+            f'<canvas class="heat" width="{THUMB_CSS_PX}" height="{THUMB_CSS_PX}" '
+            f'data-heat="{ex.heat}" aria-hidden="true"></canvas>'
+        )
     if ex.boxes:
         w, h = ex.size
         rects = "".join(
             f'<rect x="{x:g}" y="{y:g}" width="{bw:g}" height="{bh:g}"><title>{esc(f)}</title></rect>'
             for f, x, y, bw, bh in ex.boxes
         )
-        parts.append(f'<svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
-                     f'aria-label="boxes: {esc(", ".join(b[0] for b in ex.boxes))}">{rects}</svg>')  # fmt: skip
+        parts.append(
+            f'<svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" '
+            f'aria-label="boxes: {esc(", ".join(b[0] for b in ex.boxes))}">{rects}</svg>'
+        )
     cap = f"#{ex.rank + 1} · {num(ex.activation)}"
-    return (f'<li><figure><div class="frame">{"".join(parts)}</div>'
-            f"<figcaption>{esc(cap)}<br>{esc(ex.image_id)}</figcaption></figure></li>")  # fmt: skip
+    return (
+        f'<li><figure><div class="frame">{"".join(parts)}</div>'
+        f"<figcaption>{esc(cap)}<br>{esc(ex.image_id)}</figcaption></figure></li>"
+    )
 
 
 def concepts_table(concepts: Sequence[dict]) -> str:
@@ -173,12 +191,16 @@ def concepts_table(concepts: Sequence[dict]) -> str:
         return '<p class="muted">No concepts assigned.</p>'
     rows = []
     for r in concepts:
-        rows.append(f"<tr><td>{esc(r['concept'])}</td><td class='n'>{num(r.get('score'))}</td>"
-                    f"<td class='n'>{num(r.get('p_value'))}</td>"
-                    f"<td class='n'>{num(r.get('stability'))}</td></tr>")  # fmt: skip
-    return ('<table><thead><tr><th scope="col">Concept</th><th scope="col">Score</th>'
-            '<th scope="col">p</th><th scope="col">Stability</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+        rows.append(
+            f"<tr><td>{esc(r['concept'])}</td><td class='n'>{num(r.get('score'))}</td>"
+            f"<td class='n'>{num(r.get('p_value'))}</td>"
+            f"<td class='n'>{num(r.get('stability'))}</td></tr>"
+        )
+    return (
+        '<table><thead><tr><th scope="col">Concept</th><th scope="col">Score</th>'
+        '<th scope="col">p</th><th scope="col">Stability</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def snippets_html(snippets: Iterable[tuple[str, str]], phrase: str) -> str:
@@ -188,12 +210,19 @@ def snippets_html(snippets: Iterable[tuple[str, str]], phrase: str) -> str:
     for image_id, text in snippets:
         pos = text.lower().find(low) if low else -1
         if pos >= 0:
-            marked = (esc(text[:pos]) + "<mark>" + esc(text[pos : pos + len(phrase)])
-                      + "</mark>" + esc(text[pos + len(phrase):]))  # fmt: skip
+            marked = (
+                esc(text[:pos])
+                + "<mark>"
+                + esc(text[pos : pos + len(phrase)])
+                + "</mark>"
+                + esc(text[pos + len(phrase) :])
+            )
         else:
             marked = esc(text)
-        out.append(f'<blockquote><p>{marked}</p><footer class="muted">report of '
-                   f"{esc(image_id)}</footer></blockquote>")  # fmt: skip
+        out.append(
+            f'<blockquote><p>{marked}</p><footer class="muted">report of '
+            f"{esc(image_id)}</footer></blockquote>"
+        )
     return "".join(out) or '<p class="muted">No exemplar report contains the name.</p>'
 
 
@@ -214,12 +243,20 @@ def unit_page(v: UnitView) -> str:
     label = unit_label(v.group, v.unit)
     row = v.row
     name = row["name"] or "(unnamed)"
-    stats = [("Name", name), ("Score", num(row["score"])), ("p-value", num(row["p_value"])),
-             ("q-value (FDR)", num(row["q_value"])), ("Stability", num(row["stability"])),
-             ("Flag", "uninterpretable" if row["uninterpretable"] else "—"),
-             ("Exemplars", str(row["n_exemplars"])), ("Truth", row["truth"]),
-             ("Name fits truth", _yes_no(row["hit"])), ("Verified", _yes_no(row["verified"])),
-             ("Naming method", row["method"]), ("Note", row["note"])]  # fmt: skip
+    stats = [
+        ("Name", name),
+        ("Score", num(row["score"])),
+        ("p-value", num(row["p_value"])),
+        ("q-value (FDR)", num(row["q_value"])),
+        ("Stability", num(row["stability"])),
+        ("Flag", "uninterpretable" if row["uninterpretable"] else "—"),
+        ("Exemplars", str(row["n_exemplars"])),
+        ("Truth", row["truth"]),
+        ("Name fits truth", _yes_no(row["hit"])),
+        ("Verified", _yes_no(row["verified"])),
+        ("Naming method", row["method"]),
+        ("Note", row["note"]),
+    ]
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(val)}</dd>" for k, val in stats if val)
     pager = '<nav class="pager" aria-label="Units">'
     if v.prev_file:
@@ -237,8 +274,10 @@ def unit_page(v: UnitView) -> str:
     n = int(row["n_exemplars"])
     body.append(f"<h2>Exemplars <span class='muted'>({len(v.exemplars)} of {n})</span></h2>")
     if any(e.heat for e in v.exemplars):
-        body.append('<p><label><input type="checkbox" id="heat-toggle" checked> heat map of '
-                    "the unit over each image (its spatial map, upsampled)</label></p>")  # fmt: skip
+        body.append(
+            '<p><label><input type="checkbox" id="heat-toggle" checked> heat map of '
+            "the unit over each image (its spatial map, upsampled)</label></p>"
+        )
     if v.exemplars:
         figs = "".join(exemplar_figure(label, e, n, "../../") for e in v.exemplars)
         body.append(f'<ul class="grid" aria-label="exemplars of {esc(label)}">{figs}</ul>')
@@ -281,12 +320,14 @@ def class_page(
         f"<td class='n'>{num(r.weight)}</td><td>{bar(r.weight, top, f'weight {num(r.weight)}')}</td></tr>"
         for r in weights.itertuples()
     )
-    body = [f"<h1>Class {esc(name)}</h1>",
-            "<h2>Concept weights of the concept bottleneck model</h2>",
-            '<table><thead><tr><th scope="col">Concept</th><th scope="col">Weight</th>'
-            f'<th scope="col"><span class="muted">|weight|</span></th></tr></thead><tbody>{rows}'
-            "</tbody></table>",
-            "<h2>Test images and their explanations</h2>"]  # fmt: skip
+    body = [
+        f"<h1>Class {esc(name)}</h1>",
+        "<h2>Concept weights of the concept bottleneck model</h2>",
+        '<table><thead><tr><th scope="col">Concept</th><th scope="col">Weight</th>'
+        f'<th scope="col"><span class="muted">|weight|</span></th></tr></thead><tbody>{rows}'
+        "</tbody></table>",
+        "<h2>Test images and their explanations</h2>",
+    ]
     cards = []
     for im in images:
         ctop = max((abs(c) for _, _, c in im.rows), default=0.0)
@@ -305,21 +346,27 @@ def class_page(
             f"<table><caption class='muted'>contributions to {esc(im.predicted)}</caption>"
             f"<tbody>{lines}</tbody></table></div>"
         )
-    body.append(f'<div class="cards">{"".join(cards)}</div>' if cards
-                else '<p class="muted">No explained test image of this class.</p>')  # fmt: skip
+    body.append(
+        f'<div class="cards">{"".join(cards)}</div>'
+        if cards
+        else '<p class="muted">No explained test image of this class.</p>'
+    )
     return page(f"class {name}", "\n".join(body), "../../")
 
 
 def classes_page(classes: Sequence[str], files: Sequence[str], counts: Sequence[int]) -> str:
-    items = "".join(f'<li><a href="classes/{esc(f)}">{esc(c)}</a> '
-                    f'<span class="muted">({n} test images)</span></li>'
-                    for c, f, n in zip(classes, files, counts, strict=True))  # fmt: skip
+    items = "".join(
+        f'<li><a href="classes/{esc(f)}">{esc(c)}</a> '
+        f'<span class="muted">({n} test images)</span></li>'
+        for c, f, n in zip(classes, files, counts, strict=True)
+    )
     return page("classes", f"<h1>Classes</h1><ul>{items}</ul>", "../")
 
 
 # -- metrics ------------------------------------------------------------------------------------
-def metrics_page(metrics: dict[str, tuple[dict, str, str | None]],
-                 provenance: Sequence[tuple[str, str | None]]) -> str:  # fmt: skip
+def metrics_page(
+    metrics: dict[str, tuple[dict, str, str | None]], provenance: Sequence[tuple[str, str | None]]
+) -> str:
     """``metrics``: label → (values, href of the file, href of its sidecar or None);
     ``provenance``: (artifact label, href of its sidecar or None) of every input."""
     body = ["<h1>Metrics and provenance</h1>"]
@@ -333,10 +380,15 @@ def metrics_page(metrics: dict[str, tuple[dict, str, str | None]],
         )
         body.append(f"<h2>{links}</h2><table><tbody>{rows}</tbody></table>")
     items = "".join(
-        f"<li>{esc(a)}" + (f' — <a href="{esc(s)}">provenance</a>' if s else
-                           ' <span class="muted">(no sidecar)</span>') + "</li>"
+        f"<li>{esc(a)}"
+        + (
+            f' — <a href="{esc(s)}">provenance</a>'
+            if s
+            else ' <span class="muted">(no sidecar)</span>'
+        )
+        + "</li>"
         for a, s in provenance
-    )  # fmt: skip
+    )
     body.append(f"<h2>Every artifact the atlas read</h2><ul>{items}</ul>")
     return page("metrics", "\n".join(body), "../")
 

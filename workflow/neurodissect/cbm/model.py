@@ -78,8 +78,9 @@ def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, sd
 
 
-def _fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, multilabel: bool, c: float,
-                  max_iter: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _fit_logistic(
+    z: np.ndarray, y: np.ndarray, n_classes: int, multilabel: bool, c: float, max_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(W (n_classes, F), b) on standardised ``z``."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -190,8 +191,13 @@ class ConceptModel:
         """Concept scores of raw features (N, C)."""
         x = np.asarray(features, np.float64) - self.arrays["feature_mean"]
         min_pivot = float(self.arrays["omp_min_pivot"]) if "omp_min_pivot" in self.arrays else 0.0
-        return batched_omp(x, self.arrays["dictionary"], int(self.arrays["n_nonzero"]),
-                           memory_mb=memory_mb, min_pivot=min_pivot)  # fmt: skip
+        return batched_omp(
+            x,
+            self.arrays["dictionary"],
+            int(self.arrays["n_nonzero"]),
+            memory_mb=memory_mb,
+            min_pivot=min_pivot,
+        )
 
     def predict_proba(self, scores: np.ndarray, head: str | None = None) -> np.ndarray:
         W, b = self.head(head)
@@ -254,14 +260,20 @@ def build_cbm(
     if unknown:
         raise InputError(f"{selected_path}: latents {unknown[:10]} have no CAV in {cavs_path}")
     if cavs.cavs.shape[1] != store.n_units:
-        raise InputError(f"{cavs_path} has CAVs of {cavs.cavs.shape[1]} features but "
-                         f"{features_path} has {store.n_units}")  # fmt: skip
+        raise InputError(
+            f"{cavs_path} has CAVs of {cavs.cavs.shape[1]} features but "
+            f"{features_path} has {store.n_units}"
+        )
     D = cavs.cavs[[row[int(j)] for j in selected["latent"]]].astype(np.float64)
     k = len(D)
     n_nonzero = min(int(params.n_nonzero), k)
     if n_nonzero < params.n_nonzero:
-        log.info("cbm.n_nonzero = %d > %d concepts: every image uses at most %d",
-                 params.n_nonzero, k, n_nonzero)  # fmt: skip
+        log.info(
+            "cbm.n_nonzero = %d > %d concepts: every image uses at most %d",
+            params.n_nonzero,
+            k,
+            n_nonzero,
+        )
     dev = str(pick_device(device))  # cpu → the compiled OMP, cuda → the torch one
 
     # feature mean of the train split (streamed)
@@ -273,16 +285,26 @@ def build_cbm(
 
     names = selected["name"].astype(str).tolist()
     kept: dict[str, np.ndarray] = {}
-    attrs = {"kind": "cbm_scores", "concepts": names,
-             "latents": [int(j) for j in selected["latent"]], "n_nonzero": n_nonzero}  # fmt: skip
+    attrs = {
+        "kind": "cbm_scores",
+        "concepts": names,
+        "latents": [int(j) for j in selected["latent"]],
+        "n_nonzero": n_nonzero,
+    }
     with StoreWriter(scores_out, n_units=k, attrs=attrs) as writer:
         for split in store.splits:
             writer.begin_split(split, store.image_ids(split))
             parts = []
             for _, _, block in progress(store.iter_chunks(split), desc=f"OMP scores ({split})"):
-                s = batched_omp(np.asarray(block, np.float64) - mean, D, n_nonzero,
-                                memory_mb=params.memory_mb, device=dev,
-                                gpu_memory_mb=params.gpu_memory_mb, min_pivot=params.omp_min_pivot)  # fmt: skip
+                s = batched_omp(
+                    np.asarray(block, np.float64) - mean,
+                    D,
+                    n_nonzero,
+                    memory_mb=params.memory_mb,
+                    device=dev,
+                    gpu_memory_mb=params.gpu_memory_mb,
+                    min_pivot=params.omp_min_pivot,
+                )
                 writer.append(split, s.astype(np.float32))
                 if split in ("train", "val"):
                     parts.append(s)
@@ -290,37 +312,66 @@ def build_cbm(
                 kept[split] = np.concatenate(parts) if parts else np.zeros((0, k))
     for split in ("train", "val"):
         if split not in kept or not len(kept[split]):
-            raise InputError(f"{features_path}: the {split} split is empty or missing; "
-                             "the CBM needs train (fit) and val (choose C)")  # fmt: skip
+            raise InputError(
+                f"{features_path}: the {split} split is empty or missing; "
+                "the CBM needs train (fit) and val (choose C)"
+            )
 
     labels = {s: manifest.split(s).labels() for s in ("train", "val")}
     n_classes = len(manifest.classes)
     arrays: dict[str, Any] = {
-        "dictionary": D.astype(np.float32), "feature_mean": mean,
-        "latents": selected["latent"].to_numpy(np.int64), "concepts": np.asarray(names, dtype=str),
-        "classes": np.asarray(manifest.classes, dtype=str), "multilabel": manifest.multilabel,
-        "n_nonzero": n_nonzero, "omp_min_pivot": params.omp_min_pivot, "features": params.features, "c_grid": np.asarray(params.c_grid),
-    }  # fmt: skip
+        "dictionary": D.astype(np.float32),
+        "feature_mean": mean,
+        "latents": selected["latent"].to_numpy(np.int64),
+        "concepts": np.asarray(names, dtype=str),
+        "classes": np.asarray(manifest.classes, dtype=str),
+        "multilabel": manifest.multilabel,
+        "n_nonzero": n_nonzero,
+        "omp_min_pivot": params.omp_min_pivot,
+        "features": params.features,
+        "c_grid": np.asarray(params.c_grid),
+    }
     meta = read_parquet_metadata(selected_path)
     for key in ("n_concepts_requested", "n_concepts_used"):
         arrays[key] = int(meta.get(key, k))
-    summary: dict[str, Any] = {"n_concepts": k, "n_nonzero": n_nonzero, "device": dev,
-                               "omp_backend": omp_backend("auto", dev)}  # fmt: skip
+    summary: dict[str, Any] = {
+        "n_concepts": k,
+        "n_nonzero": n_nonzero,
+        "device": dev,
+        "omp_backend": omp_backend("auto", dev),
+    }
     for head in HEADS:
 
         def inputs(split, head=head):
             return kept[split] if head == "coefficients" else kept[split] @ D
 
-        fit = fit_head(inputs("train"), labels["train"], inputs("val"), labels["val"],
-                       n_classes, manifest.multilabel, params.c_grid, params.max_iter)  # fmt: skip
+        fit = fit_head(
+            inputs("train"),
+            labels["train"],
+            inputs("val"),
+            labels["val"],
+            n_classes,
+            manifest.multilabel,
+            params.c_grid,
+            params.max_iter,
+        )
         W = fit.W if head == "coefficients" else fit.W @ D.T  # fold x̂ = s·D into concept space
-        arrays.update({f"{head}_W": W, f"{head}_b": fit.b, f"{head}_C": fit.C,
-                       f"{head}_val_score": fit.val_score})  # fmt: skip
+        arrays.update(
+            {
+                f"{head}_W": W,
+                f"{head}_b": fit.b,
+                f"{head}_C": fit.C,
+                f"{head}_val_score": fit.val_score,
+            }
+        )
         summary[f"{head}_C"] = fit.C
         summary[f"{head}_val_score"] = fit.val_score
         log.info("%s head: val scores by C %s → C = %g", head, fit.grid, fit.C)
-    arrays.update(W=arrays[f"{params.features}_W"], b=arrays[f"{params.features}_b"],
-                  C=arrays[f"{params.features}_C"])  # fmt: skip
+    arrays.update(
+        W=arrays[f"{params.features}_W"],
+        b=arrays[f"{params.features}_b"],
+        C=arrays[f"{params.features}_C"],
+    )
     save_model(arrays, model_out)
     return summary
 
@@ -334,8 +385,9 @@ def _checked_features(features_path: PathLike, manifest):
     for split in store.splits:
         ids = manifest.split(split).df["image_id"]
         check_same_ids(store.image_ids(split), ids, f"{features_path} ({split})", manifest.path)
-    missing = [s for s in ("train", "val", "test") if s not in store.splits
-               and len(manifest.split(s))]  # fmt: skip
+    missing = [
+        s for s in ("train", "val", "test") if s not in store.splits and len(manifest.split(s))
+    ]
     if missing:
         raise InputError(f"{features_path} lacks splits {missing} of {manifest.path}")
     return store

@@ -46,8 +46,14 @@ from ..evaluate.text import names_a_class, normalize_concept
 log = logging.getLogger(__name__)
 
 SELECTED_COLUMNS = (
-    "rank", "latent", "name", "gain", "heldout_accuracy", "relevance", "merged_latents",
-)  # fmt: skip
+    "rank",
+    "latent",
+    "name",
+    "gain",
+    "heldout_accuracy",
+    "relevance",
+    "merged_latents",
+)
 
 
 def similarity(cavs: np.ndarray) -> np.ndarray:
@@ -158,16 +164,20 @@ def merge_duplicates(table: pd.DataFrame, merge_by: str = "name_score") -> pd.Da
     t["_acc"] = t["heldout_accuracy"].fillna(-np.inf)
     t["_score"] = t["name_score"].fillna(-np.inf) if "name_score" in t else 0.0
     first, second = ("_score", "_acc") if merge_by == "name_score" else ("_acc", "_score")
-    t = t.sort_values(["_key", first, second, "latent"], ascending=[True, False, False, True],
-                      kind="stable")  # fmt: skip
+    t = t.sort_values(
+        ["_key", first, second, "latent"], ascending=[True, False, False, True], kind="stable"
+    )
     kept = []
     for _, group in t.groupby("_key", sort=False):
         row = group.iloc[0].copy()
         row["merged_latents"] = ",".join(str(int(x)) for x in group["latent"].iloc[1:])
         kept.append(row)
     helpers = ["_key", "_acc", "_score"]
-    out = pd.DataFrame(kept).drop(columns=helpers) if kept else t.drop(
-        columns=helpers).assign(merged_latents=pd.Series(dtype=str))  # fmt: skip
+    out = (
+        pd.DataFrame(kept).drop(columns=helpers)
+        if kept
+        else t.drop(columns=helpers).assign(merged_latents=pd.Series(dtype=str))
+    )
     return out.sort_values("latent", kind="stable").reset_index(drop=True)
 
 
@@ -217,8 +227,11 @@ def select(
         leak = np.array([names_a_class(n, class_synonyms) for n in table["name"]], dtype=bool)
         n_leaks = int(leak.sum())
         if n_leaks:
-            log.info("dropped %d concepts named like a class: %s", n_leaks,
-                     sorted(set(table.loc[leak, "name"])))  # fmt: skip
+            log.info(
+                "dropped %d concepts named like a class: %s",
+                n_leaks,
+                sorted(set(table.loc[leak, "name"])),
+            )
         table = table[~leak].reset_index(drop=True)
     merged = merge_duplicates(table, merge_by)
     rows = merged["_row"].to_numpy(dtype=np.int64)
@@ -227,20 +240,24 @@ def select(
     if n_used < n_concepts:
         log.warning(
             "cbm.n_concepts = %d but only %d distinct named concepts have a CAV: using %d",
-            n_concepts, len(merged), n_used,
-        )  # fmt: skip
+            n_concepts,
+            len(merged),
+            n_used,
+        )
     relevance = class_relevance(d, head_w) if head_w is not None else np.ones(len(merged))
     chosen, gains, evaluations = lazy_greedy(similarity(d), relevance, n_used)
     sel = merged.iloc[chosen].reset_index(drop=True)
-    out = pd.DataFrame({
-        "rank": np.arange(len(chosen), dtype=np.int64),
-        "latent": sel["latent"].astype(np.int64).to_numpy(),
-        "name": sel["name"].astype(str).to_numpy(),
-        "gain": np.asarray(gains, dtype=np.float64),
-        "heldout_accuracy": sel["heldout_accuracy"].astype(np.float64).to_numpy(),
-        "relevance": relevance[chosen] if len(chosen) else np.zeros(0),
-        "merged_latents": sel["merged_latents"].astype(str).to_numpy(),
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "rank": np.arange(len(chosen), dtype=np.int64),
+            "latent": sel["latent"].astype(np.int64).to_numpy(),
+            "name": sel["name"].astype(str).to_numpy(),
+            "gain": np.asarray(gains, dtype=np.float64),
+            "heldout_accuracy": sel["heldout_accuracy"].astype(np.float64).to_numpy(),
+            "relevance": relevance[chosen] if len(chosen) else np.zeros(0),
+            "merged_latents": sel["merged_latents"].astype(str).to_numpy(),
+        }
+    )
     return Selection(
         table=out,
         n_concepts_requested=int(n_concepts),
@@ -256,8 +273,7 @@ def _column(table: pd.DataFrame, column: str, latents) -> list[float]:
     """``table[column]`` (indexed by latent) for each of ``latents``; NaN where missing."""
     if column not in table.columns:
         return [np.nan] * len(latents)
-    return [float(table.loc[int(j), column]) if int(j) in table.index else np.nan
-            for j in latents]  # fmt: skip
+    return [float(table.loc[int(j), column]) if int(j) in table.index else np.nan for j in latents]
 
 
 def select_concepts(
@@ -287,12 +303,14 @@ def select_concepts(
     except Exception as exc:  # pyarrow raises several types for a missing / foreign file
         raise InputError(f"{accuracy_path}: not a readable CAV accuracy table ({exc})") from None
     acc = acc.set_index("latent")
-    candidates = pd.DataFrame({
-        "latent": cavs.latents,
-        "name": cavs.names,
-        "heldout_accuracy": _column(acc, "heldout_accuracy", cavs.latents),
-        "name_score": _column(acc, "name_score", cavs.latents),
-    })  # fmt: skip
+    candidates = pd.DataFrame(
+        {
+            "latent": cavs.latents,
+            "name": cavs.names,
+            "heldout_accuracy": _column(acc, "heldout_accuracy", cavs.latents),
+            "name_score": _column(acc, "name_score", cavs.latents),
+        }
+    )
     head_w = None
     if params.class_relevance and opaque_path is not None and len(cavs.cavs):
         from ..models import head_weights
@@ -307,9 +325,11 @@ def select_concepts(
         else:
             log.warning(
                 "class relevance off: the head of %s reads %d features, the CAVs live in %d "
-                "(sae.layer is not the penultimate layer)", opaque_path, w.shape[1],
+                "(sae.layer is not the penultimate layer)",
+                opaque_path,
+                w.shape[1],
                 cavs.cavs.shape[1],
-            )  # fmt: skip
+            )
     if not len(cavs.cavs):
         raise InputError(f"{cavs_path}: no CAVs (no named latent had positives): nothing to select")
     class_synonyms = None
@@ -317,11 +337,12 @@ def select_concepts(
         from ..data.manifest import read_manifest
 
         class_synonyms = read_manifest(manifest_path).class_synonyms
-    sel = select(candidates, cavs.cavs, params.n_concepts, head_w, class_synonyms,
-                 params.merge_by)  # fmt: skip
+    sel = select(candidates, cavs.cavs, params.n_concepts, head_w, class_synonyms, params.merge_by)
     if not len(sel.table):
-        raise InputError(f"{cavs_path}: every CAV is named like a class: nothing to select "
-                         "(set cbm.exclude_class_names: false to keep them)")  # fmt: skip
+        raise InputError(
+            f"{cavs_path}: every CAV is named like a class: nothing to select "
+            "(set cbm.exclude_class_names: false to keep them)"
+        )
     summary = {**sel.summary(), "class_relevance": head_w is not None}
     write_parquet(sel.table, out_path, metadata=summary)
     log.info("selected %d concepts: %s", sel.n_concepts_used, sel.table["name"].tolist())

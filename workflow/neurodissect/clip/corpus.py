@@ -51,9 +51,16 @@ def check_corpus_seed(corpus: CorpusSettings, dataset_seed: int, dataset: str) -
 
 
 def build_corpus(
-    kind: str, raw_out: PathLike, data_out: PathLike, *, corpus: CorpusSettings, size: int,
-    noise: float, difficulty: float, workers: int = 1,
-) -> Path:  # fmt: skip
+    kind: str,
+    raw_out: PathLike,
+    data_out: PathLike,
+    *,
+    corpus: CorpusSettings,
+    size: int,
+    noise: float,
+    difficulty: float,
+    workers: int = 1,
+) -> Path:
     """Generate the corpus' raw folder ``raw_out`` and prepare it into ``data_out``;
     returns its manifest.
 
@@ -67,12 +74,26 @@ def build_corpus(
 
     if corpus.n < 1:
         raise ConfigError("clip.corpus.n is 0: there is no corpus to build")
-    generate(kind, raw_out, n=corpus.n, size=size, seed=corpus.seed, noise=noise,
-             difficulty=difficulty, workers=workers)  # fmt: skip
+    generate(
+        kind,
+        raw_out,
+        n=corpus.n,
+        size=size,
+        seed=corpus.seed,
+        noise=noise,
+        difficulty=difficulty,
+        workers=workers,
+    )
     # the manifest names the logical folder (a stored run's job writes a local copy)
-    prepare_dataset(kind, to_logical(raw_out), data_out, val_fraction=VAL_FRACTION,
-                    test_fraction=TEST_FRACTION, split_seed=corpus.seed,
-                    threads=workers)  # fmt: skip
+    prepare_dataset(
+        kind,
+        to_logical(raw_out),
+        data_out,
+        val_fraction=VAL_FRACTION,
+        test_fraction=TEST_FRACTION,
+        split_seed=corpus.seed,
+        threads=workers,
+    )
     return Path(data_out) / "manifest.parquet"
 
 

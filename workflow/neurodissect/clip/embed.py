@@ -54,10 +54,17 @@ def prompts(template: str, concepts) -> list[str]:
 
 
 def embed_images(
-    model_dir: PathLike, manifest_path: PathLike, store_out: PathLike, *, batch_size: int = 128,
-    device: str = "auto", num_workers: int = 0, chunk_rows: int = 1024,
-    shards: int = 1, shard: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    model_dir: PathLike,
+    manifest_path: PathLike,
+    store_out: PathLike,
+    *,
+    batch_size: int = 128,
+    device: str = "auto",
+    num_workers: int = 0,
+    chunk_rows: int = 1024,
+    shards: int = 1,
+    shard: int | None = None,
+) -> dict[str, Any]:
     """Rule entry point: L2-normalised image embeddings of every split to ``store_out``.
     ``shard=i`` of ``shards``: only shard i's rows, a part for ``seal_shards``."""
     dev = pick_device(device)
@@ -65,8 +72,14 @@ def embed_images(
     manifest = read_manifest(manifest_path)
     dim = encode_texts(model, tokenizer, [""]).shape[1]
     info = model_info(model_dir)
-    attrs = {"kind": IMAGE_STORE_KIND, "layer": "clip_image", "model": info, "normalised": True,
-             "classes": manifest.classes, "task": manifest.task}  # fmt: skip
+    attrs = {
+        "kind": IMAGE_STORE_KIND,
+        "layer": "clip_image",
+        "model": info,
+        "normalised": True,
+        "classes": manifest.classes,
+        "task": manifest.task,
+    }
     counts = {}
     ranges = None
     if shard is not None:  # whole chunks and whole batches, so the bytes equal one job's
@@ -75,8 +88,9 @@ def embed_images(
         from ..activations.shards import plan_ranges, row_alignment
 
         n_rows = {s: len(manifest.split(s)) for s in SPLITS if len(manifest.split(s))}
-        align = {s: math.lcm(batch_size, row_alignment(n, chunk_rows, dim))
-                 for s, n in n_rows.items()}  # fmt: skip
+        align = {
+            s: math.lcm(batch_size, row_alignment(n, chunk_rows, dim)) for s, n in n_rows.items()
+        }
         ranges, shard_info = plan_ranges(n_rows, align, shards, shard)
         attrs |= shard_info
     with StoreWriter(store_out, n_units=dim, attrs=attrs, chunk_rows=chunk_rows) as writer:
@@ -88,8 +102,13 @@ def embed_images(
             span = ranges[split] if ranges is not None else None
             writer.begin_split(split, files.ids, rows=span)
             images = files if span is None else Subset(files, range(*span))
-            loader = DataLoader(images, batch_size=batch_size, shuffle=False,
-                                num_workers=num_workers, pin_memory=dev.type == "cuda")  # fmt: skip
+            loader = DataLoader(
+                images,
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=num_workers,
+                pin_memory=dev.type == "cuda",
+            )
             try:
                 for emb in encode_image_batches(model, progress(loader, desc=f"embed {split}")):
                     writer.append(split, emb)
@@ -113,9 +132,14 @@ def read_concepts(path: PathLike) -> list[str]:
 
 
 def embed_texts(
-    model_dir: PathLike, concepts_path: PathLike, store_out: PathLike, *, template: str,
-    batch_size: int = 256, device: str = "auto",
-) -> dict[str, Any]:  # fmt: skip
+    model_dir: PathLike,
+    concepts_path: PathLike,
+    store_out: PathLike,
+    *,
+    template: str,
+    batch_size: int = 256,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Rule entry point: prompt embeddings of every concept plus the bare template's."""
     import zarr
 
@@ -130,13 +154,21 @@ def embed_texts(
     with atomic_path(store_out) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         group.create_array("concepts", shape=(len(concepts),), dtype=str)[:] = np.asarray(concepts)
-        group.create_array("emb", shape=emb.shape, dtype="float32",
-                           chunks=(min(len(emb), 4096), emb.shape[1]))[:] = emb  # fmt: skip
+        group.create_array(
+            "emb", shape=emb.shape, dtype="float32", chunks=(min(len(emb), 4096), emb.shape[1])
+        )[:] = emb
         group.create_array("template_emb", shape=template_emb.shape, dtype="float32")[:] = (
             template_emb
         )
-        group.attrs.update({"template": template, "bare_template": bare, "model": info,
-                            "n_concepts": len(concepts), "dim": int(emb.shape[1])})  # fmt: skip
+        group.attrs.update(
+            {
+                "template": template,
+                "bare_template": bare,
+                "model": info,
+                "n_concepts": len(concepts),
+                "dim": int(emb.shape[1]),
+            }
+        )
     log.info(
         "embedded %d concept prompts (%r) and the bare template %r", len(texts), template, bare
     )
@@ -149,8 +181,11 @@ def read_text_embeddings(path: PathLike) -> dict[str, Any]:
 
     try:
         group = zarr.open_group(path, mode="r")
-        return {"concepts": np.asarray(group["concepts"][:]).astype(object).astype(str),
-                "emb": group["emb"][:], "template_emb": group["template_emb"][:],
-                "attrs": dict(group.attrs)}  # fmt: skip
+        return {
+            "concepts": np.asarray(group["concepts"][:]).astype(object).astype(str),
+            "emb": group["emb"][:],
+            "template_emb": group["template_emb"][:],
+            "attrs": dict(group.attrs),
+        }
     except (FileNotFoundError, KeyError) as exc:
         raise InputError(f"{path}: not a text embedding store ({exc})") from None

@@ -25,8 +25,12 @@ from ..io import PathLike, atomic_path
 
 MARKER = "neurodissect_clip.json"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-           "pytorch_model.bin.index.json")  # fmt: skip
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 PROCESSOR = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer_config.json")
 
@@ -41,8 +45,12 @@ def check_folder(model_dir: PathLike) -> None:
     d = Path(model_dir)
     if not d.is_dir():
         raise InputError(f"{d}: not a folder (expected a transformers save_pretrained folder)")
-    for what, names in (("model config", ("config.json",)), ("weights", WEIGHTS),
-                        ("image processor config", PROCESSOR), ("tokenizer", TOKENIZER)):  # fmt: skip
+    for what, names in (
+        ("model config", ("config.json",)),
+        ("weights", WEIGHTS),
+        ("image processor config", PROCESSOR),
+        ("tokenizer", TOKENIZER),
+    ):
         if not any((d / n).is_file() for n in names):
             raise InputError(
                 f"{d}: transformers CLIP folder without its {what}: missing "
@@ -99,8 +107,9 @@ class TextTokenizer:
         from transformers import BatchEncoding
 
         texts = [texts] if isinstance(texts, str) else list(texts)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")  # fmt: skip
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         # CLIP text towers take ids and mask only (BERT tokenizers add token_type_ids)
         return BatchEncoding({k: enc[k] for k in ("input_ids", "attention_mask") if k in enc})
 
@@ -120,8 +129,10 @@ def _context_length(model) -> int:
 
 def _check_clip_style(model, where: Any) -> None:
     if not all(hasattr(model, m) for m in ("get_image_features", "get_text_features")):
-        raise InputError(f"{where}: {type(model).__name__} has no get_image_features / "
-                         "get_text_features (not a CLIP-style image-text model)")  # fmt: skip
+        raise InputError(
+            f"{where}: {type(model).__name__} has no get_image_features / "
+            "get_text_features (not a CLIP-style image-text model)"
+        )
 
 
 def load_transformers_clip(model_dir: PathLike, device: Any = "cpu"):
@@ -130,8 +141,10 @@ def load_transformers_clip(model_dir: PathLike, device: Any = "cpu"):
     try:
         model, processor = _load(Path(model_dir))
     except Exception as exc:  # corrupt weights or configs surface as many types
-        raise InputError(f"{model_dir}: transformers cannot load this folder "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None  # fmt: skip
+        raise InputError(
+            f"{model_dir}: transformers cannot load this folder "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     _check_clip_style(model, model_dir)
     for part in ("image_processor", "tokenizer"):
         if getattr(processor, part, None) is None:
@@ -150,8 +163,10 @@ def fetch_transformers(model_name: str, path: PathLike | None, dest: PathLike) -
         try:
             model, processor = _load(Path(path))
         except Exception as exc:  # as in load_transformers_clip
-            raise InputError(f"{path}: transformers cannot load this folder "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None  # fmt: skip
+            raise InputError(
+                f"{path}: transformers cannot load this folder "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from None
     elif model_name:
         info = {"source": "transformers", "model_name": model_name}
         try:
@@ -161,14 +176,19 @@ def fetch_transformers(model_name: str, path: PathLike | None, dest: PathLike) -
             raise ConfigError(
                 f"cannot fetch transformers model clip.model_name={model_name!r} "
                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]}); "
-                + ("HF_HUB_OFFLINE is set: it must be in the Hugging Face cache"
-                   if offline else "clip.source: transformers needs internet access once")
+                + (
+                    "HF_HUB_OFFLINE is set: it must be in the Hugging Face cache"
+                    if offline
+                    else "clip.source: transformers needs internet access once"
+                )
                 + ", or give a local save_pretrained folder as clip.path"
-            ) from None  # fmt: skip
+            ) from None
         info["revision"] = getattr(model.config, "_commit_hash", None) or ""
     else:
-        raise ConfigError("clip.source is 'transformers' but neither clip.model_name (a hub id) "
-                          "nor clip.path (a save_pretrained folder) is set")  # fmt: skip
+        raise ConfigError(
+            "clip.source is 'transformers' but neither clip.model_name (a hub id) "
+            "nor clip.path (a save_pretrained folder) is set"
+        )
     _check_clip_style(model, path or model_name)
     with atomic_path(dest) as tmp:
         tmp.mkdir()

@@ -102,6 +102,7 @@ def fetch_hub(model_name: str, dest: PathLike) -> dict[str, Any]:
 
     # the snapshot folder is named by the repo's commit: which revision was stored
     info = {"source": "open_clip", "model_name": model_name, "revision": config_path.parent.name}
-    save_local_dir(model, model_cfg, hub_config.get("preprocess_cfg", {}), dest, info,
-                   extra=text_tower_files)  # fmt: skip
+    save_local_dir(
+        model, model_cfg, hub_config.get("preprocess_cfg", {}), dest, info, extra=text_tower_files
+    )
     return info

@@ -62,10 +62,18 @@ class TransformersSource:
 
 
 def obtain_clip(
-    manifest_path: PathLike, model_out: PathLike, metrics_out: PathLike, *, source: str,
-    model_name: str = "ViT-B-32", pretrained: str = "openai", path: PathLike | None = None,
-    batch_size: int = 128, device: str = "auto", num_workers: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+    manifest_path: PathLike,
+    model_out: PathLike,
+    metrics_out: PathLike,
+    *,
+    source: str,
+    model_name: str = "ViT-B-32",
+    pretrained: str = "openai",
+    path: PathLike | None = None,
+    batch_size: int = 128,
+    device: str = "auto",
+    num_workers: int = 0,
+) -> dict[str, Any]:
     """Rule entry point: store the CLIP of ``source`` at ``model_out`` and evaluate it."""
     manifest = read_manifest(manifest_path)  # a bad manifest fails before any download
     if source == "open_clip":

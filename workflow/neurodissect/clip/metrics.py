@@ -43,11 +43,16 @@ def zeroshot_scores(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.nda
     sim = image_emb @ class_emb.T
     if labels.ndim == 1:
         pred = sim.argmax(axis=1)
-        return {"zeroshot_accuracy": float(np.mean(pred == labels)),
-                "zeroshot_balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
-                "zeroshot_chance_accuracy": float(np.bincount(labels).max() / len(labels))}  # fmt: skip
-    aurocs = [roc_auc_score(labels[:, k], sim[:, k]) for k in range(labels.shape[1])
-              if 0 < labels[:, k].sum() < len(labels)]  # fmt: skip
+        return {
+            "zeroshot_accuracy": float(np.mean(pred == labels)),
+            "zeroshot_balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
+            "zeroshot_chance_accuracy": float(np.bincount(labels).max() / len(labels)),
+        }
+    aurocs = [
+        roc_auc_score(labels[:, k], sim[:, k])
+        for k in range(labels.shape[1])
+        if 0 < labels[:, k].sum() < len(labels)
+    ]
     return {"zeroshot_mean_auroc": float(np.mean(aurocs)) if aurocs else float("nan")}
 
 

@@ -64,28 +64,47 @@ def model_config(arch: Architecture) -> dict[str, Any]:
                 "of 32 (it downsamples 32x); use e.g. 32, 64 or 96, or clip.vision_tower: vit"
             )
         # ModifiedResNet: 4 stages, output channels 32 x width, attention-pool heads of 64
-        vision = {"layers": [arch.vision_layers] * 4, "width": arch.vision_width,
-                  "image_size": arch.image_size, "head_width": 64}  # fmt: skip
+        vision = {
+            "layers": [arch.vision_layers] * 4,
+            "width": arch.vision_width,
+            "image_size": arch.image_size,
+            "head_width": 64,
+        }
     elif arch.vision_tower == "vit":
         patch = max(4, arch.image_size // 8)
         if arch.image_size % patch:
             raise ConfigError(
                 f"clip.image_size={arch.image_size}: the vit tower needs a multiple of 8"
             )
-        vision = {"layers": 4 * arch.vision_layers, "width": 4 * arch.vision_width,
-                  "head_width": 32, "patch_size": patch, "image_size": arch.image_size}  # fmt: skip
+        vision = {
+            "layers": 4 * arch.vision_layers,
+            "width": 4 * arch.vision_width,
+            "head_width": 32,
+            "patch_size": patch,
+            "image_size": arch.image_size,
+        }
     else:
         raise ConfigError(f"clip.vision_tower={arch.vision_tower!r}: expected resnet or vit")
-    text = {"context_length": arch.context_length, "vocab_size": 49408,
-            "width": arch.text_width, "heads": max(1, arch.text_width // 32),
-            "layers": arch.text_layers}  # fmt: skip
+    text = {
+        "context_length": arch.context_length,
+        "vocab_size": 49408,
+        "width": arch.text_width,
+        "heads": max(1, arch.text_width // 32),
+        "layers": arch.text_layers,
+    }
     return {"embed_dim": arch.embed_dim, "vision_cfg": vision, "text_cfg": text}
 
 
 def preprocess_config(image_size: int) -> dict[str, Any]:
     """open_clip ``preprocess_cfg``: square resize, ImageNet statistics (as the opaque model)."""
-    return {"size": image_size, "mode": "RGB", "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD), "interpolation": "bilinear", "resize_mode": "squash"}  # fmt: skip
+    return {
+        "size": image_size,
+        "mode": "RGB",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "interpolation": "bilinear",
+        "resize_mode": "squash",
+    }
 
 
 def build_clip(model_cfg: dict[str, Any]):
@@ -97,9 +116,13 @@ def build_clip(model_cfg: dict[str, Any]):
 
 # -- the local-dir folder ----------------------------------------------------------------
 def save_local_dir(
-    model, model_cfg: dict[str, Any], preprocess_cfg: dict[str, Any], dest: PathLike,
-    info: dict[str, Any], extra: Callable[[Path], None] | None = None,
-) -> None:  # fmt: skip
+    model,
+    model_cfg: dict[str, Any],
+    preprocess_cfg: dict[str, Any],
+    dest: PathLike,
+    info: dict[str, Any],
+    extra: Callable[[Path], None] | None = None,
+) -> None:
     """Write ``dest`` atomically as an open_clip local-dir (config + safetensors weights);
     ``extra(folder)`` adds files (a Hugging Face text tower's tokenizer and config)."""
     from safetensors.torch import save_file
@@ -154,7 +177,9 @@ def load_clip(model_dir: PathLike, device: Any = "cpu"):
         return hf.load_transformers_clip(model_dir, device)
     config = read_config(model_dir)  # a clear error for a folder that is not a local-dir
     name = f"local-dir:{Path(model_dir)}"
-    weights = sorted(p.name for p in Path(model_dir).glob("*") if p.suffix in (".safetensors", ".bin", ".pth"))  # fmt: skip
+    weights = sorted(
+        p.name for p in Path(model_dir).glob("*") if p.suffix in (".safetensors", ".bin", ".pth")
+    )
     if not weights:
         raise InputError(
             f"{model_dir}: open_clip local-dir without weights (no .safetensors/.bin/.pth)"
@@ -192,8 +217,10 @@ def fetch_pretrained(model_name: str, pretrained: str, dest: PathLike) -> dict[s
     tag_cfg = get_pretrained_cfg(model_name, pretrained) or {}
     if not tag_cfg and not Path(pretrained).is_file():
         tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ConfigError(f"clip.pretrained={pretrained!r} is not a tag of {model_name!r} "
-                          f"(known: {tags}) nor a weights file")  # fmt: skip
+        raise ConfigError(
+            f"clip.pretrained={pretrained!r} is not a tag of {model_name!r} "
+            f"(known: {tags}) nor a weights file"
+        )
     # weights trained with QuickGELU need it in the stored config too
     model_cfg["quick_gelu"] = bool(tag_cfg.get("quick_gelu", model_cfg.get("quick_gelu", False)))
     try:
@@ -207,8 +234,9 @@ def fetch_pretrained(model_name: str, pretrained: str, dest: PathLike) -> dict[s
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
             "Offline, use clip.source: local with clip.path, or clip.source: train"
         ) from None
-    preprocess_cfg = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode")
-                      if k in tag_cfg}  # fmt: skip
+    preprocess_cfg = {
+        k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg
+    }
     preprocess_cfg["size"] = model_cfg["vision_cfg"].get("image_size", 224)
     info = {"source": "open_clip", "model_name": model_name, "pretrained": pretrained}
     save_local_dir(model, model_cfg, preprocess_cfg, dest, info)

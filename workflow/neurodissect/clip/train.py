@@ -39,7 +39,7 @@ from ..models.resume import (
     restore_training,
     save_resume,
     training_state,
-)  # fmt: skip
+)
 from ..provenance import recorded_digest
 from ..runtime import pick_device, progress, seed_everything
 from .corpus import corpus_training_split
@@ -61,8 +61,15 @@ from .model import (
 )
 
 log = logging.getLogger(__name__)
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_recall_at_1", "val_recall_at_5", "logit_scale",
-                   "lr", "seconds")  # fmt: skip
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_recall_at_1",
+    "val_recall_at_5",
+    "logit_scale",
+    "lr",
+    "seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         exempt = p.ndim < 2 or "embedding" in name or "logit_scale" in name or "ln" in name
         (no_decay if exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -131,12 +140,17 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 # -- evaluation --------------------------------------------------------------------------
 def _image_loader(manifest: Manifest, transform, batch_size: int, num_workers: int):
-    return DataLoader(ManifestImageFiles(manifest, transform), batch_size=batch_size,
-                      shuffle=False, num_workers=num_workers)  # fmt: skip
+    return DataLoader(
+        ManifestImageFiles(manifest, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+    )
 
 
-def embed_split_images(model, manifest: Manifest, transform, batch_size: int, num_workers: int = 0,
-                       desc: str = "embed") -> np.ndarray:  # fmt: skip
+def embed_split_images(
+    model, manifest: Manifest, transform, batch_size: int, num_workers: int = 0, desc: str = "embed"
+) -> np.ndarray:
     loader = _image_loader(manifest, transform, batch_size, num_workers)
     batches = encode_image_batches(model, progress(loader, desc=desc, leave=False))
     parts = list(batches)
@@ -151,9 +165,16 @@ def with_reports(manifest: Manifest) -> Manifest:
     )
 
 
-def evaluate_alignment(model, preprocess, tokenizer, manifest: Manifest, split: str = "test",
-                       batch_size: int = 128, num_workers: int = 0,
-                       train_reports: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate_alignment(
+    model,
+    preprocess,
+    tokenizer,
+    manifest: Manifest,
+    split: str = "test",
+    batch_size: int = 128,
+    num_workers: int = 0,
+    train_reports: list[str] | None = None,
+) -> dict[str, Any]:
     """Image→report recall@1/5 on ``split`` (images with a report) and zero-shot
     classification of all its images with class-name prompts (the synonyms that
     ``train_reports``, by default the train split's, use)."""
@@ -172,8 +193,10 @@ def evaluate_alignment(model, preprocess, tokenizer, manifest: Manifest, split: 
     if train_reports is None:
         train_reports = manifest.split("train").df["report"].fillna("").tolist()
     synonyms = prompt_synonyms(manifest.class_synonyms, train_reports)
-    per_class = [encode_texts(model, tokenizer, [ZEROSHOT_TEMPLATE.format(s) for s in synonyms[c]])
-                 for c in manifest.classes]  # fmt: skip
+    per_class = [
+        encode_texts(model, tokenizer, [ZEROSHOT_TEMPLATE.format(s) for s in synonyms[c]])
+        for c in manifest.classes
+    ]
     out.update(zeroshot_scores(image_emb, class_prompt_embeddings(per_class), part.labels()))
     return out
 
@@ -190,18 +213,31 @@ def _val_recall(model, tokenizer, val_images: np.ndarray, val_texts: list[str]) 
     return {f"val_{k}": v for k, v in r.items()}
 
 
-def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, Any], *,
-             params: ClipParams, device, resume_path: PathLike, job_fingerprint: str) -> dict:  # fmt: skip
+def fit_clip(
+    model,
+    tokenizer,
+    train_ds: ImageTextPairs,
+    val: tuple[Manifest, Any],
+    *,
+    params: ClipParams,
+    device,
+    resume_path: PathLike,
+    job_fingerprint: str,
+) -> dict:
     """Train for ``params.epochs``, checkpointing each epoch to ``resume_path``; resume from it.
 
     Returns {"history": [...], "resumed_from_epoch": int}.
     """
     generator = torch.Generator().manual_seed(params.seed)
     loader = DataLoader(
-        train_ds, batch_size=params.batch_size, sampler=RandomSampler(train_ds, generator=generator),
-        num_workers=params.num_workers, generator=generator, pin_memory=device.type == "cuda",
+        train_ds,
+        batch_size=params.batch_size,
+        sampler=RandomSampler(train_ds, generator=generator),
+        num_workers=params.num_workers,
+        generator=generator,
+        pin_memory=device.type == "cuda",
         drop_last=len(train_ds) > params.batch_size,  # a batch of 1 has no negatives
-    )  # fmt: skip
+    )
     steps = params.epochs * len(loader)
     optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr)
     warmup = int(params.warmup_fraction * steps)
@@ -214,8 +250,9 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
 
     saved = load_resume(resume_path, job_fingerprint)
     if saved is not None:
-        start, history = restore_training(saved, generator, model=model, optimizer=optimizer,
-                                          scheduler=scheduler, scaler=scaler)  # fmt: skip
+        start, history = restore_training(
+            saved, generator, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
+        )
         log.info("resuming from the checkpoint after epoch %d (%s)", start, resume_path)
 
     for epoch in range(start, params.epochs):
@@ -242,20 +279,42 @@ def fit_clip(model, tokenizer, train_ds: ImageTextPairs, val: tuple[Manifest, An
                 model.logit_scale.clamp_(0, math.log(100))
             total += loss.detach().double() * len(images)
             seen += len(images)
-        val_images = embed_split_images(model, val_manifest, val_transform, params.batch_size,
-                                        params.num_workers, "val")  # fmt: skip
-        row = {"epoch": epoch + 1, "train_loss": float(total) / max(seen, 1),
-               **_val_recall(model, tokenizer, val_images, val_manifest.df["report"].astype(str).tolist()),
-               "logit_scale": float(model.logit_scale.detach().exp()), "lr": optimizer.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - t0}  # fmt: skip
+        val_images = embed_split_images(
+            model, val_manifest, val_transform, params.batch_size, params.num_workers, "val"
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(total) / max(seen, 1),
+            **_val_recall(
+                model, tokenizer, val_images, val_manifest.df["report"].astype(str).tolist()
+            ),
+            "logit_scale": float(model.logit_scale.detach().exp()),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
-        log.info("epoch %d/%d: train loss %.4f, val recall@1 %.3f, @5 %.3f (%.1f s)", epoch + 1,
-                 params.epochs, row["train_loss"], row["val_recall_at_1"], row["val_recall_at_5"],
-                 row["seconds"])  # fmt: skip
-        save_resume(resume_path, training_state(
-            job_fingerprint, epoch + 1, generator, history,
-            model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        ))  # fmt: skip
+        log.info(
+            "epoch %d/%d: train loss %.4f, val recall@1 %.3f, @5 %.3f (%.1f s)",
+            epoch + 1,
+            params.epochs,
+            row["train_loss"],
+            row["val_recall_at_1"],
+            row["val_recall_at_5"],
+            row["seconds"],
+        )
+        save_resume(
+            resume_path,
+            training_state(
+                job_fingerprint,
+                epoch + 1,
+                generator,
+                history,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+            ),
+        )
     return {"history": history, "resumed_from_epoch": start}
 
 
@@ -270,11 +329,19 @@ def _check_pairs(manifest: Manifest, path: PathLike, corpus: bool = False) -> Ma
 
 
 def train_clip(
-    manifest_path: PathLike, model_out: PathLike, metrics_out: PathLike, history_out: PathLike,
-    curve_out: PathLike | None, *, params: ClipParams, resume_dir: PathLike | None = None,
-    threads: int | None = None, dpi: int = 120, title: str = "",
+    manifest_path: PathLike,
+    model_out: PathLike,
+    metrics_out: PathLike,
+    history_out: PathLike,
+    curve_out: PathLike | None,
+    *,
+    params: ClipParams,
+    resume_dir: PathLike | None = None,
+    threads: int | None = None,
+    dpi: int = 120,
+    title: str = "",
     corpus_path: PathLike | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Rule entry point: train, then write the local-dir, metrics.json, history.csv and the
     training curve. Returns what goes into the outputs' provenance.
 
@@ -296,26 +363,52 @@ def train_clip(
     preprocess_cfg = preprocess_config(params.image_size)
     model = build_clip(model_cfg).to(device)
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=params.context_length)
-    transform_kwargs = {"mean": preprocess_cfg["mean"], "std": preprocess_cfg["std"],
-                        "interpolation": preprocess_cfg["interpolation"],
-                        "resize_mode": preprocess_cfg["resize_mode"]}  # fmt: skip
+    transform_kwargs = {
+        "mean": preprocess_cfg["mean"],
+        "std": preprocess_cfg["std"],
+        "interpolation": preprocess_cfg["interpolation"],
+        "resize_mode": preprocess_cfg["resize_mode"],
+    }
     eval_transform = image_transform(params.image_size, is_train=False, **transform_kwargs)
-    train_transform = image_transform(params.image_size, is_train=params.augment,
-                                      aug_cfg={"scale": (0.8, 1.0)}, **transform_kwargs)  # fmt: skip
-    train_ds = ImageTextPairs(train_pairs, train_transform, seed=params.seed,
-                              sentence_keep=params.sentence_keep)  # fmt: skip
+    train_transform = image_transform(
+        params.image_size,
+        is_train=params.augment,
+        aug_cfg={"scale": (0.8, 1.0)},
+        **transform_kwargs,
+    )
+    train_ds = ImageTextPairs(
+        train_pairs, train_transform, seed=params.seed, sentence_keep=params.sentence_keep
+    )
     val = (with_reports(source.split("val")), eval_transform)
     resume_dir = Path(resume_dir or Path(model_out).parent / ".resume")
-    job = fingerprint(params={k: v for k, v in asdict(params).items() if k not in ("device", "num_workers")},
-                      data=[recorded_digest(p) for p in (manifest_path, corpus_path) if p],
-                      kind="clip", device=str(device),
-                      amp=runtime.amp_enabled(device, params.amp))  # fmt: skip
+    job = fingerprint(
+        params={k: v for k, v in asdict(params).items() if k not in ("device", "num_workers")},
+        data=[recorded_digest(p) for p in (manifest_path, corpus_path) if p],
+        kind="clip",
+        device=str(device),
+        amp=runtime.amp_enabled(device, params.amp),
+    )
     try:
-        result = fit_clip(model, tokenizer, train_ds, val, params=params, device=device,
-                          resume_path=resume_dir / "last.pt", job_fingerprint=job)  # fmt: skip
-        metrics = evaluate_alignment(model, eval_transform, tokenizer, manifest, "test",
-                                     params.batch_size, params.num_workers,
-                                     train_pairs.df["report"].fillna("").tolist())  # fmt: skip
+        result = fit_clip(
+            model,
+            tokenizer,
+            train_ds,
+            val,
+            params=params,
+            device=device,
+            resume_path=resume_dir / "last.pt",
+            job_fingerprint=job,
+        )
+        metrics = evaluate_alignment(
+            model,
+            eval_transform,
+            tokenizer,
+            manifest,
+            "test",
+            params.batch_size,
+            params.num_workers,
+            train_pairs.df["report"].fillna("").tolist(),
+        )
     except torch.OutOfMemoryError:
         raise ConfigError(
             f"out of GPU memory training the CLIP at clip.batch_size={params.batch_size} on "
@@ -327,8 +420,13 @@ def train_clip(
         epochs=params.epochs,
         n_train_pairs=len(train_pairs),
     )
-    info = {"source": "train", "epochs": params.epochs, "seed": params.seed,
-            "n_train_pairs": len(train_pairs), "corpus": corpus_path is not None}  # fmt: skip
+    info = {
+        "source": "train",
+        "epochs": params.epochs,
+        "seed": params.seed,
+        "n_train_pairs": len(train_pairs),
+        "corpus": corpus_path is not None,
+    }
     save_local_dir(model, model_cfg, preprocess_cfg, model_out, info)
     write_json(metrics, metrics_out)
     timing = write_history(history, history_out)
@@ -337,7 +435,15 @@ def train_clip(
 
         plot_clip_training(history, metrics, curve_out, n_val=len(val[0]), title=title, dpi=dpi)
     remove_path(resume_dir)
-    log.info("test recall@1 %.3f, @5 %.3f over %d images", metrics.get("recall_at_1", float("nan")),
-             metrics.get("recall_at_5", float("nan")), metrics["n_test"])  # fmt: skip
-    return {"device": str(device), "resumed_from_epoch": result["resumed_from_epoch"],
-            "n_train_pairs": len(train_pairs), "timing": timing}  # fmt: skip
+    log.info(
+        "test recall@1 %.3f, @5 %.3f over %d images",
+        metrics.get("recall_at_1", float("nan")),
+        metrics.get("recall_at_5", float("nan")),
+        metrics["n_test"],
+    )
+    return {
+        "device": str(device),
+        "resumed_from_epoch": result["resumed_from_epoch"],
+        "n_train_pairs": len(train_pairs),
+        "timing": timing,
+    }

@@ -66,8 +66,11 @@ def stage_targets(grid: RunGrid) -> list[str]:
     out += _expand([f"{run}/opaque/metrics.json", f"{run}/figures/learning_curve.png"], **dm)
     stores = [f"{run}/activations/{layer}.zarr" for layer in grid.extract_layers]
     out += _expand(stores, **dm)
-    sae = [f"{run}/sae/metrics.json", f"{run}/figures/sae_training.png",
-           f"{run}/sae/baselines.parquet"]  # fmt: skip
+    sae = [
+        f"{run}/sae/metrics.json",
+        f"{run}/figures/sae_training.png",
+        f"{run}/sae/baselines.parquet",
+    ]
     out += _expand(sae, **dm)
     out += _expand([f"{run}/annotate/{{layer}}/metrics.json"], **dm, layer=grid.layers)
     out += _expand([f"{run}/sae/concepts.parquet"], **dm)

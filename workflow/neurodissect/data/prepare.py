@@ -393,10 +393,13 @@ def grouped_stratified(
     """
     frame = pd.DataFrame({"group": groups.to_numpy(), "stratum": strata.to_numpy()})
     group_stratum = (
-        frame.groupby(["group", "stratum"]).size().reset_index(name="n")
+        frame.groupby(["group", "stratum"])
+        .size()
+        .reset_index(name="n")
         .sort_values(["group", "n", "stratum"], ascending=[True, False, True])
-        .drop_duplicates("group").set_index("group")["stratum"]
-    )  # fmt: skip
+        .drop_duplicates("group")
+        .set_index("group")["stratum"]
+    )
     sizes = frame.groupby("group").size()
     assigned: dict[str, str] = {}
     for stratum in sorted(set(group_stratum)):

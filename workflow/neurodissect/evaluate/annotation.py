@@ -35,8 +35,22 @@ from .text import matches
 log = logging.getLogger(__name__)
 
 TextSpace = Callable[[Sequence[str]], np.ndarray]  # strings -> (n, D) L2-normalised
-UNIT_COLUMNS = ("unit", "group", "truth", "top_concept", "assigned", "dead", "uninterpretable",
-                "hit", "top1", "precision", "recall", "f1", "cosine", "cosine_alt")  # fmt: skip
+UNIT_COLUMNS = (
+    "unit",
+    "group",
+    "truth",
+    "top_concept",
+    "assigned",
+    "dead",
+    "uninterpretable",
+    "hit",
+    "top1",
+    "precision",
+    "recall",
+    "f1",
+    "cosine",
+    "cosine_alt",
+)
 
 
 @dataclass
@@ -64,24 +78,31 @@ class AnnotationEvalParams:
 # -- truth ------------------------------------------------------------------------------
 def class_truth(classes: Sequence[str], class_synonyms: dict[str, list[str]]) -> dict[int, Truth]:
     """Unit j of a class-logit layer ↔ classes[j]."""
-    return {j: Truth("class", [c], [list(dict.fromkeys([c, *class_synonyms.get(c, [c])]))])
-            for j, c in enumerate(classes)}  # fmt: skip
+    return {
+        j: Truth("class", [c], [list(dict.fromkeys([c, *class_synonyms.get(c, [c])]))])
+        for j, c in enumerate(classes)
+    }
 
 
-def planted_truth(auroc: np.ndarray, concepts: list[str], synonyms: dict[str, list[str]],
-                  threshold: float) -> dict[int, Truth]:  # fmt: skip
+def planted_truth(
+    auroc: np.ndarray, concepts: list[str], synonyms: dict[str, list[str]], threshold: float
+) -> dict[int, Truth]:
     """Unit u's truth = planted concepts with AUROC ≥ threshold, best first (auroc: K x U)."""
     out = {}
     a = np.nan_to_num(np.asarray(auroc, dtype=np.float64), nan=0.0)
     for u in np.flatnonzero((a >= threshold).any(axis=0)):
         ks = [k for k in np.argsort(-a[:, u], kind="stable") if a[k, u] >= threshold]
-        out[int(u)] = Truth("concept", [concepts[k] for k in ks],
-                            [synonyms.get(concepts[k], [concepts[k]]) for k in ks])  # fmt: skip
+        out[int(u)] = Truth(
+            "concept",
+            [concepts[k] for k in ks],
+            [synonyms.get(concepts[k], [concepts[k]]) for k in ks],
+        )
     return out
 
 
-def store_auroc_over(store_path: PathLike, splits: list[str], labels: np.ndarray,
-                     memory_mb: float) -> np.ndarray:  # fmt: skip
+def store_auroc_over(
+    store_path: PathLike, splits: list[str], labels: np.ndarray, memory_mb: float
+) -> np.ndarray:
     """(K, U) AUROC of every unit over the rows of ``splits`` (in order), in unit blocks."""
     from ..activations.store import ActivationStore
     from .groundtruth import auroc_matrix
@@ -106,8 +127,13 @@ def score_assignment(assigned: Sequence[str], truth: Truth) -> dict[str, float]:
     precision = float(hits.any(axis=1).mean())
     recall = float(hits.any(axis=0).mean())
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"hit": float(hits.any()), "top1": float(hits[0].any()),
-            "precision": precision, "recall": recall, "f1": f1}  # fmt: skip
+    return {
+        "hit": float(hits.any()),
+        "top1": float(hits[0].any()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
 
 
 def score_units(
@@ -120,13 +146,20 @@ def score_units(
     for unit, truth in sorted(truths.items()):
         g = by_unit.get(unit)
         assigned = [] if g is None else g["concept"].astype(str).tolist()
-        rows.append({
-            "unit": unit, "group": truth.group, "truth": "; ".join(truth.labels),
-            "top_concept": assigned[0] if assigned else "",
-            "assigned": "; ".join(assigned), "dead": unit in dead or g is None,
-            "uninterpretable": bool(g["uninterpretable"].iloc[0]) if g is not None else True,
-            **score_assignment(assigned, truth), "cosine": np.nan, "cosine_alt": np.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                "unit": unit,
+                "group": truth.group,
+                "truth": "; ".join(truth.labels),
+                "top_concept": assigned[0] if assigned else "",
+                "assigned": "; ".join(assigned),
+                "dead": unit in dead or g is None,
+                "uninterpretable": bool(g["uninterpretable"].iloc[0]) if g is not None else True,
+                **score_assignment(assigned, truth),
+                "cosine": np.nan,
+                "cosine_alt": np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=list(UNIT_COLUMNS))
 
 
@@ -134,10 +167,12 @@ def best_cosines(tops: Sequence[str], truths: Sequence[Truth], space: TextSpace)
     """Per unit: max over its truth synonyms of cos(top concept, synonym) in ``space``."""
     texts = sorted({*tops, *(s for t in truths for syns in t.synonyms for s in syns)})
     emb = dict(zip(texts, space(texts), strict=True))
-    return np.array([
-        max(float(emb[top] @ emb[s]) for syns in t.synonyms for s in syns)
-        for top, t in zip(tops, truths, strict=True)
-    ])  # fmt: skip
+    return np.array(
+        [
+            max(float(emb[top] @ emb[s]) for syns in t.synonyms for s in syns)
+            for top, t in zip(tops, truths, strict=True)
+        ]
+    )
 
 
 # -- text spaces ----------------------------------------------------------------------------
@@ -170,10 +205,11 @@ def clip_space(text_emb: PathLike, template: str, encoder: TextSpace | None = No
         missing = [t for t in texts if t not in known]
         if missing:
             if encoder is None:
-                raise InputError(f"{text_emb}: no CLIP embedding for {missing[:5]} and no "
-                                 "CLIP text encoder to embed them")  # fmt: skip
-            known.update(zip(missing, encoder([template.format(t) for t in missing]),
-                             strict=True))  # fmt: skip
+                raise InputError(
+                    f"{text_emb}: no CLIP embedding for {missing[:5]} and no "
+                    "CLIP text encoder to embed them"
+                )
+            known.update(zip(missing, encoder([template.format(t) for t in missing]), strict=True))
         out = np.stack([known[t] for t in texts])
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
@@ -206,9 +242,15 @@ def _mean(values) -> float | None:
 def annotation_metrics(units: pd.DataFrame) -> dict[str, Any]:
     """The flat metrics of DESIGN.md (+ per-group and confidence breakdowns)."""
     m: dict[str, Any] = {"n_units_scored": int(len(units))}
-    for key, col in (("hit_rate", "hit"), ("top1_accuracy", "top1"), ("precision", "precision"),
-                     ("recall", "recall"), ("f1", "f1"), ("mean_cosine", "cosine"),
-                     ("mean_cosine_alt", "cosine_alt")):  # fmt: skip
+    for key, col in (
+        ("hit_rate", "hit"),
+        ("top1_accuracy", "top1"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("f1", "f1"),
+        ("mean_cosine", "cosine"),
+        ("mean_cosine_alt", "cosine_alt"),
+    ):
         m[key] = _mean(units[col])
     for group in ("class", "concept"):
         g = units[units["group"] == group]
@@ -270,8 +312,11 @@ def localize_units(
         for image_id in image_ids:
             split, row = where[image_id]
             maps = np.asarray(store.maps_array(split)[row], dtype=np.float64)  # (C, h, w)
-            small = head_weight[unit] @ maps.reshape(len(maps), -1) if head_weight is not None \
-                else maps[unit].reshape(-1)  # fmt: skip
+            small = (
+                head_weight[unit] @ maps.reshape(len(maps), -1)
+                if head_weight is not None
+                else maps[unit].reshape(-1)
+            )
             small = small.reshape(maps.shape[1:])
             height, width = image_size(image_id)
             img_boxes = sel.loc[sel["image_id"].astype(str) == image_id, ["x", "y", "w", "h"]]
@@ -281,8 +326,15 @@ def localize_units(
             rows.append((unit, image_id, "; ".join(findings), overlap, hit))
             if len(examples) < n_examples and image_id == image_ids[0]:
                 heat = upsample(small, height, width)  # the figure shows the upsampled map
-                examples.append({"unit": unit, "image_id": image_id, "heat": heat,
-                                 "boxes": img_boxes.to_numpy(), "truth": truth.labels[0]})  # fmt: skip
+                examples.append(
+                    {
+                        "unit": unit,
+                        "image_id": image_id,
+                        "heat": heat,
+                        "boxes": img_boxes.to_numpy(),
+                        "truth": truth.labels[0],
+                    }
+                )
     per_image = pd.DataFrame(rows, columns=["unit", "image_id", "finding", "iou", "pointing_hit"])
     return LocalizationResult(per_image, examples)
 
@@ -317,8 +369,13 @@ def read_concepts(path: PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, meta
 
 
-def unit_truths(inputs: AnnotationInputs, store_attrs: dict, manifest, splits: list[str],
-                params: AnnotationEvalParams) -> dict[int, Truth]:  # fmt: skip
+def unit_truths(
+    inputs: AnnotationInputs,
+    store_attrs: dict,
+    manifest,
+    splits: list[str],
+    params: AnnotationEvalParams,
+) -> dict[int, Truth]:
     """Class truth for class-logit layers, planted-concept truth (synthetic) for the others."""
     from ..activations.store import ActivationStore
     from .groundtruth import read_planted_concepts
@@ -390,10 +447,17 @@ def evaluate_annotation(
     write_parquet(units, units_out)
     write_json(metrics, metrics_out)
     viz.annotation_figures(
-        figures_dir, concepts, exemplars, units, manifest, localization,
-        n_units=n_figure_units, significance=params.significance, dpi=dpi,
+        figures_dir,
+        concepts,
+        exemplars,
+        units,
+        manifest,
+        localization,
+        n_units=n_figure_units,
+        significance=params.significance,
+        dpi=dpi,
         layer=str(store.attrs.get("layer", "")),
-    )  # fmt: skip
+    )
     log.info("annotation metrics: %s", {k: v for k, v in metrics.items() if v is not None})
     return {"n_units_scored": metrics["n_units_scored"]}
 

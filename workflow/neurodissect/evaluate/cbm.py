@@ -78,8 +78,16 @@ class CBMEvaluation:
 
 
 EXPLANATION_COLUMNS = (
-    "image_id", "class", "rank", "concept", "latent", "score", "contribution", "logit", "bias",
-)  # fmt: skip
+    "image_id",
+    "class",
+    "rank",
+    "concept",
+    "latent",
+    "score",
+    "contribution",
+    "logit",
+    "bias",
+)
 
 
 def contributions(scores: np.ndarray, W: np.ndarray, class_idx: np.ndarray) -> np.ndarray:
@@ -111,17 +119,19 @@ def explanations(
     rows = np.repeat(np.arange(n), k)
     cols = order.ravel()
     logits = contrib.sum(1) + np.asarray(b, np.float64)[class_idx]
-    return pd.DataFrame({
-        "image_id": np.asarray(image_ids).astype(str)[rows],
-        "class": np.asarray(classes, dtype=object)[np.asarray(class_idx)[rows]].astype(str),
-        "rank": np.tile(np.arange(1, k + 1), n).astype(np.int64),
-        "concept": np.asarray(concepts, dtype=object)[cols].astype(str),
-        "latent": np.asarray(latents, dtype=np.int64)[cols],
-        "score": scores[rows, cols],
-        "contribution": contrib[rows, cols],
-        "logit": logits[rows],
-        "bias": np.asarray(b, np.float64)[class_idx][rows],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "image_id": np.asarray(image_ids).astype(str)[rows],
+            "class": np.asarray(classes, dtype=object)[np.asarray(class_idx)[rows]].astype(str),
+            "rank": np.tile(np.arange(1, k + 1), n).astype(np.int64),
+            "concept": np.asarray(concepts, dtype=object)[cols].astype(str),
+            "latent": np.asarray(latents, dtype=np.int64)[cols],
+            "score": scores[rows, cols],
+            "contribution": contrib[rows, cols],
+            "logit": logits[rows],
+            "bias": np.asarray(b, np.float64)[class_idx][rows],
+        }
+    )
 
 
 def class_causes(
@@ -201,8 +211,10 @@ def _opaque_predictions(features_path, opaque_path, arch, split, n_rows, multila
     store = ActivationStore(features_path)
     if W.shape[1] != store.n_units:
         return None
-    feats = np.concatenate([blk for _, _, blk in store.iter_chunks(split)] or
-                           [np.zeros((0, store.n_units), np.float32)])  # fmt: skip
+    feats = np.concatenate(
+        [blk for _, _, blk in store.iter_chunks(split)]
+        or [np.zeros((0, store.n_units), np.float32)]
+    )
     if len(feats) != n_rows:
         raise InputError(f"{features_path} ({split}) has {len(feats)} rows, expected {n_rows}")
     return predict_from_penultimate(W, b, feats, multilabel)
@@ -237,10 +249,15 @@ def evaluate_cbm(
     store = ActivationStore(scores_path)
     check_same_ids(store.image_ids(split), ids, f"{scores_path} ({split})", manifest.path)
     if store.n_units != len(model.concepts):
-        raise InputError(f"{scores_path} has {store.n_units} concepts but {model_path} "
-                         f"{len(model.concepts)}")  # fmt: skip
-    check_same_ids(ActivationStore(features_path).image_ids(split), ids,
-                   f"{features_path} ({split})", manifest.path)  # fmt: skip
+        raise InputError(
+            f"{scores_path} has {store.n_units} concepts but {model_path} {len(model.concepts)}"
+        )
+    check_same_ids(
+        ActivationStore(features_path).image_ids(split),
+        ids,
+        f"{features_path} ({split})",
+        manifest.path,
+    )
     scores = store.read(split).astype(np.float64)
     labels = part.labels()
     multilabel = manifest.multilabel
@@ -252,21 +269,28 @@ def evaluate_cbm(
     if opaque_probs is not None:
         opaque = classification_metrics(labels, opaque_probs, multilabel)
     else:
-        log.warning("the features are not the head's input: opaque metrics from %s",
-                    opaque_metrics_path)  # fmt: skip
+        log.warning(
+            "the features are not the head's input: opaque metrics from %s", opaque_metrics_path
+        )
         stored = read_json(opaque_metrics_path)
-        opaque = {k.removeprefix(f"{split}_"): v for k, v in stored.items()
-                  if k.startswith(f"{split}_")}  # fmt: skip
+        opaque = {
+            k.removeprefix(f"{split}_"): v for k, v in stored.items() if k.startswith(f"{split}_")
+        }
     metrics.update({f"opaque_{k}": v for k, v in opaque.items()})
 
     probs = model.predict_proba(scores)
-    metrics.update({f"cbm_{k}": v for k, v in
-                    classification_metrics(labels, probs, multilabel).items()})  # fmt: skip
+    metrics.update(
+        {f"cbm_{k}": v for k, v in classification_metrics(labels, probs, multilabel).items()}
+    )
     for head in HEADS:
         if f"{head}_W" in model.arrays:
             p = model.predict_proba(scores, head)
-            metrics.update({f"cbm_{head}_{k}": v for k, v in
-                            classification_metrics(labels, p, multilabel).items()})  # fmt: skip
+            metrics.update(
+                {
+                    f"cbm_{head}_{k}": v
+                    for k, v in classification_metrics(labels, p, multilabel).items()
+                }
+            )
     if opaque_probs is not None:
         if multilabel:
             metrics["cbm_agreement"] = float(np.mean((probs >= 0.5) == (opaque_probs >= 0.5)))
@@ -279,8 +303,17 @@ def evaluate_cbm(
 
     W, b = model.head()
     expl_class = explained_class(probs, multilabel)
-    table = explanations(ids, scores, W, b, expl_class, model.concepts, model["latents"],
-                         model.classes, params.explain_top_k)  # fmt: skip
+    table = explanations(
+        ids,
+        scores,
+        W,
+        b,
+        expl_class,
+        model.concepts,
+        model["latents"],
+        model.classes,
+        params.explain_top_k,
+    )
 
     metrics["explanation_planted_hit_rate"] = None
     metrics["n_hit_rate_images"] = 0
@@ -299,8 +332,16 @@ def evaluate_cbm(
                 cases = [(i, int(y)) for i, y in zip(*np.nonzero(labels > 0.5), strict=True)]
             else:
                 cases = [(i, int(y)) for i, y in enumerate(labels)]
-            args = (scores, W, cases, present, truth.concepts, truth.synonyms, causes,
-                    model.concepts)  # fmt: skip
+            args = (
+                scores,
+                W,
+                cases,
+                present,
+                truth.concepts,
+                truth.synonyms,
+                causes,
+                model.concepts,
+            )
             rate, n = planted_hit_rate(*args)
             metrics["explanation_planted_hit_rate"] = rate
             metrics["n_hit_rate_images"] = n
@@ -310,9 +351,16 @@ def evaluate_cbm(
             metrics["explanation_spurious_rate"] = spurious_top_rate(
                 scores, W, cases, spurious, truth.synonyms, model.concepts
             )[0]
-    metrics.update(dict.fromkeys(("explanation_faithfulness", "explanation_rank_correlation",
-                                  "explanation_faithfulness_ceiling",
-                                  "explanation_both_causes_rate")))  # fmt: skip
+    metrics.update(
+        dict.fromkeys(
+            (
+                "explanation_faithfulness",
+                "explanation_rank_correlation",
+                "explanation_faithfulness_ceiling",
+                "explanation_both_causes_rate",
+            )
+        )
+    )
     if probe is not None:  # synthetic data: explanations checked by re-rendering (verify)
         from ..verify.explanations import explanation_faithfulness
 
@@ -320,6 +368,13 @@ def evaluate_cbm(
     write_json(metrics, metrics_out)
     write_parquet(table, explanations_out)
     log.info("CBM vs opaque on %s: %s", split, {k: v for k, v in metrics.items() if k != "split"})
-    arrays = {"scores": scores, "labels": labels, "probs": probs, "explained_class": expl_class,
-              "image_ids": ids, "W": W, "b": b}  # fmt: skip
+    arrays = {
+        "scores": scores,
+        "labels": labels,
+        "probs": probs,
+        "explained_class": expl_class,
+        "image_ids": ids,
+        "W": W,
+        "b": b,
+    }
     return CBMEvaluation(metrics, arrays)

@@ -84,16 +84,22 @@ def to_markdown(summary: pd.DataFrame) -> str:
     """One section per stage; rows = dataset/architecture, columns = metrics, cells mean ± std (n)."""
     lines = ["# neurodissect run comparison", ""]
     for stage, part in summary.groupby("stage", sort=True):
-        part = part.assign(cell=[
-            f"{m:.4g} ± {s:.2g} (n={n})" if n > 1 else f"{m:.4g}"
-            for m, s, n in zip(part["mean"], part["std"], part["n"], strict=True)
-        ])  # fmt: skip
+        part = part.assign(
+            cell=[
+                f"{m:.4g} ± {s:.2g} (n={n})" if n > 1 else f"{m:.4g}"
+                for m, s, n in zip(part["mean"], part["std"], part["n"], strict=True)
+            ]
+        )
         wide = part.pivot_table(
             index=["dataset", "arch"], columns="metric", values="cell", aggfunc="first"
         )
         cols = list(wide.columns)
-        lines += [f"## {stage}", "", "| dataset | model | " + " | ".join(cols) + " |",
-                  "|---|---|" + "---|" * len(cols)]  # fmt: skip
+        lines += [
+            f"## {stage}",
+            "",
+            "| dataset | model | " + " | ".join(cols) + " |",
+            "|---|---|" + "---|" * len(cols),
+        ]
         for (dataset, arch), row in wide.iterrows():
             cells = ["" if pd.isna(row[c]) else row[c] for c in cols]
             lines.append(f"| {dataset} | {arch or '-'} | " + " | ".join(cells) + " |")

@@ -159,13 +159,15 @@ def concept_recovery(
 ) -> pd.DataFrame:
     """Per planted concept: best unit, its AUROC, and whether it reaches ``threshold``."""
     best, value = best_units(auroc)
-    return pd.DataFrame({
-        "concept": concepts,
-        "best_unit": best,
-        "auroc": value,
-        "recovered": np.nan_to_num(value, nan=0.0) >= threshold,
-        "evaluable": ~np.isnan(value),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "concept": concepts,
+            "best_unit": best,
+            "auroc": value,
+            "recovered": np.nan_to_num(value, nan=0.0) >= threshold,
+            "evaluable": ~np.isnan(value),
+        }
+    )
 
 
 # -- dictionary quality against planted concepts ------------------------------
@@ -182,8 +184,9 @@ def correlation_matrix(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.nan_to_num(corr, nan=0.0, posinf=0.0)
 
 
-def store_correlation(store_path: PathLike, split: str, labels: np.ndarray,
-                      block_mb: float = BLOCK_MB) -> np.ndarray:  # fmt: skip
+def store_correlation(
+    store_path: PathLike, split: str, labels: np.ndarray, block_mb: float = BLOCK_MB
+) -> np.ndarray:
     """:func:`correlation_matrix` for every unit of a store's split, in blocks of units."""
     from ..activations.store import ActivationStore
 

@@ -39,10 +39,20 @@ from .archs import (
 from .checkpoints import LoadReport, load_weights, read_checkpoint, torchvision_checkpoint
 
 __all__ = [
-    "ARCHITECTURES", "HEAD_MODULES", "LayerSpec", "LoadReport", "build_model",
-    "build_model_with_report", "head_linear", "head_weights", "layer_names", "load_opaque",
-    "predict_from_penultimate", "replace_head", "resolve_layer",
-]  # fmt: skip
+    "ARCHITECTURES",
+    "HEAD_MODULES",
+    "LayerSpec",
+    "LoadReport",
+    "build_model",
+    "build_model_with_report",
+    "head_linear",
+    "head_weights",
+    "layer_names",
+    "load_opaque",
+    "predict_from_penultimate",
+    "replace_head",
+    "resolve_layer",
+]
 
 
 def build_model_with_report(

@@ -95,9 +95,15 @@ def adapt_input_channels(model: nn.Module, arch: str, in_channels: int) -> None:
     name = ARCHITECTURES[arch][2]
     old = get_module(model, name)
     new = nn.Conv2d(
-        in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-        old.dilation, old.groups, old.bias is not None,
-    )  # fmt: skip
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups,
+        old.bias is not None,
+    )
     with torch.no_grad():
         summed = old.weight.sum(dim=1, keepdim=True) / in_channels
         new.weight.copy_(summed.repeat(1, in_channels, 1, 1))

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 NESTED_KEYS = ("state_dict", "model", "model_state_dict", "net", "network", "module")
 # torchvision's pre-0.3 DenseNet names (CheXNet-era checkpoints): norm.1 -> norm1
-_OLD_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")  # fmt: skip
+_OLD_DENSENET = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 _OPTIONAL_BUFFERS = ("num_batches_tracked",)
 
 
@@ -158,8 +160,11 @@ def load_weights(
         log.info("%s: %d checkpoint tensors not used (e.g. %s)", source, len(unused), unused[:3])
     log.info(
         "%s: loaded %d tensors (prefix %r stripped); head %s",
-        source, len(state), prefix, "loaded" if head_loaded else "not loaded (different classes)",
-    )  # fmt: skip
+        source,
+        len(state),
+        prefix,
+        "loaded" if head_loaded else "not loaded (different classes)",
+    )
     return LoadReport(source, len(state), head_loaded, prefix, unused)
 
 

@@ -77,9 +77,14 @@ def _logits_to_scores(logits: np.ndarray, multilabel: bool) -> np.ndarray:
 
 
 def fit_head(
-    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-    n_classes: int, multilabel: bool, cs: list[float],
-) -> tuple[np.ndarray, np.ndarray, list[dict]]:  # fmt: skip
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    n_classes: int,
+    multilabel: bool,
+    cs: list[float],
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """(W (K, C), b (K,)) on raw features, and the val score of every C tried."""
     mu = train_x.mean(axis=0)
     sd = train_x.std(axis=0)
@@ -93,7 +98,9 @@ def fit_head(
             if multilabel
             else _fit_multiclass(zt, train_y, n_classes, c)
         )
-        score = classification_metrics(val_y, _logits_to_scores(zv @ W.T + b, multilabel), multilabel)[key]  # fmt: skip
+        score = classification_metrics(
+            val_y, _logits_to_scores(zv @ W.T + b, multilabel), multilabel
+        )[key]
         grid.append({"C": float(c), f"val_{key}": float(score)})
         rank = -np.inf if np.isnan(score) else round(float(score), 9)  # ties: stronger penalty
         if best is None or rank > best[0]:

@@ -74,8 +74,12 @@ def restore_cuda_rng(saved: list[torch.Tensor], n_visible: int, set_state) -> in
     sees, which are the first ones of the saved list (both are numbered from 0)."""
     n = min(len(saved), n_visible)
     if n < len(saved):
-        log.warning("resume checkpoint holds %d GPU RNG states, %d GPU(s) visible: "
-                    "restoring the first %d", len(saved), n_visible, n)  # fmt: skip
+        log.warning(
+            "resume checkpoint holds %d GPU RNG states, %d GPU(s) visible: restoring the first %d",
+            len(saved),
+            n_visible,
+            n,
+        )
     for index in range(n):
         set_state(saved[index], index)
     return n
@@ -88,9 +92,11 @@ def load_scaler_state(scaler, saved: dict[str, Any]) -> None:
     raises, and an enabled scaler's state means nothing to a disabled one. Either way
     the scaler keeps its fresh state (the scale is re-learnt within a few steps)."""
     if bool(saved) != scaler.is_enabled():
-        log.warning("resume checkpoint's grad scaler was %s, this run's is %s: starting "
-                    "the scaler afresh", "enabled" if saved else "disabled",
-                    "enabled" if scaler.is_enabled() else "disabled")  # fmt: skip
+        log.warning(
+            "resume checkpoint's grad scaler was %s, this run's is %s: starting the scaler afresh",
+            "enabled" if saved else "disabled",
+            "enabled" if scaler.is_enabled() else "disabled",
+        )
         return
     scaler.load_state_dict(saved)
 
@@ -101,8 +107,13 @@ def training_state(
     """A resume checkpoint after ``epoch``: the state dict of each ``stateful`` object (model,
     optimizer, scheduler, scaler) under its keyword, all RNG states and the history."""
     state = {name: obj.state_dict() for name, obj in stateful.items()}
-    return {"fingerprint": job_fingerprint, "epoch": epoch, "rng": rng_states(generator),
-            "history": history, **state}  # fmt: skip
+    return {
+        "fingerprint": job_fingerprint,
+        "epoch": epoch,
+        "rng": rng_states(generator),
+        "history": history,
+        **state,
+    }
 
 
 def restore_training(

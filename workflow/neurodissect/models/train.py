@@ -68,11 +68,16 @@ class OpaqueTrainParams:
 
 def _loader(dataset, batch_size: int, num_workers: int, device, sampler=None, generator=None):
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-        num_workers=num_workers, generator=generator, worker_init_fn=_seed_worker,
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=generator,
+        worker_init_fn=_seed_worker,
         drop_last=sampler is not None and len(dataset) > batch_size,  # no size-1 BatchNorm batch
         pin_memory=device.type == "cuda",
-    )  # fmt: skip
+    )
 
 
 def _seed_worker(_worker_id: int) -> None:
@@ -135,9 +140,17 @@ class FitResult:
 
 
 def fit(
-    model: nn.Module, train_ds, val_ds, *, params: OpaqueTrainParams, seed: int, device,
-    multilabel: bool, resume_path: PathLike, job_fingerprint: str,
-) -> FitResult:  # fmt: skip
+    model: nn.Module,
+    train_ds,
+    val_ds,
+    *,
+    params: OpaqueTrainParams,
+    seed: int,
+    device,
+    multilabel: bool,
+    resume_path: PathLike,
+    job_fingerprint: str,
+) -> FitResult:
     """Train for ``params.epochs``, checkpointing every epoch to ``resume_path``; resume from it."""
     generator = torch.Generator().manual_seed(seed)
     labels = train_ds.labels.numpy()
@@ -146,7 +159,9 @@ def fit(
         if params.balanced_sampling
         else RandomSampler(train_ds, generator=generator)
     )
-    train_loader = _loader(train_ds, params.batch_size, params.num_workers, device, sampler, generator)  # fmt: skip
+    train_loader = _loader(
+        train_ds, params.batch_size, params.num_workers, device, sampler, generator
+    )
     val_loader = _loader(val_ds, params.batch_size, params.num_workers, device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=params.lr, weight_decay=params.weight_decay
@@ -160,8 +175,9 @@ def fit(
 
     saved = load_resume(resume_path, job_fingerprint)
     if saved is not None:
-        start, history = restore_training(saved, generator, model=model, optimizer=optimizer,
-                                          scheduler=scheduler, scaler=scaler)  # fmt: skip
+        start, history = restore_training(
+            saved, generator, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler
+        )
         best_state, best_epoch = saved["best_state"], int(saved["best_epoch"])
         best_rank = tuple(saved["best_rank"])
         log.info("resuming from the checkpoint after epoch %d (%s)", start, resume_path)
@@ -184,18 +200,38 @@ def fit(
             seen += len(x)
         scores, val_loss = predict(model, val_loader, device, multilabel, params.amp, "val")
         val = classification_metrics(val_ds.labels.numpy(), scores, multilabel)
-        row = {"epoch": epoch + 1, "train_loss": float(total) / max(seen, 1), "val_loss": val_loss,
-               **{f"val_{k}": v for k, v in val.items()},
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(total) / max(seen, 1),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         rank = _rank(val, key, val_loss)
         if best_rank is None or rank > best_rank:
             best_state, best_epoch, best_rank = _cpu_copy(model), epoch + 1, rank
-        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val %s %.4f%s",
-                 epoch + 1, params.epochs, row["train_loss"], val_loss, key, val[key],
-                 " (best)" if best_epoch == epoch + 1 else "")  # fmt: skip
-        state = training_state(job_fingerprint, epoch + 1, generator, history, model=model,
-                               optimizer=optimizer, scheduler=scheduler, scaler=scaler)  # fmt: skip
+        log.info(
+            "epoch %d/%d: train loss %.4f, val loss %.4f, val %s %.4f%s",
+            epoch + 1,
+            params.epochs,
+            row["train_loss"],
+            val_loss,
+            key,
+            val[key],
+            " (best)" if best_epoch == epoch + 1 else "",
+        )
+        state = training_state(
+            job_fingerprint,
+            epoch + 1,
+            generator,
+            history,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+        )
         state.update(best_state=best_state, best_epoch=best_epoch, best_rank=list(best_rank))
         save_resume(resume_path, state)
     return FitResult(best_state, best_epoch, history, start)
@@ -219,13 +255,20 @@ def _check_splits(manifest: Manifest, path: PathLike) -> None:
 
 
 def _probe_head(model, arch, data, manifest, params, device) -> dict[str, Any]:
-    loaders = {s: _loader(data[s], params.batch_size, params.num_workers, device) for s in ("train", "val")}  # fmt: skip
+    loaders = {
+        s: _loader(data[s], params.batch_size, params.num_workers, device) for s in ("train", "val")
+    }
     feats = {s: penultimate_features(model, arch, loaders[s], device) for s in loaders}
     labels = {s: data[s].labels.numpy() for s in loaders}
     W, b, grid = fit_head(
-        feats["train"], labels["train"], feats["val"], labels["val"],
-        len(manifest.classes), manifest.multilabel, list(params.probe_cs),
-    )  # fmt: skip
+        feats["train"],
+        labels["train"],
+        feats["val"],
+        labels["val"],
+        len(manifest.classes),
+        manifest.multilabel,
+        list(params.probe_cs),
+    )
     refit_head(model, arch, W, b)
     return {"probe_grid": grid}
 
@@ -253,11 +296,20 @@ def history_frame(history: list[dict], multilabel: bool) -> pd.DataFrame:
 
 
 def train_opaque(
-    manifest_path: PathLike, model_out: PathLike, metrics_out: PathLike, history_out: PathLike,
-    curve_out: PathLike | None, *, arch: str, seed: int, params: OpaqueTrainParams,
-    resume_dir: PathLike | None = None, threads: int | None = None, dpi: int = 120,
+    manifest_path: PathLike,
+    model_out: PathLike,
+    metrics_out: PathLike,
+    history_out: PathLike,
+    curve_out: PathLike | None,
+    *,
+    arch: str,
+    seed: int,
+    params: OpaqueTrainParams,
+    resume_dir: PathLike | None = None,
+    threads: int | None = None,
+    dpi: int = 120,
     title: str = "",
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Rule entry point: writes model.pt, metrics.json, history.csv and the learning curve.
 
     ``resume_dir`` (default: ``.resume`` beside ``model_out``) holds the per-epoch
@@ -277,8 +329,11 @@ def train_opaque(
     )
     model.to(device)
     data = _split_datasets(manifest, params, manifest.meta.get("modality", "other"))
-    summary: dict[str, Any] = {"arch": arch, "device": str(device),
-                               "preprocess": preprocess_record(params.image_size)}  # fmt: skip
+    summary: dict[str, Any] = {
+        "arch": arch,
+        "device": str(device),
+        "preprocess": preprocess_record(params.image_size),
+    }
     if report is not None:
         summary.update(report.as_record())
     resume_dir = Path(resume_dir or Path(model_out).parent / ".resume")
@@ -286,12 +341,26 @@ def train_opaque(
     try:
         if params.train:
             # the resolved device too: a CPU-written checkpoint is not a CUDA run's past
-            job = fingerprint(arch=arch, seed=seed, n_classes=len(manifest.classes),
-                              params=asdict(params), data=recorded_digest(manifest_path),
-                              device=str(device), amp=runtime.amp_enabled(device, params.amp))  # fmt: skip
-            result = fit(model, data["train_augmented"], data["val"], params=params, seed=seed,
-                         device=device, multilabel=manifest.multilabel,
-                         resume_path=resume_dir / "last.pt", job_fingerprint=job)  # fmt: skip
+            job = fingerprint(
+                arch=arch,
+                seed=seed,
+                n_classes=len(manifest.classes),
+                params=asdict(params),
+                data=recorded_digest(manifest_path),
+                device=str(device),
+                amp=runtime.amp_enabled(device, params.amp),
+            )
+            result = fit(
+                model,
+                data["train_augmented"],
+                data["val"],
+                params=params,
+                seed=seed,
+                device=device,
+                multilabel=manifest.multilabel,
+                resume_path=resume_dir / "last.pt",
+                job_fingerprint=job,
+            )
             model.load_state_dict(result.best_state)
             history, best_epoch = result.history, result.best_epoch
             summary.update(head="trained", resumed_from_epoch=result.resumed_from_epoch)
@@ -300,7 +369,9 @@ def train_opaque(
             if report is not None and report.head_loaded:
                 summary["head"] = "checkpoint"
             else:
-                summary.update(head="linear_probe", **_probe_head(model, arch, data, manifest, params, device))  # fmt: skip
+                summary.update(
+                    head="linear_probe", **_probe_head(model, arch, data, manifest, params, device)
+                )
         metrics = evaluate_splits(model, data, manifest, params, device)
     except torch.OutOfMemoryError:
         raise ConfigError(
@@ -308,15 +379,27 @@ def train_opaque(
             f"{device}; lower opaque.batch_size or opaque.image_size (nothing is retried "
             "automatically at a smaller batch)"
         ) from None
-    metrics.update(best_epoch=best_epoch, epochs_trained=len(history),
-                   head_refit=int(summary["head"] == "linear_probe"), split="test")  # fmt: skip
+    metrics.update(
+        best_epoch=best_epoch,
+        epochs_trained=len(history),
+        head_refit=int(summary["head"] == "linear_probe"),
+        split="test",
+    )
     save_state_dict(_cpu_copy(model), model_out)
     write_json(metrics, metrics_out)
     frame = history_frame(history, manifest.multilabel)
     summary["timing"] = write_history(frame, history_out)
     if curve_out is not None:
-        plot_learning_curve(frame, curve_out, manifest.multilabel, best_epoch, metrics,
-                            probe_grid=summary.get("probe_grid"), title=title, dpi=dpi)  # fmt: skip
+        plot_learning_curve(
+            frame,
+            curve_out,
+            manifest.multilabel,
+            best_epoch,
+            metrics,
+            probe_grid=summary.get("probe_grid"),
+            title=title,
+            dpi=dpi,
+        )
     remove_path(resume_dir)
     log.info("test %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")})
     return summary

@@ -53,8 +53,12 @@ class ReportCorpus:
     def with_phrases(self, keep: np.ndarray) -> ReportCorpus:
         """The same documents over the phrases where boolean ``keep`` is set."""
         keep = np.asarray(keep, dtype=bool)
-        return ReportCorpus(self.image_ids, self.reports, self.phrases[keep],
-                            self.indicators[:, np.flatnonzero(keep)])  # fmt: skip
+        return ReportCorpus(
+            self.image_ids,
+            self.reports,
+            self.phrases[keep],
+            self.indicators[:, np.flatnonzero(keep)],
+        )
 
 
 def has_text(reports: pd.Series) -> np.ndarray:

@@ -62,8 +62,10 @@ def refine(scores: np.ndarray, best: np.ndarray, phrases: Sequence[str], margin:
     best = np.asarray(best).copy()
     if margin <= 0:
         return best
-    longer = {int(b): [j for j, p in enumerate(phrases) if j != b and matches(p, [phrases[b]])]
-              for b in np.unique(best)}  # fmt: skip
+    longer = {
+        int(b): [j for j, p in enumerate(phrases) if j != b and matches(p, [phrases[b]])]
+        for b in np.unique(best)
+    }
     for i, b in enumerate(best):
         top = scores[i, b]
         within = [j for j in longer[int(b)] if top > 0 and scores[i, j] >= (1 - margin) * top]

@@ -188,12 +188,21 @@ def name_concepts(
         )
     skipped.update(more_skipped)
     concepts = table.control_fdr(table.concepts_frame(rows), params.fdr)
-    significant = (concepts["q_value"] <= params.fdr) if params.fdr is not None else (
-        concepts["p_value"] <= params.significance)  # fmt: skip
-    write_parquet(concepts, concepts_out, metadata={
-        "method": params.method, "n_latents": found.n_latents, "fdr": params.fdr,
-        "n_significant": int(significant.sum()),
-    })  # fmt: skip
+    significant = (
+        (concepts["q_value"] <= params.fdr)
+        if params.fdr is not None
+        else (concepts["p_value"] <= params.significance)
+    )
+    write_parquet(
+        concepts,
+        concepts_out,
+        metadata={
+            "method": params.method,
+            "n_latents": found.n_latents,
+            "fdr": params.fdr,
+            "n_significant": int(significant.sum()),
+        },
+    )
     write_parquet(table.skipped_frame(skipped), skipped_out)
     summary = {
         "n_latents": int(found.n_latents),

@@ -18,9 +18,16 @@ from ..errors import InputError
 from ..io import PathLike, read_table
 
 CONCEPT_COLUMNS = (
-    "latent", "name", "description", "method", "score", "support",
-    "p_value", "stability", "uninterpretable",
-)  # fmt: skip
+    "latent",
+    "name",
+    "description",
+    "method",
+    "score",
+    "support",
+    "p_value",
+    "stability",
+    "uninterpretable",
+)
 SKIPPED_COLUMNS = ("latent", "reason")
 # why a latent has no name (the `reason` column)
 DEAD = "dead"  # never active on the probing images
@@ -39,10 +46,16 @@ def uninterpretable(p_value: float, support: int, n_exemplars: int, params) -> b
 
 
 _DTYPES = {
-    "latent": "int64", "name": "str", "description": "str", "method": "str",
-    "score": "float64", "support": "int64", "p_value": "float64",
-    "stability": "float64", "uninterpretable": "bool",
-}  # fmt: skip
+    "latent": "int64",
+    "name": "str",
+    "description": "str",
+    "method": "str",
+    "score": "float64",
+    "support": "int64",
+    "p_value": "float64",
+    "stability": "float64",
+    "uninterpretable": "bool",
+}
 
 
 def control_fdr(df: pd.DataFrame, fdr: float | None) -> pd.DataFrame:

@@ -26,9 +26,18 @@ from ..storage import to_logical
 
 SIDECAR_SUFFIX = ".prov.json"
 LIBRARIES = (
-    "torch", "torchvision", "numpy", "pandas", "pyarrow", "zarr", "scikit-learn",
-    "open_clip_torch", "spacy", "snakemake", "matplotlib",
-)  # fmt: skip
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "zarr",
+    "scikit-learn",
+    "open_clip_torch",
+    "spacy",
+    "snakemake",
+    "matplotlib",
+)
 _CHUNK = 1 << 20
 # Snakemake touches this marker inside directory() outputs after the job: not content
 SNAKEMAKE_MARKERS = frozenset({".snakemake_timestamp"})
@@ -97,8 +106,11 @@ def git_commit() -> str | None:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
-            cwd=here, capture_output=True, text=True, timeout=5,
-        )  # fmt: skip
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -120,10 +120,13 @@ def audit(
             continue
         now = digest(artifact)
         if now != rec.get("sha256"):
-            report.findings.append(Finding(
-                rel, "modified",
-                f"sha256 is {now[:12]}…, provenance recorded {str(rec.get('sha256'))[:12]}…",
-            ))  # fmt: skip
+            report.findings.append(
+                Finding(
+                    rel,
+                    "modified",
+                    f"sha256 is {now[:12]}…, provenance recorded {str(rec.get('sha256'))[:12]}…",
+                )
+            )
         base = base_dir(artifact, rel)
         for inp, recorded in sorted(rec.get("inputs", {}).items()):
             path = Path(inp) if Path(inp).is_absolute() else base / inp
@@ -134,10 +137,13 @@ def audit(
                 continue
             current = _current_input_digest(path)
             if current != recorded:
-                report.findings.append(Finding(
-                    rel, "stale-input",
-                    f"built from {inp} sha256 {recorded[:12]}…, which is now {current[:12]}…",
-                ))  # fmt: skip
+                report.findings.append(
+                    Finding(
+                        rel,
+                        "stale-input",
+                        f"built from {inp} sha256 {recorded[:12]}…, which is now {current[:12]}…",
+                    )
+                )
         if (
             check_images
             and rec.get("rule") == "prepare_data"
@@ -156,9 +162,10 @@ def audit_main(args) -> int:
             "workflow's audit rule writes results/ro-crate-metadata.json there"
         )
     report = audit(
-        args.results_dir, check_images=not getattr(args, "skip_images", False),
+        args.results_dir,
+        check_images=not getattr(args, "skip_images", False),
         endpoint_url=endpoint,
-    )  # fmt: skip
+    )
     for f in report.findings:
         print(f.line())
     status = "OK" if report.ok else f"{len(report.findings)} problem(s)"

@@ -79,24 +79,45 @@ def write_rocrate(results_dir: str | os.PathLike, dest: str | os.PathLike | None
         rule = rec.get("rule", "unknown")
         pkg = rec.get("package", {})
         if rule not in software:
-            software[rule] = crate.add(ContextEntity(crate, f"#rule-{rule}", properties={
-                "@type": "SoftwareApplication",
-                "name": f"neurodissect rule {rule}",
-                "softwareVersion": pkg.get("version"),
-                "version": pkg.get("git_commit") or pkg.get("version"),
-            }))  # fmt: skip
+            software[rule] = crate.add(
+                ContextEntity(
+                    crate,
+                    f"#rule-{rule}",
+                    properties={
+                        "@type": "SoftwareApplication",
+                        "name": f"neurodissect rule {rule}",
+                        "softwareVersion": pkg.get("version"),
+                        "version": pkg.get("git_commit") or pkg.get("version"),
+                    },
+                )
+            )
         job_key = (rule, json.dumps(rec.get("params", {}), sort_keys=True), rec.get("started"))
         if job_key not in actions:
             base = base_dir(artifact, rec.get("artifact", artifact.name))
             inputs = []
             for inp, sha in sorted(rec.get("inputs", {}).items()):
                 p = Path(inp) if Path(inp).is_absolute() else base / inp
-                inputs.append(data_entity(p, None if p.with_name(p.name + SIDECAR_SUFFIX).exists()
-                                          else {"sha256": sha}))  # fmt: skip
+                inputs.append(
+                    data_entity(
+                        p,
+                        None if p.with_name(p.name + SIDECAR_SUFFIX).exists() else {"sha256": sha},
+                    )
+                )
             idx = len(actions)
-            params = [crate.add(ContextEntity(crate, f"#param-{idx}-{k}", properties={
-                "@type": "PropertyValue", "name": k, "value": json.dumps(v, sort_keys=True),
-            })) for k, v in sorted(rec.get("params", {}).items())]  # fmt: skip
+            params = [
+                crate.add(
+                    ContextEntity(
+                        crate,
+                        f"#param-{idx}-{k}",
+                        properties={
+                            "@type": "PropertyValue",
+                            "name": k,
+                            "value": json.dumps(v, sort_keys=True),
+                        },
+                    )
+                )
+                for k, v in sorted(rec.get("params", {}).items())
+            ]
             wc = rec.get("params", {}).get("wildcards", {})
             label = " ".join(f"{k}={v}" for k, v in sorted(wc.items()))
             actions[job_key] = crate.add_action(

@@ -243,8 +243,12 @@ class SparseAutoencoder(nn.Module):
         loss = mse + sum(terms.values())
         with torch.no_grad():
             sq_err = (x_hat - x).pow(2).sum()
-        stats = {"loss": loss.detach(), "mse": mse.detach(), "sq_err": sq_err,
-                 **{k: torch.as_tensor(v).detach() for k, v in terms.items()}}  # fmt: skip
+        stats = {
+            "loss": loss.detach(),
+            "mse": mse.detach(),
+            "sq_err": sq_err,
+            **{k: torch.as_tensor(v).detach() for k, v in terms.items()},
+        }
         return loss, stats, code
 
     @torch.no_grad()

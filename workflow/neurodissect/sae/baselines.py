@@ -64,8 +64,14 @@ class BaselineParams:
         return params
 
 
-def fit_codes(method: str, train: np.ndarray, test: np.ndarray, n_components: int,
-              seed: int = 0, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray, bool]:  # fmt: skip
+def fit_codes(
+    method: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    n_components: int,
+    seed: int = 0,
+    max_iter: int = 200,
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """(codes of ``test``, their reconstruction, whether code signs are arbitrary)."""
     train = np.asarray(train, np.float64)
     test = np.asarray(test, np.float64)
@@ -78,8 +84,9 @@ def fit_codes(method: str, train: np.ndarray, test: np.ndarray, n_components: in
         codes = model.transform(test)
         return codes, model.inverse_transform(codes), True
     if method == "ica":
-        model = FastICA(n_components, random_state=seed, max_iter=max_iter,
-                        whiten="unit-variance").fit(train)  # fmt: skip
+        model = FastICA(
+            n_components, random_state=seed, max_iter=max_iter, whiten="unit-variance"
+        ).fit(train)
         codes = model.transform(test)
         return codes, model.inverse_transform(codes), True
     if method == "nmf":
@@ -91,8 +98,9 @@ def fit_codes(method: str, train: np.ndarray, test: np.ndarray, n_components: in
     raise ConfigError(f"sae.baselines: unknown method {method!r}")
 
 
-def dictionary_scores(codes: np.ndarray, present: np.ndarray | None, signed: bool,
-                      threshold: float = 0.9) -> dict[str, float | None]:  # fmt: skip
+def dictionary_scores(
+    codes: np.ndarray, present: np.ndarray | None, signed: bool, threshold: float = 0.9
+) -> dict[str, float | None]:
     """planted_recovered_fraction and mcc of codes (N, U) against presence (N, K)."""
     if present is None or present.shape[1] == 0:
         return {"planted_recovered_fraction": None, "mcc": None}
@@ -117,8 +125,12 @@ def baseline_rows(train, test, present, n_components: int, p: BaselineParams) ->
             codes, recon, signed = fit_codes(method, train, test, n, p.seed, p.baseline_max_iter)
         for w in caught:
             log.warning("%s: %s", method, w.message)
-        row = {"method": method, "n_components": n, "fvu": fvu(test, recon),
-               "l0": float((np.abs(codes) > 1e-12).sum(1).mean())}  # fmt: skip
+        row = {
+            "method": method,
+            "n_components": n,
+            "fvu": fvu(test, recon),
+            "l0": float((np.abs(codes) > 1e-12).sum(1).mean()),
+        }
         row.update(dictionary_scores(codes, present, signed, p.recovery_auroc))
         rows.append(row)
     return rows
@@ -163,8 +175,12 @@ def sae_baselines(
     sae = sae_row(
         load_sae(model_path), latents.acts_array(params.eval_split)[:], test, present, params
     )
-    rows = [sae, *baseline_rows(acts.acts_array(TRAIN_SPLIT)[:], test, present,
-                                max(1, sae["n_components"]), params)]  # fmt: skip
+    rows = [
+        sae,
+        *baseline_rows(
+            acts.acts_array(TRAIN_SPLIT)[:], test, present, max(1, sae["n_components"]), params
+        ),
+    ]
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in COLUMNS[2:]:
         table[col] = table[col].astype("float64")

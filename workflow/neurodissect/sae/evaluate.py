@@ -50,12 +50,30 @@ from .metrics import SAEMetrics, reconstruct_blocks
 
 log = logging.getLogger(__name__)
 
-GROUNDTRUTH_COLUMNS = ("concept", "best_latent", "auroc", "recovered", "name", "name_correct",
-                       "name_correct_strict", "latent_detects", "f1", "mcc_latent",
-                       "mcc_correlation", "probe_auroc", "encoded")  # fmt: skip
-GROUNDTRUTH_KEYS = ("planted_recovered_fraction", "named_correct_fraction",
-                    "named_correct_strict_fraction", "encoded_fraction",
-                    "planted_recovered_of_encoded", "mcc", "mean_best_latent_f1")  # fmt: skip
+GROUNDTRUTH_COLUMNS = (
+    "concept",
+    "best_latent",
+    "auroc",
+    "recovered",
+    "name",
+    "name_correct",
+    "name_correct_strict",
+    "latent_detects",
+    "f1",
+    "mcc_latent",
+    "mcc_correlation",
+    "probe_auroc",
+    "encoded",
+)
+GROUNDTRUTH_KEYS = (
+    "planted_recovered_fraction",
+    "named_correct_fraction",
+    "named_correct_strict_fraction",
+    "encoded_fraction",
+    "planted_recovered_of_encoded",
+    "mcc",
+    "mean_best_latent_f1",
+)
 PROBE_SPLIT = "train"  # the probe learns where the SAE learned
 
 
@@ -97,8 +115,9 @@ def reconstruction_metrics(
     p_orig, p_rec = np.concatenate(probs_orig), np.concatenate(probs_rec)
     out = acc.result()
     for name, probs in (("opaque", p_orig), ("fidelity", p_rec)):
-        out.update({f"{name}_{k}": v for k, v in
-                    classification_metrics(labels, probs, multilabel).items()})  # fmt: skip
+        out.update(
+            {f"{name}_{k}": v for k, v in classification_metrics(labels, probs, multilabel).items()}
+        )
     out["fidelity_agreement"] = prediction_agreement(p_orig, p_rec, multilabel)
     return out
 
@@ -127,14 +146,17 @@ def planted_concept_metrics(
     table["name"] = [top_name.get(int(u), "") for u in table["best_latent"]]
     table["latent_detects"] = [
         [c for c, a in zip(truth.concepts, auroc[:, u], strict=True) if a >= threshold]
-        if u >= 0 else [] for u in table["best_latent"]
-    ]  # fmt: skip
+        if u >= 0
+        else []
+        for u in table["best_latent"]
+    ]
 
     def named(name: str, concepts: list[str]) -> bool:
         return bool(name) and any(matches(name, truth.synonyms[c]) for c in concepts)
 
-    rows = zip(table["concept"], table["recovered"], table["name"], table["latent_detects"],
-               strict=True)  # fmt: skip
+    rows = zip(
+        table["concept"], table["recovered"], table["name"], table["latent_detects"], strict=True
+    )
     correct = [
         (rec and named(name, [c]), rec and named(name, found)) for c, rec, name, found in rows
     ]
@@ -145,8 +167,9 @@ def planted_concept_metrics(
     if len(evaluable) < len(table):
         log.warning(
             "planted concepts without positives or negatives in %s are not scored: %s",
-            split, table.loc[~table["evaluable"], "concept"].tolist(),
-        )  # fmt: skip
+            split,
+            table.loc[~table["evaluable"], "concept"].tolist(),
+        )
     corr = store_correlation(latents_path, split, present)
     mcc, matched = matched_correlation(corr)
     table["mcc_latent"] = matched
@@ -217,9 +240,11 @@ def naming_counts(concepts_path: PathLike) -> dict[str, int | None]:
 
     named = read_concepts(concepts_path)
     n_significant = read_parquet_metadata(concepts_path).get("n_significant")
-    return {"n_named": int(len(named)),
-            "n_significant": None if n_significant is None else int(n_significant),
-            "n_interpretable": int((~named["uninterpretable"].astype(bool)).sum())}  # fmt: skip
+    return {
+        "n_named": int(len(named)),
+        "n_significant": None if n_significant is None else int(n_significant),
+        "n_interpretable": int((~named["uninterpretable"].astype(bool)).sum()),
+    }
 
 
 def evaluate_sae(

@@ -58,8 +58,9 @@ class SparseCode:
         return row_ids(self.crow, len(self.cols))
 
     def to_dense(self) -> torch.Tensor:
-        z = torch.zeros(self.n_rows, self.n_latents, device=self.values.device,
-                        dtype=self.values.dtype)  # fmt: skip
+        z = torch.zeros(
+            self.n_rows, self.n_latents, device=self.values.device, dtype=self.values.dtype
+        )
         z[self.rows(), self.cols] = self.values
         return z
 

@@ -71,15 +71,19 @@ class StoreRows:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         # chunk c of the pool: (array, first row, last row); splits may differ in chunk size
-        self._chunks = [(a, start, min(start + int(a.chunks[0]), a.shape[0]))
-                        for a in self.arrays for start in range(0, a.shape[0], int(a.chunks[0]))]  # fmt: skip
+        self._chunks = [
+            (a, start, min(start + int(a.chunks[0]), a.shape[0]))
+            for a in self.arrays
+            for start in range(0, a.shape[0], int(a.chunks[0]))
+        ]
         self.chunk_rows = max((int(a.chunks[0]) for a in self.arrays), default=1)
         row_bytes = self.n_features * BYTES_PER_VALUE
         buffer_bytes = float(buffer_mb) * 2**20
         self._in_memory: ArrayRows | None = None
         if self.n_rows * row_bytes <= buffer_bytes:
-            self._in_memory = ArrayRows(self._read_chunks(np.arange(len(self._chunks))),
-                                        batch_size, seed)  # fmt: skip
+            self._in_memory = ArrayRows(
+                self._read_chunks(np.arange(len(self._chunks))), batch_size, seed
+            )
         # two windows are alive at once: the one being consumed and the one being read
         self.window_chunks = max(1, int(buffer_bytes // (2 * self.chunk_rows * row_bytes)))
 
@@ -96,8 +100,9 @@ class StoreRows:
         return self._in_memory is None
 
     def _read_chunks(self, chunk_ids: np.ndarray) -> np.ndarray:
-        parts = [self._chunks[c][0][self._chunks[c][1] : self._chunks[c][2]]
-                 for c in np.sort(chunk_ids)]  # fmt: skip
+        parts = [
+            self._chunks[c][0][self._chunks[c][1] : self._chunks[c][2]] for c in np.sort(chunk_ids)
+        ]
         if not parts:
             return np.zeros((0, self.n_features), np.float32)
         return np.concatenate(parts).astype(np.float32, copy=False)

@@ -197,9 +197,11 @@ def prepare_model(model: SparseAutoencoder, blocks, params: SAETrainParams, sour
     if params.pre_bias_init == "geometric_median":
         center = geometric_median(source.sample(8192, epoch_rng(params.seed, -1)))
     model.set_input_statistics(
-        torch.from_numpy(stats.mean), stats.scale, torch.from_numpy(center),
+        torch.from_numpy(stats.mean),
+        stats.scale,
+        torch.from_numpy(center),
         *(None if m is None else torch.from_numpy(m) for m in (stats.transform, stats.inverse)),
-    )  # fmt: skip
+    )
     return stats.total_variance
 
 
@@ -237,8 +239,11 @@ def resample_dead_latents(
     model.W_dec[ids] = directions
     model.W_enc[:, ids] = directions.t() * (encoder_scale * enc_norm)
     model.b_enc[ids] = 0.0
-    for param, index in ((model.W_dec, (ids,)), (model.W_enc, (slice(None), ids)),
-                         (model.b_enc, (ids,))):  # fmt: skip
+    for param, index in (
+        (model.W_dec, (ids,)),
+        (model.W_enc, (slice(None), ids)),
+        (model.b_enc, (ids,)),
+    ):
         for moment in optimizer.state.get(param, {}).values():
             if torch.is_tensor(moment) and moment.shape == param.shape:
                 moment[index] = 0.0
@@ -365,8 +370,12 @@ def fit(
     dead_after = max(1, round(params.dead_window * source.n_rows))
     last_save = time.monotonic()
 
-    bar = progress(range(start, params.epochs), desc=f"train SAE ({model.variant})",
-                   initial=start, total=params.epochs)  # fmt: skip
+    bar = progress(
+        range(start, params.epochs),
+        desc=f"train SAE ({model.variant})",
+        initial=start,
+        total=params.epochs,
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         sums = _train_epoch(model, optimizer, source.epoch(epoch), since_fired, dead_after)
@@ -396,13 +405,15 @@ def fit(
         bar.set_postfix(fvu=f"{row['train_fvu']:.3f}", l0=f"{row['train_l0']:.1f}")
         last = epoch + 1 == params.epochs
         if resume and not last and time.monotonic() - last_save >= params.checkpoint_seconds:
-            resume.save({
-                "epoch": epoch + 1,
-                "model": model.to_checkpoint(),
-                "optimizer": optimizer.state_dict(),
-                "since_fired": since_fired.cpu(),
-                "history": history,
-            })  # fmt: skip
+            resume.save(
+                {
+                    "epoch": epoch + 1,
+                    "model": model.to_checkpoint(),
+                    "optimizer": optimizer.state_dict(),
+                    "since_fired": since_fired.cpu(),
+                    "history": history,
+                }
+            )
             last_save = time.monotonic()
     bar.close()
     return history
@@ -445,16 +456,21 @@ def train_sae(
     )
     log.info(
         "SAE %s: %d features -> %d latents, %d train rows (%s), normalisation scale %.4g",
-        p.variant, store.n_units, model.n_latents, source.n_rows,
-        "streamed" if source.streamed else "in memory", float(model.input_scale),
-    )  # fmt: skip
+        p.variant,
+        store.n_units,
+        model.n_latents,
+        source.n_rows,
+        "streamed" if source.streamed else "in memory",
+        float(model.input_scale),
+    )
 
     with out_of_memory_as_error(
         f"training the SAE ({model.n_latents} latents) at sae.batch_size={p.batch_size} on {dev}",
         "lower sae.batch_size or sae.expansion",
     ):
-        history = fit(model, source, p, total_variance=total_variance, monitor=monitor,
-                      resume=resume)  # fmt: skip
+        history = fit(
+            model, source, p, total_variance=total_variance, monitor=monitor, resume=resume
+        )
 
     ckpt = model.to_checkpoint()
     ckpt["training"] = {k: v for k, v in asdict(p).items()}

@@ -66,8 +66,9 @@ class ExplanationProbe:
     causes: dict[str, list[str]] = field(default_factory=dict)  # class → its planted causes
 
 
-def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng,
-              nameable: set[str] | None = None) -> list[dict]:  # fmt: skip
+def _removals(
+    table: pd.DataFrame, probe: ExplanationProbe, rng, nameable: set[str] | None = None
+) -> list[dict]:
     """Per testable image: its recipe, the class, the cited planted concepts (with their
     contributions), the random other concept to remove, and the shown concepts the CBM
     can name (``nameable``; None: all of them)."""
@@ -78,8 +79,9 @@ def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng,
     cases = []
     for image_id, (index, case_index) in zip(images, recipes, strict=True):
         rows = table[table["image_id"].astype(str) == image_id].sort_values("rank")
-        present = recipe_present(probe.kind, int(probe.synth["seed"]), case_index,
-                                 float(probe.synth["noise"]))  # fmt: skip
+        present = recipe_present(
+            probe.kind, int(probe.synth["seed"]), case_index, float(probe.synth["noise"])
+        )
         cited: dict[str, float] = {}
         for name, contribution in zip(rows["concept"], rows["contribution"], strict=True):
             concept = planted_concept_of(str(name), probe.synonyms)
@@ -90,11 +92,18 @@ def _removals(table: pd.DataFrame, probe: ExplanationProbe, rng,
         first = next(iter(cited))
         shown = sorted(c for c, on in present.items() if on)
         others = [c for c in shown if c != first]
-        cases.append({"image_id": image_id, "index": index, "case_index": case_index,
-                      "cited": cited, "class": probe.classes.index(str(rows["class"].iloc[0])),
-                      "random": str(rng.choice(others)) if others else None,
-                      "shown": shown,
-                      "nameable": [c for c in shown if nameable is None or c in nameable]})  # fmt: skip
+        cases.append(
+            {
+                "image_id": image_id,
+                "index": index,
+                "case_index": case_index,
+                "cited": cited,
+                "class": probe.classes.index(str(rows["class"].iloc[0])),
+                "random": str(rng.choice(others)) if others else None,
+                "shown": shown,
+                "nameable": [c for c in shown if nameable is None or c in nameable],
+            }
+        )
     return cases
 
 
@@ -106,12 +115,24 @@ def removal_drops(cases: list[dict], probe: ExplanationProbe, logits: Logits) ->
     s = probe.synth
     out = []
     for case in cases:
-        removed = list(dict.fromkeys([*case["cited"], *([case["random"]] if case["random"] else []),
-                                      *case["shown"]]))  # fmt: skip
-        pairs = [render_pair(probe.kind, c, seed=int(s["seed"]), index=case["index"],
-                             size=int(s["size"]), difficulty=float(s["difficulty"]),
-                             noise=float(s["noise"]), case_index=case["case_index"])
-                 for c in removed]  # fmt: skip
+        removed = list(
+            dict.fromkeys(
+                [*case["cited"], *([case["random"]] if case["random"] else []), *case["shown"]]
+            )
+        )
+        pairs = [
+            render_pair(
+                probe.kind,
+                c,
+                seed=int(s["seed"]),
+                index=case["index"],
+                size=int(s["size"]),
+                difficulty=float(s["difficulty"]),
+                noise=float(s["noise"]),
+                case_index=case["case_index"],
+            )
+            for c in removed
+        ]
         images = np.stack([pairs[0].with_concept, *(q.without for q in pairs)])
         out_y = np.asarray(logits(images))[:, case["class"]]
         out.append(dict(zip(removed, (out_y[0] - out_y[1:]).astype(float).tolist(), strict=True)))
@@ -128,8 +149,11 @@ def _ceiling(drop: dict[str, float], nameable: list[str]) -> float | None:
     return float(np.mean([drop[best] > drop[c] for c in others])) if others else None
 
 
-def faithfulness_metrics(cases: list[dict], drops: list[dict], probe: ExplanationProbe,
-                         ) -> dict[str, Any]:  # fmt: skip
+def faithfulness_metrics(
+    cases: list[dict],
+    drops: list[dict],
+    probe: ExplanationProbe,
+) -> dict[str, Any]:
     """The metrics of the module doc from the cases and their removal drops."""
     from scipy.stats import spearmanr
 
@@ -146,10 +170,18 @@ def faithfulness_metrics(cases: list[dict], drops: list[dict], probe: Explanatio
         causes = probe.causes.get(probe.classes[case["class"]], [])
         both.append(first in causes and other in causes)
         if not wins[-1]:
-            log.info("explanation loses on %s (%s): cited %s (contribution %.3f) drop %.3f, "
-                     "random %s drop %.3f, both causes of the class: %s", case["image_id"],
-                     probe.classes[case["class"]], first, case["cited"][first], drop[first],
-                     other, drop[other], both[-1])  # fmt: skip
+            log.info(
+                "explanation loses on %s (%s): cited %s (contribution %.3f) drop %.3f, "
+                "random %s drop %.3f, both causes of the class: %s",
+                case["image_id"],
+                probe.classes[case["class"]],
+                first,
+                case["cited"][first],
+                drop[first],
+                other,
+                drop[other],
+                both[-1],
+            )
     varies = len(cited_drops) > 2 and np.ptp(contributions) > 0 and np.ptp(cited_drops) > 0
     rho = spearmanr(contributions, cited_drops).statistic if varies else np.nan  # else undefined
     ceilings = [c for c in ceilings if c is not None]
@@ -162,9 +194,12 @@ def faithfulness_metrics(cases: list[dict], drops: list[dict], probe: Explanatio
     }
 
 
-def explanation_faithfulness(table: pd.DataFrame, probe: ExplanationProbe,
-                             concepts: list[str] | None = None,
-                             logits: Logits | None = None) -> dict[str, Any]:  # fmt: skip
+def explanation_faithfulness(
+    table: pd.DataFrame,
+    probe: ExplanationProbe,
+    concepts: list[str] | None = None,
+    logits: Logits | None = None,
+) -> dict[str, Any]:
     """The metrics of the module doc, from explanations.parquet's table; ``concepts``: the
     CBM's concept names (what the ceiling may cite; None: every planted concept);
     ``logits``: images → opaque logits (default: ``probe.opaque`` loaded)."""
@@ -179,17 +214,31 @@ def explanation_faithfulness(table: pd.DataFrame, probe: ExplanationProbe,
         from .probe import unit_responder
 
         p = probe.params
-        with unit_responder(probe.opaque, probe.arch, len(probe.classes), "logits",
-                            image_size=p.image_size, device=str(pick_device(p.device))) as opaque:  # fmt: skip
+        with unit_responder(
+            probe.opaque,
+            probe.arch,
+            len(probe.classes),
+            "logits",
+            image_size=p.image_size,
+            device=str(pick_device(p.device)),
+        ) as opaque:
             drops = removal_drops(cases, probe, opaque)
     metrics = faithfulness_metrics(cases, drops, probe)
     log.info("explanations verified by intervention: %s", metrics)
     return metrics
 
 
-def explanation_probe(kind: str, synth: dict | None, opaque: PathLike, arch: str,
-                      manifest: PathLike, gt_synonyms: PathLike, cfg: dict,
-                      model_input: dict, device: str = "auto") -> ExplanationProbe | None:  # fmt: skip
+def explanation_probe(
+    kind: str,
+    synth: dict | None,
+    opaque: PathLike,
+    arch: str,
+    manifest: PathLike,
+    gt_synonyms: PathLike,
+    cfg: dict,
+    model_input: dict,
+    device: str = "auto",
+) -> ExplanationProbe | None:
     """The probe of a generated synthetic dataset from rule params, or None (other data)."""
     if synth is None:
         return None
@@ -202,8 +251,14 @@ def explanation_probe(kind: str, synth: dict | None, opaque: PathLike, arch: str
     params = VerifyParams.from_config(cfg, model_input, model_input, {"device": device})
     classes = list(read_manifest(manifest).classes)
     return ExplanationProbe(
-        kind=kind, synth=synth, opaque=opaque, arch=arch, classes=classes,
-        synonyms=read_synonyms(gt_synonyms, concept_names(kind)), params=params,
-        n_images=int(cfg.get("n_explanations", 100)), seed=int(cfg.get("seed", 0)),
+        kind=kind,
+        synth=synth,
+        opaque=opaque,
+        arch=arch,
+        classes=classes,
+        synonyms=read_synonyms(gt_synonyms, concept_names(kind)),
+        params=params,
+        n_images=int(cfg.get("n_explanations", 100)),
+        seed=int(cfg.get("seed", 0)),
         causes=class_causes(read_json_file(gt_synonyms), classes),
-    )  # fmt: skip
+    )

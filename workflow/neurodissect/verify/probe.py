@@ -34,11 +34,19 @@ class ProbeSet:
     first_index: int
 
     def pair(self, concept: str, k: int) -> Pair:
-        return render_pair(self.kind, concept, seed=self.seed, index=self.first_index + k,
-                           size=self.size, difficulty=self.difficulty, noise=self.noise)  # fmt: skip
+        return render_pair(
+            self.kind,
+            concept,
+            seed=self.seed,
+            index=self.first_index + k,
+            size=self.size,
+            difficulty=self.difficulty,
+            noise=self.noise,
+        )
 
-    def batches(self, concept: str, batch_size: int, start: int = 0,
-                stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    def batches(
+        self, concept: str, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(with, without) uint8 image batches of ``concept``'s pairs ``start`` to ``stop``
         (default ``n_pairs``), in probe order."""
         stop = self.n_pairs if stop is None else stop
@@ -71,8 +79,13 @@ class Extension:
         return bool((informative[watch] < self.min_informative).any())
 
 
-def responses(probes: ProbeSet, concept: str, respond: Responder, batch_size: int,
-              extension: Extension | None = None):  # fmt: skip
+def responses(
+    probes: ProbeSet,
+    concept: str,
+    respond: Responder,
+    batch_size: int,
+    extension: Extension | None = None,
+):
     """((n, U) responses with the concept, (n, U) without) of every unit: the first
     ``probes.n_pairs`` pairs, then more batches while ``extension`` wants them."""
     with_parts, without_parts = [], []
@@ -104,9 +117,18 @@ def as_model_input(images: np.ndarray, image_size: int) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def unit_responder(model_pt, arch: str, n_classes: int, layer: str, *, image_size: int,
-                   pooling: str = "mean", vit_tokens: str = "cls", sae_pt=None,
-                   device: str = "cpu") -> Iterator[Responder]:  # fmt: skip
+def unit_responder(
+    model_pt,
+    arch: str,
+    n_classes: int,
+    layer: str,
+    *,
+    image_size: int,
+    pooling: str = "mean",
+    vit_tokens: str = "cls",
+    sae_pt=None,
+    device: str = "cpu",
+) -> Iterator[Responder]:
     """A function images → (B, U) responses of ``layer``'s units (pooled as in
     extraction), or of the SAE latents on ``layer``'s features when ``sae_pt`` is given."""
     from ..activations.extract import LayerTaps, resolve_layers

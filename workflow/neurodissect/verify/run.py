@@ -17,8 +17,20 @@ from .stats import paired_stats
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("unit", "name", "concept", "verifiable", "n_pairs", "n_informative", "auroc", "effect",
-           "p_value", "confirmed", "best_concept", "best_effect")  # fmt: skip
+COLUMNS = (
+    "unit",
+    "name",
+    "concept",
+    "verifiable",
+    "n_pairs",
+    "n_informative",
+    "auroc",
+    "effect",
+    "p_value",
+    "confirmed",
+    "best_concept",
+    "best_effect",
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +58,14 @@ class VerifyParams:
     device: str = "auto"
 
     @classmethod
-    def from_config(cls, verify: dict, opaque: dict, activations: dict,
-                    runtime: dict | None = None) -> VerifyParams:  # fmt: skip
-        keys = {"image_size": opaque["image_size"], "pooling": activations["pooling"],
-                "vit_tokens": activations["vit_tokens"]}  # fmt: skip
+    def from_config(
+        cls, verify: dict, opaque: dict, activations: dict, runtime: dict | None = None
+    ) -> VerifyParams:
+        keys = {
+            "image_size": opaque["image_size"],
+            "pooling": activations["pooling"],
+            "vit_tokens": activations["vit_tokens"],
+        }
         # the verify section is shared with the explanation probe: its keys are not unknown
         probe_only = {f.name for f in fields(ExplanationSettings)} - {f.name for f in fields(cls)}
         verify = {k: v for k, v in verify.items() if k not in probe_only}
@@ -102,8 +118,9 @@ def read_synonyms(path: PathLike, concepts: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def verification_table(names: pd.DataFrame, synonyms: dict[str, list[str]],
-                       stats: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:  # fmt: skip
+def verification_table(
+    names: pd.DataFrame, synonyms: dict[str, list[str]], stats: dict[str, dict[str, np.ndarray]]
+) -> pd.DataFrame:
     """One row per named unit: its name's planted concept (if any) and that concept's
     paired statistics; the best confirmed concept (largest effect) of every unit."""
     units = names["unit"].to_numpy()
@@ -113,8 +130,12 @@ def verification_table(names: pd.DataFrame, synonyms: dict[str, list[str]],
     confirmed = np.stack([stats[c]["confirmed"][units] for c in concepts]) if concepts else None
     for i, (unit, name) in enumerate(zip(units, names["name"], strict=True)):
         concept = planted_concept_of(name, synonyms)
-        row: dict[str, Any] = {"unit": int(unit), "name": name, "concept": concept or "",
-                               "verifiable": concept is not None and concept in stats}  # fmt: skip
+        row: dict[str, Any] = {
+            "unit": int(unit),
+            "name": name,
+            "concept": concept or "",
+            "verifiable": concept is not None and concept in stats,
+        }
         for key in ("n_pairs", "n_informative", "auroc", "effect", "p_value", "confirmed"):
             row[key] = stats[concept][key][unit] if row["verifiable"] else None
         best = ""
@@ -124,9 +145,18 @@ def verification_table(names: pd.DataFrame, synonyms: dict[str, list[str]],
         row["best_effect"] = stats[best]["effect"][unit] if best else None
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    return df.astype({"verifiable": bool, "n_pairs": "Int64", "n_informative": "Int64",
-                      "auroc": float, "effect": float,
-                      "p_value": float, "confirmed": "boolean", "best_effect": float})  # fmt: skip
+    return df.astype(
+        {
+            "verifiable": bool,
+            "n_pairs": "Int64",
+            "n_informative": "Int64",
+            "auroc": float,
+            "effect": float,
+            "p_value": float,
+            "confirmed": "boolean",
+            "best_effect": float,
+        }
+    )
 
 
 def verification_metrics(table: pd.DataFrame, min_informative: int = 0) -> dict[str, Any]:
@@ -145,18 +175,30 @@ def verification_metrics(table: pd.DataFrame, min_informative: int = 0) -> dict[
         "verified_fraction": float(v["confirmed"].fillna(False).mean()) if n else None,
         "best_concept_named_fraction": (
             float((responding["best_concept"] == responding["concept"]).mean())
-            if len(responding) else None
+            if len(responding)
+            else None
         ),
         "n_named_units": int(len(table)),
-    }  # fmt: skip
+    }
 
 
 def verify_names(
-    names_path: PathLike, model_pt: PathLike, manifest_path: PathLike, gt_synonyms: PathLike,
-    table_out: PathLike, metrics_out: PathLike, figure_out: PathLike, *, kind: str,
-    synth: dict | None, arch: str, layer: str, params: VerifyParams, sae_pt=None,
+    names_path: PathLike,
+    model_pt: PathLike,
+    manifest_path: PathLike,
+    gt_synonyms: PathLike,
+    table_out: PathLike,
+    metrics_out: PathLike,
+    figure_out: PathLike,
+    *,
+    kind: str,
+    synth: dict | None,
+    arch: str,
+    layer: str,
+    params: VerifyParams,
+    sae_pt=None,
     dpi: int = 120,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Rule entry point. ``synth``: the generator settings of a generated synthetic dataset,
     or None (then nothing can be rendered: an empty table, empty metrics, one log line)."""
     from ..data.manifest import read_manifest
@@ -166,8 +208,11 @@ def verify_names(
 
     names = read_names(names_path)
     if synth is None:
-        log.info("verify_names: dataset is not a generated synthetic one (%s): names cannot be "
-                 "verified by rendering; writing an empty table", kind)  # fmt: skip
+        log.info(
+            "verify_names: dataset is not a generated synthetic one (%s): names cannot be "
+            "verified by rendering; writing an empty table",
+            kind,
+        )
         table = verification_table(names.iloc[:0], {}, {})
         write_parquet(table, table_out)
         write_json({}, metrics_out)
@@ -177,14 +222,28 @@ def verify_names(
     synonyms = read_synonyms(gt_synonyms, concepts)
     needed = sorted(set(concepts))  # every concept: the best-verified one of each unit
     named = names["name"].map(lambda n: planted_concept_of(n, synonyms))
-    probes = ProbeSet(kind=kind, seed=int(synth["seed"]), size=int(synth["size"]),
-                      difficulty=float(synth["difficulty"]), noise=float(synth["noise"]),
-                      n_pairs=params.n_pairs, first_index=params.first_index)  # fmt: skip
+    probes = ProbeSet(
+        kind=kind,
+        seed=int(synth["seed"]),
+        size=int(synth["size"]),
+        difficulty=float(synth["difficulty"]),
+        noise=float(synth["noise"]),
+        n_pairs=params.n_pairs,
+        first_index=params.first_index,
+    )
     n_classes = len(read_manifest(manifest_path).classes)
     stats = {}
-    with unit_responder(model_pt, arch, n_classes, layer, image_size=params.image_size,
-                        pooling=params.pooling, vit_tokens=params.vit_tokens, sae_pt=sae_pt,
-                        device=str(pick_device(params.device))) as respond:  # fmt: skip
+    with unit_responder(
+        model_pt,
+        arch,
+        n_classes,
+        layer,
+        image_size=params.image_size,
+        pooling=params.pooling,
+        vit_tokens=params.vit_tokens,
+        sae_pt=sae_pt,
+        device=str(pick_device(params.device)),
+    ) as respond:
         for concept in needed:
             watch = names["unit"].to_numpy()[(named == concept).to_numpy()]
             extension = Extension(watch, params.min_informative_pairs, params.max_pairs)
@@ -193,8 +252,10 @@ def verify_names(
     n_units = len(next(iter(stats.values()))["effect"])
     bad = names["unit"][(names["unit"] < 0) | (names["unit"] >= n_units)]
     if len(bad):
-        raise InputError(f"{names_path}: units {bad.tolist()[:5]} are not among the "
-                         f"{n_units} units of {layer}{' (SAE latents)' if sae_pt else ''}")  # fmt: skip
+        raise InputError(
+            f"{names_path}: units {bad.tolist()[:5]} are not among the "
+            f"{n_units} units of {layer}{' (SAE latents)' if sae_pt else ''}"
+        )
     table = verification_table(names, synonyms, stats)
     metrics = verification_metrics(table, params.min_informative_pairs)
     write_parquet(table, table_out)

@@ -36,8 +36,9 @@ def class_concept_table(scores, W, labels, classes, concepts, top: int = 5) -> p
             continue
         mean = (scores[members] * np.asarray(W, np.float64)[y]).mean(0)
         for rank, c in enumerate(np.argsort(-mean, kind="stable")[:top], start=1):
-            rows.append({"class": cls, "concept": concepts[c], "contribution": mean[c],
-                         "rank": rank})  # fmt: skip
+            rows.append(
+                {"class": cls, "concept": concepts[c], "contribution": mean[c], "rank": rank}
+            )
     return pd.DataFrame(rows, columns=["class", "concept", "contribution", "rank"])
 
 
@@ -60,13 +61,17 @@ def plot_class_concepts(dest, table: pd.DataFrame, dpi: int = 120, title: str = 
         ax.tick_params(axis="x", labelsize=7)
     if not classes:
         axes[0, 0].text(0.5, 0.5, "no test images", ha="center")
-    fig.suptitle(title or "top concepts per class: mean contribution w·s to the class logit "
-                 "over its test images", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        title
+        or "top concepts per class: mean contribution w·s to the class logit over its test images",
+        fontsize=9,
+    )
     _save(fig, dest, dpi)
 
 
-def plot_explanations(dest, explanations: pd.DataFrame, image_ids, manifest, truth=None,
-                      dpi: int = 120) -> None:  # fmt: skip
+def plot_explanations(
+    dest, explanations: pd.DataFrame, image_ids, manifest, truth=None, dpi: int = 120
+) -> None:
     """Each shown test image next to the top contributions to its predicted class (concepts
     with a zero score, i.e. not among the image's OMP atoms, are left out).
     ``truth``: image_id → true class name (shown in the title)."""
@@ -74,8 +79,9 @@ def plot_explanations(dest, explanations: pd.DataFrame, image_ids, manifest, tru
 
     paths = dict(zip(manifest.df["image_id"].astype(str), manifest.df["path"], strict=True))
     n = max(1, len(image_ids))
-    fig, axes = plt.subplots(n, 2, figsize=(7.5, 1.9 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 2.6]})  # fmt: skip
+    fig, axes = plt.subplots(
+        n, 2, figsize=(7.5, 1.9 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 2.6]}
+    )
     for ax in axes.ravel():
         ax.set_axis_off()
     for row, image_id in enumerate(image_ids):
@@ -91,9 +97,11 @@ def plot_explanations(dest, explanations: pd.DataFrame, image_ids, manifest, tru
         g = g[g["score"] != 0].iloc[::-1]  # concepts the sparse code did not use: no bar
         vals = g["contribution"].to_numpy()
         ax_bar.barh(np.arange(len(g)), vals, color=[POS if v >= 0 else NEG for v in vals])
-        ax_bar.set_yticks(np.arange(len(g)),
-                          [f"{c} (s={s:.2g})" for c, s in zip(g["concept"], g["score"],
-                                                               strict=True)], fontsize=7)  # fmt: skip
+        ax_bar.set_yticks(
+            np.arange(len(g)),
+            [f"{c} (s={s:.2g})" for c, s in zip(g["concept"], g["score"], strict=True)],
+            fontsize=7,
+        )
         ax_bar.axvline(0, color="black", lw=0.5)
         ax_bar.tick_params(axis="x", labelsize=7)
     axes[-1, 1].set_xlabel("contribution w_yc · s_c(x) to the predicted class logit", fontsize=7)
@@ -134,8 +142,16 @@ def pick_images(explanations: pd.DataFrame, n: int) -> list[str]:
     return (per_class + rest)[:n]
 
 
-def cbm_figures(result, explanations: pd.DataFrame, manifest, concepts, classes,
-                out: dict, n_images: int, dpi: int) -> None:  # fmt: skip
+def cbm_figures(
+    result,
+    explanations: pd.DataFrame,
+    manifest,
+    concepts,
+    classes,
+    out: dict,
+    n_images: int,
+    dpi: int,
+) -> None:
     """The three figures from :func:`neurodissect.evaluate.cbm.evaluate_cbm`'s result;
     ``out`` has keys class_concepts, explanations, heatstrip."""
     arr = result.arrays
@@ -144,6 +160,7 @@ def cbm_figures(result, explanations: pd.DataFrame, manifest, concepts, classes,
     labels = np.asarray(arr["labels"])
     true = labels.argmax(1) if labels.ndim == 2 else labels
     truth = {str(i): classes[int(y)] for i, y in zip(arr["image_ids"], true, strict=True)}
-    plot_explanations(out["explanations"], explanations, pick_images(explanations, n_images),
-                      manifest, truth, dpi)  # fmt: skip
+    plot_explanations(
+        out["explanations"], explanations, pick_images(explanations, n_images), manifest, truth, dpi
+    )
     plot_concept_strip(out["heatstrip"], arr["scores"], arr["labels"], classes, concepts, dpi)

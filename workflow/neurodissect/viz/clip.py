@@ -23,8 +23,15 @@ def _fmt(value) -> str:
     )
 
 
-def plot_clip_training(history: pd.DataFrame, metrics: dict, dest: PathLike, *, n_val: int = 0,
-                       title: str = "", dpi: int = 120) -> None:  # fmt: skip
+def plot_clip_training(
+    history: pd.DataFrame,
+    metrics: dict,
+    dest: PathLike,
+    *,
+    n_val: int = 0,
+    title: str = "",
+    dpi: int = 120,
+) -> None:
     fig, (loss_ax, recall_ax) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
     loss_ax.plot(
         history["epoch"], history["train_loss"], "o-", ms=3, label="train (sampled sentences)"
@@ -33,8 +40,9 @@ def plot_clip_training(history: pd.DataFrame, metrics: dict, dest: PathLike, *, 
     loss_ax.set_ylabel("contrastive loss")
     loss_ax.legend(fontsize=8)
     for k, style in ((1, "o-"), (5, "s-")):
-        recall_ax.plot(history["epoch"], history[f"val_recall_at_{k}"], style, ms=3,
-                       label=f"val recall@{k}")  # fmt: skip
+        recall_ax.plot(
+            history["epoch"], history[f"val_recall_at_{k}"], style, ms=3, label=f"val recall@{k}"
+        )
     if n_val:
         recall_ax.axhline(5 / n_val, color="grey", ls=":", lw=1, label="chance @5")
     recall_ax.set_xlabel("epoch")

@@ -98,20 +98,36 @@ def plot_dataset_overview(
             ax.imshow(img, interpolation="nearest")
             for _, b in boxes[boxes["image_id"] == image_id].iterrows():
                 color = colors.setdefault(b["finding"], BOX_COLORS[len(colors) % len(BOX_COLORS)])
-                ax.add_patch(Rectangle((b["x"] - 0.5, b["y"] - 0.5), b["w"], b["h"], fill=False,
-                                       edgecolor=color, linewidth=1.0))  # fmt: skip
+                ax.add_patch(
+                    Rectangle(
+                        (b["x"] - 0.5, b["y"] - 0.5),
+                        b["w"],
+                        b["h"],
+                        fill=False,
+                        edgecolor=color,
+                        linewidth=1.0,
+                    )
+                )
             text = caption(image_id, concepts, row_labels(manifest, i))
             ax.set_xlabel("\n".join(textwrap.wrap(text, 28)[:4]), fontsize=6)
             shown += 1
     if colors:
         handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=c) for c in colors.values()]
-        fig.legend(handles, list(colors), loc="lower center", ncol=min(4, len(colors)),
-                   fontsize=7, frameon=False)  # fmt: skip
+        fig.legend(
+            handles,
+            list(colors),
+            loc="lower center",
+            ncol=min(4, len(colors)),
+            fontsize=7,
+            frameon=False,
+        )
     counts = manifest.df["split"].value_counts()
     splits = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "val", "test"))
     what = "planted concepts" if concepts is not None else "labels"
-    fig.suptitle(f"{title or manifest.meta['format']}: {len(manifest)} images ({splits}); "
-                 f"captions: {what}", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"{title or manifest.meta['format']}: {len(manifest)} images ({splits}); captions: {what}",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.04 if colors else 0, 1, 0.97))
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

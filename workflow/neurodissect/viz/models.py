@@ -68,14 +68,27 @@ def _plot_probe(axes, grid: list[dict] | None) -> None:
     else:
         probe_ax.set_axis_off()
     note_ax.set_axis_off()
-    note_ax.text(0.5, 0.5, "not trained (opaque.train: false):\nweights loaded from file"
-                 + ("" if grid else "\nwith their own head"), ha="center", va="center")  # fmt: skip
+    note_ax.text(
+        0.5,
+        0.5,
+        "not trained (opaque.train: false):\nweights loaded from file"
+        + ("" if grid else "\nwith their own head"),
+        ha="center",
+        va="center",
+    )
 
 
 def plot_learning_curve(
-    history: pd.DataFrame, dest: PathLike, multilabel: bool, best_epoch: int, metrics: dict,
-    *, probe_grid: list[dict] | None = None, title: str = "", dpi: int = 120,
-) -> None:  # fmt: skip
+    history: pd.DataFrame,
+    dest: PathLike,
+    multilabel: bool,
+    best_epoch: int,
+    metrics: dict,
+    *,
+    probe_grid: list[dict] | None = None,
+    title: str = "",
+    dpi: int = 120,
+) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     if len(history):
         _plot_epochs(axes, history, best_epoch)

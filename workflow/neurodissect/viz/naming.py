@@ -20,9 +20,11 @@ def plot_named_concepts(
 ) -> None:
     df = read_concepts(concepts_path)
     fig, (bars, scatter) = plt.subplots(
-        1, 2, figsize=(11, max(3.5, 0.28 * min(top, len(df)) + 1.2)),
+        1,
+        2,
+        figsize=(11, max(3.5, 0.28 * min(top, len(df)) + 1.2)),
         gridspec_kw={"width_ratios": [1.6, 1]},
-    )  # fmt: skip
+    )
     if df.empty:
         for ax in (bars, scatter):
             ax.text(0.5, 0.5, "no latent could be named", ha="center", va="center")

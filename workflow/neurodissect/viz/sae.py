@@ -31,8 +31,14 @@ def plot_training_curve(history, dest, title: str = "SAE training", dpi: int = 1
         for epoch, n in resampled.itertuples(index=False):
             ax.axvline(epoch, color="tab:red", alpha=0.3, lw=1)
             if key == "dead_fraction":
-                ax.annotate(f"{n}", (epoch, ax.get_ylim()[1]), fontsize=6, color="tab:red",
-                            ha="center", va="top")  # fmt: skip
+                ax.annotate(
+                    f"{n}",
+                    (epoch, ax.get_ylim()[1]),
+                    fontsize=6,
+                    color="tab:red",
+                    ha="center",
+                    va="top",
+                )
         if log_scale and (history.filter(like=key) > 0).all().all():
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
@@ -57,14 +63,21 @@ def plot_baselines(table, dest, dpi: int = 120) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(table))
-    for offset, key, label in ((-0.2, "planted_recovered_fraction", "planted concepts recovered"),
-                               (0.2, "mcc", "MCC (matched |correlation|)")):  # fmt: skip
+    for offset, key, label in (
+        (-0.2, "planted_recovered_fraction", "planted concepts recovered"),
+        (0.2, "mcc", "MCC (matched |correlation|)"),
+    ):
         values = table[key].astype(float).fillna(0.0).to_numpy()
         bars = ax.bar(x + offset, values, width=0.4, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, [f"{m}\nFVU {f:.3f}\nL0 {l0:.0f}" for m, f, l0 in
-                      zip(table["method"], table["fvu"], table["l0"], strict=True)],
-                  fontsize=7)  # fmt: skip
+    ax.set_xticks(
+        x,
+        [
+            f"{m}\nFVU {f:.3f}\nL0 {l0:.0f}"
+            for m, f, l0 in zip(table["method"], table["fvu"], table["l0"], strict=True)
+        ],
+        fontsize=7,
+    )
     ax.set_ylim(0, 1.1)
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("SAE vs dictionary baselines on the same features (held-out split)", fontsize=9)

@@ -22,8 +22,9 @@ def plot_verification(table, probes, dest: PathLike, dpi: int = 120, top: int = 
     grid = fig.add_gridspec(max(1, len(concepts)), 3, width_ratios=[2.2, 0.6, 0.6])
     bars = fig.add_subplot(grid[:, 0])
     if v.empty:
-        bars.text(0.5, 0.5, "no name is a planted concept: nothing to verify", ha="center",
-                  va="center")  # fmt: skip
+        bars.text(
+            0.5, 0.5, "no name is a planted concept: nothing to verify", ha="center", va="center"
+        )
         bars.set_axis_off()
     else:
         shown = v.iloc[::-1]

@@ -29,18 +29,31 @@ from .common import RECORD_COLUMNS, check_options, index_files, read_json, recor
 log = logging.getLogger(__name__)
 
 CLASSES = [
-    "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "Diffuse Nodule",
-    "Effusion", "Emphysema", "Fibrosis", "Fracture", "Mass", "Nodule", "Pleural Thickening",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Consolidation",
+    "Diffuse Nodule",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Fracture",
+    "Mass",
+    "Nodule",
+    "Pleural Thickening",
     "Pneumothorax",
-]  # fmt: skip
+]
 CLASS_SYNONYMS = {
     "Atelectasis": ["Atelectasis", "atelectasis"],
     "Calcification": ["Calcification", "calcification", "calcified granuloma"],
-    "Cardiomegaly": ["Cardiomegaly", "cardiomegaly", "enlarged heart",
-                     "enlarged cardiac silhouette"],
+    "Cardiomegaly": [
+        "Cardiomegaly",
+        "cardiomegaly",
+        "enlarged heart",
+        "enlarged cardiac silhouette",
+    ],
     "Consolidation": ["Consolidation", "consolidation"],
-    "Diffuse Nodule": ["Diffuse Nodule", "diffuse nodules", "multiple nodules",
-                       "miliary nodules"],
+    "Diffuse Nodule": ["Diffuse Nodule", "diffuse nodules", "multiple nodules", "miliary nodules"],
     "Effusion": ["Effusion", "effusion", "pleural effusion"],
     "Emphysema": ["Emphysema", "emphysema"],
     "Fibrosis": ["Fibrosis", "fibrosis", "pulmonary fibrosis"],
@@ -49,7 +62,7 @@ CLASS_SYNONYMS = {
     "Nodule": ["Nodule", "nodule"],
     "Pleural Thickening": ["Pleural Thickening", "pleural thickening"],
     "Pneumothorax": ["Pneumothorax", "pneumothorax"],
-}  # fmt: skip
+}
 ENTRY_KEYS = ("file_name", "syms", "boxes")
 ENTRY_LAYOUT = (
     '{"file_name": ..., "syms": [...], "boxes": [[x1, y1, x2, y2], ...], "polygons": [...]}'
@@ -81,14 +94,16 @@ def read_chestx_det(root: Path, options: dict | None = None) -> RawDataset:
             if parsed is None:
                 continue
             name, labels, entry_boxes = parsed
-            rows.append({
-                "image_id": name,
-                "path": images.get(name, f"{dirs[0]}/{name}"),  # absent: prepare reports it
-                "source": f"{path.name}[{i}]",
-                "label": labels,
-                "split": split,
-                "report": None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "image_id": name,
+                    "path": images.get(name, f"{dirs[0]}/{name}"),  # absent: prepare reports it
+                    "source": f"{path.name}[{i}]",
+                    "label": labels,
+                    "split": split,
+                    "report": None,
+                }
+            )
             boxes += [{"image_id": name, **b} for b in entry_boxes]
     records = records_frame(rows, RECORD_COLUMNS[:-1])  # no patient ids are published
     return RawDataset(

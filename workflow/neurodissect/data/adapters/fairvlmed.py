@@ -30,18 +30,29 @@ from .common import check_options, line_of, read_table, records_frame, resolve
 CLASSES = ["non-glaucoma", "glaucoma"]
 CLASS_SYNONYMS = {
     "non-glaucoma": ["non-glaucoma", "no glaucoma", "normal optic nerve", "glaucoma suspect"],
-    "glaucoma": ["glaucoma", "primary open angle glaucoma", "poag", "optic nerve cupping",
-                 "normal tension glaucoma"],
-}  # fmt: skip
+    "glaucoma": [
+        "glaucoma",
+        "primary open angle glaucoma",
+        "poag",
+        "optic nerve cupping",
+        "normal tension glaucoma",
+    ],
+}
 # attribute codes, from the FairCLIP README
 ATTRIBUTES = {
     "gender": {0: "female", 1: "male"},
     "race": {0: "asian", 1: "black", 2: "white"},
     "ethnicity": {0: "non-hispanic", 1: "hispanic", -1: "unknown"},
     "language": {0: "english", 1: "spanish", 2: "other", -1: "unknown"},
-    "maritalstatus": {0: "married or partnered", 1: "single", 2: "divorced", 3: "widowed",
-                      4: "legally separated", -1: "unknown"},
-}  # fmt: skip
+    "maritalstatus": {
+        0: "married or partnered",
+        1: "single",
+        2: "divorced",
+        3: "widowed",
+        4: "legally separated",
+        -1: "unknown",
+    },
+}
 REQUIRED_KEYS = ("glaucoma", "note")
 BASE_COLUMNS = ["image_id", "path", "source", "label", "split", "report"]
 SUMMARY_HEADER = "filename,<original note>,<summary>"
@@ -164,8 +175,9 @@ def read_summaries(path: Path, opts: dict, problems: list[str]) -> dict[str, str
             )
         column = table.columns[2]
     elif column not in table.columns:
-        raise InputError(f"{path}: no column {column!r} (options.summary_column); "
-                         f"found {list(table.columns)}")  # fmt: skip
+        raise InputError(
+            f"{path}: no column {column!r} (options.summary_column); found {list(table.columns)}"
+        )
     out = {}
     for i, (name, text) in enumerate(zip(table["filename"], table[column], strict=True)):
         name = name.strip()

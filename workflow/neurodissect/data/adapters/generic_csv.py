@@ -52,9 +52,15 @@ def read_csv_dataset(root: Path, options: dict | None = None) -> RawDataset:
     opts = check_options("csv", options, DEFAULTS, LIST_OPTIONS)
     check_config(opts)
     path = resolve(root, opts["csv"])
-    named = [opts["image_column"], opts["id_column"], opts["label_column"],
-             *(opts["label_columns"] or []), opts["report_column"], opts["split_column"],
-             opts["group_column"]]  # fmt: skip
+    named = [
+        opts["image_column"],
+        opts["id_column"],
+        opts["label_column"],
+        *(opts["label_columns"] or []),
+        opts["report_column"],
+        opts["split_column"],
+        opts["group_column"],
+    ]
     required = [c for c in named if c]
     table = read_table(path, required, ",".join(required), what="dataset CSV")
     problems: list[str] = []

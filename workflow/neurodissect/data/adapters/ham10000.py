@@ -31,21 +31,33 @@ from .common import (
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 CLASS_SYNONYMS = {
-    "akiec": ["akiec", "actinic keratosis", "actinic keratoses", "intraepithelial carcinoma",
-              "bowen's disease"],
+    "akiec": [
+        "akiec",
+        "actinic keratosis",
+        "actinic keratoses",
+        "intraepithelial carcinoma",
+        "bowen's disease",
+    ],
     "bcc": ["bcc", "basal cell carcinoma"],
-    "bkl": ["bkl", "benign keratosis", "seborrheic keratosis", "solar lentigo",
-            "lichen planus-like keratosis"],
+    "bkl": [
+        "bkl",
+        "benign keratosis",
+        "seborrheic keratosis",
+        "solar lentigo",
+        "lichen planus-like keratosis",
+    ],
     "df": ["df", "dermatofibroma"],
     "mel": ["mel", "melanoma"],
     "nv": ["nv", "melanocytic nevus", "melanocytic nevi", "nevus"],
     "vasc": ["vasc", "vascular lesion", "angioma", "angiokeratoma", "pyogenic granuloma"],
-}  # fmt: skip
+}
 METADATA_NAMES = ["HAM10000_metadata.csv", "HAM10000_metadata"]  # Kaggle, Dataverse
 IMAGE_DIRS = [
-    "HAM10000_images_part_1", "HAM10000_images_part_2",
-    "ham10000_images_part_1", "ham10000_images_part_2",  # Kaggle's lower-case duplicates
-]  # fmt: skip
+    "HAM10000_images_part_1",
+    "HAM10000_images_part_2",
+    "ham10000_images_part_1",
+    "ham10000_images_part_2",  # Kaggle's lower-case duplicates
+]
 HEADER = "lesion_id,image_id,dx,dx_type,age,sex,localization"
 REPORT_HEADER = "image_id,report"
 DEFAULTS = {"metadata": None, "image_dirs": IMAGE_DIRS, "report_csv": None}
@@ -80,15 +92,17 @@ def read_ham10000(root: Path, options: dict | None = None) -> RawDataset:
         if not lesion:
             problems.append(f"{src}: empty lesion_id (needed to keep a lesion in one split)")
         name = f"{image_id}.jpg"
-        rows.append({
-            "image_id": image_id,
-            "path": images.get(name, f"{image_dirs[0]}/{name}"),
-            "source": src,
-            "label": dx,
-            "split": None,
-            "report": None,
-            "group": lesion or image_id,
-        })  # fmt: skip
+        rows.append(
+            {
+                "image_id": image_id,
+                "path": images.get(name, f"{image_dirs[0]}/{name}"),
+                "source": src,
+                "label": dx,
+                "split": None,
+                "report": None,
+                "group": lesion or image_id,
+            }
+        )
     records = records_frame(rows)
     if opts["report_csv"]:
         records = attach_reports(records, resolve(root, opts["report_csv"]), problems)

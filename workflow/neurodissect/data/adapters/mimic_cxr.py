@@ -50,12 +50,19 @@ CHEXPERT_LABELS = [
 ]  # fmt: skip   (the 14 CheXpert observations without "No Finding")
 CLASS_SYNONYMS = {
     "Atelectasis": ["Atelectasis", "atelectasis"],
-    "Cardiomegaly": ["Cardiomegaly", "cardiomegaly", "enlarged heart",
-                     "enlarged cardiac silhouette"],
+    "Cardiomegaly": [
+        "Cardiomegaly",
+        "cardiomegaly",
+        "enlarged heart",
+        "enlarged cardiac silhouette",
+    ],
     "Consolidation": ["Consolidation", "consolidation"],
     "Edema": ["Edema", "edema", "pulmonary edema", "vascular congestion"],
-    "Enlarged Cardiomediastinum": ["Enlarged Cardiomediastinum", "enlarged cardiomediastinum",
-                                   "widened mediastinum"],
+    "Enlarged Cardiomediastinum": [
+        "Enlarged Cardiomediastinum",
+        "enlarged cardiomediastinum",
+        "widened mediastinum",
+    ],
     "Fracture": ["Fracture", "fracture", "rib fracture"],
     "Lung Lesion": ["Lung Lesion", "lung lesion", "nodule", "mass"],
     "Lung Opacity": ["Lung Opacity", "lung opacity", "opacity", "opacification"],
@@ -64,9 +71,15 @@ CLASS_SYNONYMS = {
     "Pleural Other": ["Pleural Other", "pleural thickening", "pleural abnormality"],
     "Pneumonia": ["Pneumonia", "pneumonia"],
     "Pneumothorax": ["Pneumothorax", "pneumothorax"],
-    "Support Devices": ["Support Devices", "support devices", "tube", "catheter", "line",
-                        "pacemaker"],
-}  # fmt: skip
+    "Support Devices": [
+        "Support Devices",
+        "support devices",
+        "tube",
+        "catheter",
+        "line",
+        "pacemaker",
+    ],
+}
 SPLITS = ("train", "val", "test")
 ENTRY_KEYS = ("id", "study_id", "subject_id", "report", "image_path")
 LABEL_HEADER = "subject_id,study_id,Atelectasis,Cardiomegaly,...,Support Devices"
@@ -100,9 +113,10 @@ def read_mimic_cxr(root: Path, options: dict | None = None) -> RawDataset:
     labels = read_labels(resolve(root, opts["label_csv"]), classes, opts["uncertain"], problems)
     joined = [
         join_labels(labels, subject, study, src, problems)
-        for subject, study, src in zip(records.pop("subject"), records.pop("study"),
-                                       records["source"], strict=True)
-    ]  # fmt: skip
+        for subject, study, src in zip(
+            records.pop("subject"), records.pop("study"), records["source"], strict=True
+        )
+    ]
     records["label"] = pd.Series(joined, index=records.index, dtype=object)
     return RawDataset(
         records=records,
@@ -140,16 +154,18 @@ def read_annotation(path: Path, image_dir: str, problems: list[str]) -> pd.DataF
                 continue
             report = str(entry["report"] or "").strip() or None
             for k, rel in enumerate(paths):
-                rows.append({
-                    "image_id": str(entry["id"]) if len(paths) == 1 else f"{entry['id']}_{k}",
-                    "path": f"{image_dir}/{rel}" if image_dir else str(rel),
-                    "source": src,
-                    "split": split,
-                    "report": report,
-                    "group": str(entry["subject_id"]),
-                    "subject": str(entry["subject_id"]),
-                    "study": str(entry["study_id"]),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "image_id": str(entry["id"]) if len(paths) == 1 else f"{entry['id']}_{k}",
+                        "path": f"{image_dir}/{rel}" if image_dir else str(rel),
+                        "source": src,
+                        "split": split,
+                        "report": report,
+                        "group": str(entry["subject_id"]),
+                        "subject": str(entry["subject_id"]),
+                        "study": str(entry["study_id"]),
+                    }
+                )
     columns = [c for c in RECORD_COLUMNS if c != "label"]
     return records_frame(rows, [*columns, "subject", "study"])
 

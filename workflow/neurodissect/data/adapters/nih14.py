@@ -35,14 +35,29 @@ from .common import (
 )
 
 CLASSES = [
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
     "Hernia",
-]  # fmt: skip
+]
 CLASS_SYNONYMS = {
     "Atelectasis": ["Atelectasis", "atelectasis"],
-    "Cardiomegaly": ["Cardiomegaly", "cardiomegaly", "enlarged heart",
-                     "enlarged cardiac silhouette"],
+    "Cardiomegaly": [
+        "Cardiomegaly",
+        "cardiomegaly",
+        "enlarged heart",
+        "enlarged cardiac silhouette",
+    ],
     "Effusion": ["Effusion", "effusion", "pleural effusion"],
     "Infiltration": ["Infiltration", "infiltration", "infiltrate"],
     "Mass": ["Mass", "mass"],
@@ -55,7 +70,7 @@ CLASS_SYNONYMS = {
     "Fibrosis": ["Fibrosis", "fibrosis", "pulmonary fibrosis"],
     "Pleural_Thickening": ["Pleural_Thickening", "pleural thickening"],
     "Hernia": ["Hernia", "hernia", "hiatal hernia"],
-}  # fmt: skip
+}
 NO_FINDING = "No Finding"
 BOX_FINDING_ALIASES = {"Infiltrate": "Infiltration"}  # BBox_List_2017.csv spelling
 METADATA_NAMES = ["Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"]
@@ -96,15 +111,17 @@ def read_nih14(root: Path, options: dict | None = None) -> RawDataset:
             problems.append(f"{src}: empty Image Index")
             continue
         labels = parse_findings(findings, src, problems)
-        rows.append({
-            "image_id": name,
-            "path": images.get(name, f"{missing_dir}/{name}"),  # absent: prepare reports it
-            "source": src,
-            "label": labels,
-            "split": None,
-            "report": None,
-            "group": patient or name,
-        })  # fmt: skip
+        rows.append(
+            {
+                "image_id": name,
+                "path": images.get(name, f"{missing_dir}/{name}"),  # absent: prepare reports it
+                "source": src,
+                "label": labels,
+                "split": None,
+                "report": None,
+                "group": patient or name,
+            }
+        )
     records = records_frame(rows)
     if opts["official_split"]:
         records = apply_official_split(records, root, opts, meta_path.name, problems)
@@ -163,8 +180,9 @@ def apply_official_split(
     source = dict(zip(records["image_id"], records["source"], strict=True))
     for name in sorted(known - set(listed)):
         src = source[name]
-        problems.append(f"{src}: {name} is in neither {opts['train_val_list']} nor "
-                        f"{opts['test_list']}")  # fmt: skip
+        problems.append(
+            f"{src}: {name} is in neither {opts['train_val_list']} nor {opts['test_list']}"
+        )
     records = records.copy()
     splits = [listed.get(i) for i in records["image_id"]]
     records["split"] = pd.Series(splits, index=records.index, dtype=object)
@@ -187,8 +205,16 @@ def read_boxes(path: Path, known: set[str], problems: list[str]) -> pd.DataFrame
         elif any(c is None for c in coords) or coords[2] <= 0 or coords[3] <= 0:
             problems.append(f"{src}: box {list(r[2:6])} is not four numbers x,y,w,h with w,h > 0")
         else:
-            rows.append({"image_id": name, "finding": finding, "x": coords[0], "y": coords[1],
-                         "w": coords[2], "h": coords[3]})  # fmt: skip
+            rows.append(
+                {
+                    "image_id": name,
+                    "finding": finding,
+                    "x": coords[0],
+                    "y": coords[1],
+                    "w": coords[2],
+                    "h": coords[3],
+                }
+            )
     return pd.DataFrame(rows, columns=["image_id", "finding", "x", "y", "w", "h"])
 
 

@@ -37,8 +37,9 @@ def read_synthderm(root: Path, options: dict | None = None) -> RawDataset:
     root = Path(root)
     check_options("synthderm", options, {})
     path = root / derm.METADATA_CSV
-    table = read_table(path, ["image_id", "lesion_id", "dx", "image"],
-                       ",".join(derm.METADATA_HEADER))  # fmt: skip
+    table = read_table(
+        path, ["image_id", "lesion_id", "dx", "image"], ",".join(derm.METADATA_HEADER)
+    )
     problems: list[str] = []
     reports = read_reports(root, problems)
     rows = [
@@ -74,8 +75,11 @@ def read_synthcxr(root: Path, options: dict | None = None) -> RawDataset:
     root = Path(root)
     check_options("synthcxr", options, {})
     path = root / cxr.DATA_ENTRY_CSV
-    table = read_table(path, ["Image Index", "Finding Labels", "Patient ID", "Image Path"],
-                       ",".join(cxr.DATA_ENTRY_HEADER))  # fmt: skip
+    table = read_table(
+        path,
+        ["Image Index", "Finding Labels", "Patient ID", "Image Path"],
+        ",".join(cxr.DATA_ENTRY_HEADER),
+    )
     problems: list[str] = []
     reports = read_reports(root, problems)
     rows = []
@@ -87,9 +91,17 @@ def read_synthcxr(root: Path, options: dict | None = None) -> RawDataset:
             if len(labels) > 1:
                 problems.append(f"{line_of(path, i)}: '{cxr.NO_FINDING}' together with {labels}")
             labels = []
-        rows.append({"image_id": name.strip(), "path": rel.strip(), "source": line_of(path, i),
-                     "label": labels, "split": None, "report": reports.get(name.strip()),
-                     "group": patient.strip() or name.strip()})  # fmt: skip
+        rows.append(
+            {
+                "image_id": name.strip(),
+                "path": rel.strip(),
+                "source": line_of(path, i),
+                "label": labels,
+                "split": None,
+                "report": reports.get(name.strip()),
+                "group": patient.strip() or name.strip(),
+            }
+        )
     concepts_gt, concept_info = read_ground_truth(root, problems)
     return RawDataset(
         records=records_frame(rows, RECORD_COLUMNS),
@@ -125,8 +137,9 @@ def read_ground_truth(root: Path, problems: list[str]) -> tuple[pd.DataFrame, di
     ):
         raise InputError(f"{info_path}: expected {{concept: {{'synonyms': [...], ...}}}}")
     path = root / GT_CONCEPTS_CSV
-    table = read_table(path, ["image_id", *info], "image_id," + ",".join(info),
-                       what="concept ground truth")  # fmt: skip
+    table = read_table(
+        path, ["image_id", *info], "image_id," + ",".join(info), what="concept ground truth"
+    )
     extra = [c for c in table.columns if c not in info and c != "image_id"]
     if extra:
         problems.append(f"{path.name}: columns {extra} are not described in {info_path.name}")
@@ -143,14 +156,24 @@ def read_ground_truth(root: Path, problems: list[str]) -> tuple[pd.DataFrame, di
 
 def read_boxes(path: Path, header: list[str], problems: list[str]) -> pd.DataFrame:
     """BBox_List.csv → image_id, finding, x, y, w, h, concept."""
-    table = read_table(path, header, ",".join(header[:2]) + ",Bbox [x,y,w,h],Concept",
-                       what="bounding-box list")  # fmt: skip
+    table = read_table(
+        path, header, ",".join(header[:2]) + ",Bbox [x,y,w,h],Concept", what="bounding-box list"
+    )
     rows = []
     for i, r in enumerate(table[header].itertuples(index=False)):
         coords = [to_float(v) for v in r[2:6]]
         if any(c is None for c in coords) or coords[2] <= 0 or coords[3] <= 0:
             problems.append(f"{line_of(path, i)}: box {list(r[2:6])} is not x,y,w,h with w,h > 0")
             continue
-        rows.append({"image_id": r[0].strip(), "finding": r[1].strip(), "x": coords[0],
-                     "y": coords[1], "w": coords[2], "h": coords[3], "concept": r[6].strip()})  # fmt: skip
+        rows.append(
+            {
+                "image_id": r[0].strip(),
+                "finding": r[1].strip(),
+                "x": coords[0],
+                "y": coords[1],
+                "w": coords[2],
+                "h": coords[3],
+                "concept": r[6].strip(),
+            }
+        )
     return pd.DataFrame(rows, columns=["image_id", "finding", "x", "y", "w", "h", "concept"])

@@ -71,8 +71,14 @@ def generate(
     with atomic_path(out) as tmp:
         tmp.mkdir()
         write(tmp, SynthParams(n, size, seed, float(noise), float(difficulty)), workers)
-    log.info("wrote %d %s images (%d px) to %s in %.1f s", n, kind, size, out,
-             time.perf_counter() - start)  # fmt: skip
+    log.info(
+        "wrote %d %s images (%d px) to %s in %.1f s",
+        n,
+        kind,
+        size,
+        out,
+        time.perf_counter() - start,
+    )
     return out
 
 

@@ -56,8 +56,17 @@ def recipe_present(kind: str, seed: int, case_index: int, noise: float) -> dict[
     return dict(zip(module.CONCEPT_NAMES, map(bool, case.concepts), strict=True))
 
 
-def render_pair(kind: str, concept: str, *, seed: int, index: int, size: int,
-                difficulty: float, noise: float, case_index: int | None = None) -> Pair:  # fmt: skip
+def render_pair(
+    kind: str,
+    concept: str,
+    *,
+    seed: int,
+    index: int,
+    size: int,
+    difficulty: float,
+    noise: float,
+    case_index: int | None = None,
+) -> Pair:
     """Image ``index`` (case ``case_index``, default ``index``) with and without ``concept``."""
     module, draw = _generator(kind)
     if concept not in module.CONCEPT_NAMES:
@@ -97,6 +106,8 @@ def recipes_of(kind: str, image_ids, seed: int, n: int) -> list[tuple[int, int]]
         raise ValueError(f"no counterfactual renderer for dataset kind {kind!r}")
     unknown = [i for i, k in zip(ids, index, strict=True) if k < 0]
     if unknown:
-        raise KeyError(f"{len(unknown)} image ids are not images of this {kind} dataset "
-                       f"(seed {seed}, n {n}), e.g. {unknown[:3]}")  # fmt: skip
+        raise KeyError(
+            f"{len(unknown)} image ids are not images of this {kind} dataset "
+            f"(seed {seed}, n {n}), e.g. {unknown[:3]}"
+        )
     return list(zip(index, case, strict=True))

@@ -50,12 +50,21 @@ CLASS_SYNONYMS = {
     "Consolidation": ["Consolidation", "consolidation", "airspace consolidation"],
 }
 FINDING_OF = {  # planted finding concept → class
-    "cardiomegaly": "Cardiomegaly", "pleural_effusion": "Effusion",
-    "pneumothorax": "Pneumothorax", "nodule": "Nodule", "mass": "Mass",
+    "cardiomegaly": "Cardiomegaly",
+    "pleural_effusion": "Effusion",
+    "pneumothorax": "Pneumothorax",
+    "nodule": "Nodule",
+    "mass": "Mass",
     "consolidation": "Consolidation",
-}  # fmt: skip
-PREVALENCE = {"cardiomegaly": 0.22, "pleural_effusion": 0.18, "pneumothorax": 0.14,
-              "nodule": 0.14, "mass": 0.10, "consolidation": 0.18}  # fmt: skip
+}
+PREVALENCE = {
+    "cardiomegaly": 0.22,
+    "pleural_effusion": 0.18,
+    "pneumothorax": 0.14,
+    "nodule": 0.14,
+    "mass": 0.10,
+    "consolidation": 0.18,
+}
 EFFUSION_WITH_CARDIOMEGALY = 0.40
 # device: (finding it is spuriously tied to, P | finding, P | no finding); None = independent
 DEVICES = {
@@ -68,84 +77,171 @@ DEVICES = {
 
 
 def _c(name, kind, description, synonyms, present, absent=(), **extra) -> PlantedConcept:
-    return PlantedConcept(name, kind, description, tuple(synonyms), tuple(present),
-                          tuple(absent), extra)  # fmt: skip
+    return PlantedConcept(
+        name, kind, description, tuple(synonyms), tuple(present), tuple(absent), extra
+    )
 
 
 CONCEPTS: list[PlantedConcept] = [
-    _c("cardiomegaly", "finding", "an enlarged heart (cardiothoracic ratio about 0.6)",
-       ["cardiomegaly", "enlarged cardiac silhouette", "cardiac enlargement", "enlarged heart"],
-       ["There is cardiomegaly.", "There is an enlarged cardiac silhouette.",
-        "Moderate cardiomegaly is noted.", "There is cardiac enlargement."],
-       ["The heart size is normal.", "No cardiomegaly."], **{"class": "Cardiomegaly"}),
-    _c("pleural_effusion", "finding", "fluid filling a lung base with a meniscus, blunting the "
-       "costophrenic angle",
-       ["pleural effusion", "effusion", "pleural fluid"],
-       ["There is a {side} pleural effusion.", "A small {side} pleural effusion is present.",
-        "There is a {side} effusion with a meniscus.", "There is {side} pleural fluid."],
-       ["No pleural effusion.", "There is no effusion."], **{"class": "Effusion"}),
-    _c("pneumothorax", "finding", "a dark lung periphery without markings, bounded by a thin "
-       "pleural line",
-       ["pneumothorax", "visible pleural line", "pleural line", "collapsed lung"],
-       ["There is a {side} pneumothorax.", "A {side} apical pneumothorax is seen.",
-        "There is a visible pleural line with a {side} pneumothorax.",
-        "There is a large {side} pneumothorax."],
-       ["No pneumothorax.", "There is no pneumothorax."], **{"class": "Pneumothorax"}),
-    _c("nodule", "finding", "a small round opacity in a lung",
-       ["nodule", "pulmonary nodule", "lung nodule", "nodular opacity"],
-       ["There is a pulmonary nodule in the {side} {zone} zone.",
-        "A small nodule projects over the {side} lung.", "There is a {side} lung nodule.",
-        "There is a rounded nodular opacity in the {side} lung."],
-       ["No pulmonary nodules.", "There is no nodule."], **{"class": "Nodule"}),
-    _c("mass", "finding", "a large lobulated opacity in a lung",
-       ["mass", "lung mass", "pulmonary mass", "mass lesion"],
-       ["There is a large mass in the {side} lung.", "There is a {side} lung mass.",
-        "A pulmonary mass is seen in the {side} {zone} zone."],
-       ["No mass.", "There is no mass."], **{"class": "Mass"}),
-    _c("consolidation", "finding", "a patchy cloud-like opacity in a lung zone",
-       ["consolidation", "airspace opacity", "airspace consolidation", "patchy opacity"],
-       ["There is {side} {zone} zone consolidation.",
-        "There is patchy airspace opacity in the {side} {zone} zone.",
-        "There is focal consolidation in the {side} lung.",
-        "Patchy consolidation is seen in the {side} lung."],
-       ["No focal consolidation.", "There is no consolidation."], **{"class": "Consolidation"}),
-    _c("pacemaker", "artifact", "a bright generator box below the left clavicle with leads to "
-       "the heart",
-       ["pacemaker", "cardiac pacemaker", "pacemaker leads", "pacing device"],
-       ["There is a left chest wall pacemaker.", "A cardiac pacemaker is in place.",
-        "There is a pacemaker with leads in the right ventricle."],
-       spurious_for=["Cardiomegaly"]),
-    _c("central_line", "artifact", "a thin bright catheter from the neck into the superior "
-       "vena cava",
-       ["central venous catheter", "central line", "catheter", "venous catheter"],
-       ["There is a right internal jugular central venous catheter.",
-        "A central line terminates in the superior vena cava.",
-        "The central venous catheter tip is in the cavoatrial junction."]),
-    _c("chest_tube", "artifact", "a thick bright tube entering from the lateral chest wall",
-       ["chest tube", "chest drain", "thoracostomy tube", "pleural drain"],
-       ["There is a {side} chest tube.", "A {side} chest tube is in place.",
-        "There is a {side} pleural drain."],
-       spurious_for=["Pneumothorax"]),
-    _c("ecg_electrodes", "artifact", "small bright rings with wires on the chest",
-       ["ecg electrodes", "ecg leads", "monitoring electrodes", "electrodes"],
-       ["There are external ECG electrodes.", "ECG electrodes are seen on the chest wall.",
-        "Monitoring electrodes are present on the chest."]),
-    _c("sternotomy_wires", "artifact", "small bright wire loops stacked on the midline",
-       ["sternotomy wires", "median sternotomy wires", "sternal wires", "sternotomy"],
-       ["There are median sternotomy wires.", "There are intact sternotomy wires.",
-        "There are sternal wires from prior surgery."],
-       spurious_for=["Cardiomegaly"]),
-]  # fmt: skip
+    _c(
+        "cardiomegaly",
+        "finding",
+        "an enlarged heart (cardiothoracic ratio about 0.6)",
+        ["cardiomegaly", "enlarged cardiac silhouette", "cardiac enlargement", "enlarged heart"],
+        [
+            "There is cardiomegaly.",
+            "There is an enlarged cardiac silhouette.",
+            "Moderate cardiomegaly is noted.",
+            "There is cardiac enlargement.",
+        ],
+        ["The heart size is normal.", "No cardiomegaly."],
+        **{"class": "Cardiomegaly"},
+    ),
+    _c(
+        "pleural_effusion",
+        "finding",
+        "fluid filling a lung base with a meniscus, blunting the costophrenic angle",
+        ["pleural effusion", "effusion", "pleural fluid"],
+        [
+            "There is a {side} pleural effusion.",
+            "A small {side} pleural effusion is present.",
+            "There is a {side} effusion with a meniscus.",
+            "There is {side} pleural fluid.",
+        ],
+        ["No pleural effusion.", "There is no effusion."],
+        **{"class": "Effusion"},
+    ),
+    _c(
+        "pneumothorax",
+        "finding",
+        "a dark lung periphery without markings, bounded by a thin pleural line",
+        ["pneumothorax", "visible pleural line", "pleural line", "collapsed lung"],
+        [
+            "There is a {side} pneumothorax.",
+            "A {side} apical pneumothorax is seen.",
+            "There is a visible pleural line with a {side} pneumothorax.",
+            "There is a large {side} pneumothorax.",
+        ],
+        ["No pneumothorax.", "There is no pneumothorax."],
+        **{"class": "Pneumothorax"},
+    ),
+    _c(
+        "nodule",
+        "finding",
+        "a small round opacity in a lung",
+        ["nodule", "pulmonary nodule", "lung nodule", "nodular opacity"],
+        [
+            "There is a pulmonary nodule in the {side} {zone} zone.",
+            "A small nodule projects over the {side} lung.",
+            "There is a {side} lung nodule.",
+            "There is a rounded nodular opacity in the {side} lung.",
+        ],
+        ["No pulmonary nodules.", "There is no nodule."],
+        **{"class": "Nodule"},
+    ),
+    _c(
+        "mass",
+        "finding",
+        "a large lobulated opacity in a lung",
+        ["mass", "lung mass", "pulmonary mass", "mass lesion"],
+        [
+            "There is a large mass in the {side} lung.",
+            "There is a {side} lung mass.",
+            "A pulmonary mass is seen in the {side} {zone} zone.",
+        ],
+        ["No mass.", "There is no mass."],
+        **{"class": "Mass"},
+    ),
+    _c(
+        "consolidation",
+        "finding",
+        "a patchy cloud-like opacity in a lung zone",
+        ["consolidation", "airspace opacity", "airspace consolidation", "patchy opacity"],
+        [
+            "There is {side} {zone} zone consolidation.",
+            "There is patchy airspace opacity in the {side} {zone} zone.",
+            "There is focal consolidation in the {side} lung.",
+            "Patchy consolidation is seen in the {side} lung.",
+        ],
+        ["No focal consolidation.", "There is no consolidation."],
+        **{"class": "Consolidation"},
+    ),
+    _c(
+        "pacemaker",
+        "artifact",
+        "a bright generator box below the left clavicle with leads to the heart",
+        ["pacemaker", "cardiac pacemaker", "pacemaker leads", "pacing device"],
+        [
+            "There is a left chest wall pacemaker.",
+            "A cardiac pacemaker is in place.",
+            "There is a pacemaker with leads in the right ventricle.",
+        ],
+        spurious_for=["Cardiomegaly"],
+    ),
+    _c(
+        "central_line",
+        "artifact",
+        "a thin bright catheter from the neck into the superior vena cava",
+        ["central venous catheter", "central line", "catheter", "venous catheter"],
+        [
+            "There is a right internal jugular central venous catheter.",
+            "A central line terminates in the superior vena cava.",
+            "The central venous catheter tip is in the cavoatrial junction.",
+        ],
+    ),
+    _c(
+        "chest_tube",
+        "artifact",
+        "a thick bright tube entering from the lateral chest wall",
+        ["chest tube", "chest drain", "thoracostomy tube", "pleural drain"],
+        [
+            "There is a {side} chest tube.",
+            "A {side} chest tube is in place.",
+            "There is a {side} pleural drain.",
+        ],
+        spurious_for=["Pneumothorax"],
+    ),
+    _c(
+        "ecg_electrodes",
+        "artifact",
+        "small bright rings with wires on the chest",
+        ["ecg electrodes", "ecg leads", "monitoring electrodes", "electrodes"],
+        [
+            "There are external ECG electrodes.",
+            "ECG electrodes are seen on the chest wall.",
+            "Monitoring electrodes are present on the chest.",
+        ],
+    ),
+    _c(
+        "sternotomy_wires",
+        "artifact",
+        "small bright wire loops stacked on the midline",
+        ["sternotomy wires", "median sternotomy wires", "sternal wires", "sternotomy"],
+        [
+            "There are median sternotomy wires.",
+            "There are intact sternotomy wires.",
+            "There are sternal wires from prior surgery.",
+        ],
+        spurious_for=["Cardiomegaly"],
+    ),
+]
 CONCEPT_NAMES = [c.name for c in CONCEPTS]
 
-OPENINGS = ["FINDINGS: PA view of the chest.", "FINDINGS: Frontal chest radiograph.",
-            "FINDINGS: PA and lateral views of the chest.", "FINDINGS: Portable AP chest film."]  # fmt: skip
+OPENINGS = [
+    "FINDINGS: PA view of the chest.",
+    "FINDINGS: Frontal chest radiograph.",
+    "FINDINGS: PA and lateral views of the chest.",
+    "FINDINGS: Portable AP chest film.",
+]
 FILLERS = [
-    "The lungs are otherwise clear.", "The mediastinal contours are normal.",
-    "The osseous structures are intact.", "The trachea is midline.",
-    "The hila are unremarkable.", "There is no pulmonary edema.",
+    "The lungs are otherwise clear.",
+    "The mediastinal contours are normal.",
+    "The osseous structures are intact.",
+    "The trachea is midline.",
+    "The hila are unremarkable.",
+    "There is no pulmonary edema.",
     "No acute osseous abnormality.",
-]  # fmt: skip
+]
 SIDES = ("right", "left")  # patient side; the patient's right is the image's left
 ZONES = ("upper", "middle", "lower")
 
@@ -175,8 +271,10 @@ def sample_case(rng: np.random.Generator, noise: float) -> CxrCase:
     redraw = rng.random(len(CLASSES)) < noise
     prevalence = np.array([PREVALENCE[c] for c in FINDING_OF])
     labels = np.where(redraw, rng.random(len(CLASSES)) < prevalence, truth)
-    sides = {n: int(rng.integers(2)) for n in ("pleural_effusion", "pneumothorax", "nodule",
-                                                "mass", "consolidation")}  # fmt: skip
+    sides = {
+        n: int(rng.integers(2))
+        for n in ("pleural_effusion", "pneumothorax", "nodule", "mass", "consolidation")
+    }
     sides["chest_tube"] = sides["pneumothorax"]  # the drain treats the pneumothorax
     return CxrCase(
         concepts=on,
@@ -196,8 +294,14 @@ def write_report(rng: np.random.Generator, case: CxrCase, zones: dict[str, int])
         impression = "IMPRESSION: " + " ".join(n[0].upper() + n[1:] + "." for n in names)
     else:
         impression = "IMPRESSION: " + pick(
-            rng, ["No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.",
-                  "Normal chest radiograph."], canonical_weight=None)  # fmt: skip
+            rng,
+            [
+                "No acute cardiopulmonary process.",
+                "No acute cardiopulmonary abnormality.",
+                "Normal chest radiograph.",
+            ],
+            canonical_weight=None,
+        )
     return compose_report(
         rng,
         opening=OPENINGS[int(rng.integers(len(OPENINGS)))],
@@ -215,8 +319,16 @@ def write_report(rng: np.random.Generator, case: CxrCase, zones: dict[str, int])
 # -- the raw dataset (NIH ChestX-ray14-like layout) -----------------------------------------
 KIND_CODE = 2
 DATA_ENTRY_CSV = "Data_Entry.csv"
-DATA_ENTRY_HEADER = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
-                     "Patient Gender", "View Position", "Image Path"]  # fmt: skip
+DATA_ENTRY_HEADER = [
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+    "Image Path",
+]
 BBOX_CSV = "BBox_List.csv"
 BBOX_HEADER = ["Image Index", "Finding Label", "Bbox [x", "y", "w", "h]", "Concept"]
 NO_FINDING = "No Finding"
@@ -255,8 +367,9 @@ def make_item(root: Path, p: SynthParams, i: int, visit: tuple[int, int]) -> Cxr
     patient, follow_up = visit
     case = sample_case(stream(p.seed, KIND_CODE, STREAM_CASE, i), p.noise)
     present = dict(zip(CONCEPT_NAMES, case.concepts, strict=True))
-    pixels, found, zones = render(stream(p.seed, KIND_CODE, STREAM_RENDER, i), present,
-                                  case.sides, p.size, p.difficulty)  # fmt: skip
+    pixels, found, zones = render(
+        stream(p.seed, KIND_CODE, STREAM_RENDER, i), present, case.sides, p.size, p.difficulty
+    )
     image_id = f"{patient:08d}_{follow_up:03d}.png"
     rel = f"{IMAGES_DIR}/{image_id}"
     save_png(pixels, root / rel)
@@ -267,14 +380,22 @@ def make_item(root: Path, p: SynthParams, i: int, visit: tuple[int, int]) -> Cxr
         for box in found.get(concept, [])
     ]
     return CxrItem(
-        entry=[image_id, finding_labels(case.labels), follow_up, patient, case.age, case.sex,
-               case.view, rel],
+        entry=[
+            image_id,
+            finding_labels(case.labels),
+            follow_up,
+            patient,
+            case.age,
+            case.sex,
+            case.view,
+            rel,
+        ],
         report=[image_id, report],
         boxes=boxes,
         concepts=case.concepts,
         truth=np.array([case.concepts[CONCEPT_NAMES.index(c)] for c in FINDING_OF]),
         labels=case.labels,
-    )  # fmt: skip
+    )
 
 
 def generate_synthcxr(root: Path, p: SynthParams, workers: int = 1) -> None:
@@ -289,8 +410,11 @@ def generate_synthcxr(root: Path, p: SynthParams, workers: int = 1) -> None:
     write_csv(root / DATA_ENTRY_CSV, DATA_ENTRY_HEADER, (it.entry for it in items))
     write_csv(root / BBOX_CSV, BBOX_HEADER, boxes)
     write_csv(root / REPORTS_CSV, ["image_id", "report"], (it.report for it in items))
-    write_csv(root / GT_LABELS_CSV, ["image_id", "findings_true"],
-              ([i, finding_labels(t)] for i, t in zip(ids, truth, strict=True)))  # fmt: skip
+    write_csv(
+        root / GT_LABELS_CSV,
+        ["image_id", "findings_true"],
+        ([i, finding_labels(t)] for i, t in zip(ids, truth, strict=True)),
+    )
     prevalence = write_ground_truth(root, ids, present, CONCEPTS, CAUSES)
     card = dataset_card(present, truth, labels, prevalence, visits, len(boxes), str(p))
     (root / CARD).write_text(card)
@@ -305,7 +429,7 @@ def dataset_card(present, truth, labels, prevalence, visits, n_boxes: int, param
             f"`{concept}`",
             f"{PREVALENCE[concept]:.0%}",
             f"{labels[:, k].mean():.1%}",
-        ]  # fmt: skip
+        ]
         for k, (concept, cls) in enumerate(FINDING_OF.items())
     ]
 

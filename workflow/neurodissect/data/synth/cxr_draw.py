@@ -71,11 +71,20 @@ def render_scene(scene: Scene, sides: dict[str, int], size: int, difficulty: flo
     strength = 1.0 - 0.35 * difficulty
     cv = Canvas(size, 1, [0.08])
     wall = 0.03 + rng.uniform(0, 0.02)
-    body = [(0.38, -0.1), (0.62, -0.1), (0.7, 0.04), (1 - wall, 0.14), (1 - wall, 1.1),
-            (wall, 1.1), (wall, 0.14), (0.3, 0.04)]  # fmt: skip
+    body = [
+        (0.38, -0.1),
+        (0.62, -0.1),
+        (0.7, 0.04),
+        (1 - wall, 0.14),
+        (1 - wall, 1.1),
+        (wall, 1.1),
+        (wall, 0.14),
+        (0.3, 0.04),
+    ]
     cv.paint(cv.mask(lambda d, c: d.polygon(scaled(body, c), fill=255), blur=0.03), [0.5])
-    spine = cv.mask(lambda d, c: d.rectangle(ellipse_box((0.5, 0.5), 0.04, 0.6, c), fill=255),
-                    blur=0.02)  # fmt: skip
+    spine = cv.mask(
+        lambda d, c: d.rectangle(ellipse_box((0.5, 0.5), 0.04, 0.6, c), fill=255), blur=0.02
+    )
     cv.paint(spine, [0.62], 0.7)
 
     anatomy = Anatomy(
@@ -111,8 +120,9 @@ def render_scene(scene: Scene, sides: dict[str, int], size: int, difficulty: flo
     for name, draw in (("consolidation", _consolidation), ("mass", _mass), ("nodule", _nodule)):
         if (r := scene.rng_for(name)) is not None:
             side, zone = sides[name], int(r.integers(3))
-            box = draw(scene.canvas_for(name, cv), anatomy, side, zone, lung_masks[side], r,
-                       strength)  # fmt: skip
+            box = draw(
+                scene.canvas_for(name, cv), anatomy, side, zone, lung_masks[side], r, strength
+            )
             if shows(name):
                 zones[name], boxes[name] = zone, [box]
     for name, draw in DEVICE_DRAWERS:
@@ -179,8 +189,10 @@ def _ribs_and_clavicles(cv, rng):
 
 def _heart(cv, center, radii):
     shape = blob_outline((center[0] + 0.02, center[1]), 1.0, [], n=48)
-    shape = [(center[0] + (x - center[0]) * radii[0], center[1] + (y - center[1]) * radii[1])
-             for x, y in shape]  # fmt: skip
+    shape = [
+        (center[0] + (x - center[0]) * radii[0], center[1] + (y - center[1]) * radii[1])
+        for x, y in shape
+    ]
     heart = cv.mask(lambda d, c: d.polygon(scaled(shape, c), fill=255), blur=0.01)
     cv.paint(heart, [0.7], 0.92)
     return mask_box(heart), heart
@@ -195,10 +207,14 @@ def _pneumothorax(cv, anatomy, side, lung, rng, strength):
     inner = cv.mask(lambda d, c: d.polygon(scaled(collapsed, c), fill=255), blur=0.004)
     rim = np.clip(lung - inner, 0, 1)
     cv.paint(rim, [0.04], strength)
-    line = cv.mask(
-        lambda d, c: d.line(scaled(collapsed + collapsed[:1], c), fill=255,
-                            width=stroke(c, 0.01)),
-    ) * lung  # fmt: skip
+    line = (
+        cv.mask(
+            lambda d, c: d.line(
+                scaled(collapsed + collapsed[:1], c), fill=255, width=stroke(c, 0.01)
+            ),
+        )
+        * lung
+    )
     cv.paint(line, [0.62], 0.9 * strength)
     return mask_box(rim)
 
@@ -238,8 +254,10 @@ def _mass(cv, anatomy, side, zone, lung, rng, strength):
 
 def _consolidation(cv, anatomy, side, zone, lung, rng, strength):
     p = _lung_point(anatomy, side, zone, rng)
-    puffs = [((p[0] + rng.normal(0, 0.04), p[1] + rng.normal(0, 0.04)), rng.uniform(0.03, 0.05))
-             for _ in range(int(rng.integers(6, 10)))]  # fmt: skip
+    puffs = [
+        ((p[0] + rng.normal(0, 0.04), p[1] + rng.normal(0, 0.04)), rng.uniform(0.03, 0.05))
+        for _ in range(int(rng.integers(6, 10)))
+    ]
 
     def draw(d, c):
         for q, r in puffs:
@@ -269,20 +287,33 @@ def _pacemaker(cv, rng, sides, strength):
 def _central_line(cv, rng, sides, strength):
     tip = (0.46 + rng.normal(0, 0.01), 0.36 + rng.normal(0, 0.02))
     line = bezier([(0.37 + rng.normal(0, 0.02), 0.0), (0.39, 0.14), (0.45, 0.2), tip], 24)
-    device = cv.mask(lambda d, c: d.line(scaled(line, c), fill=255, width=stroke(c, 0.008),
-                                         joint="curve"))  # fmt: skip
+    device = cv.mask(
+        lambda d, c: d.line(scaled(line, c), fill=255, width=stroke(c, 0.008), joint="curve")
+    )
     cv.paint(device, [METAL], 0.9 * strength)
     return [mask_box(device)]
 
 
 def _chest_tube(cv, rng, sides, strength):
     side = sides["chest_tube"]
-    path = mirror(bezier([(0.03, 0.8 + rng.normal(0, 0.02)), (0.12, 0.62), (0.13, 0.4),
-                          (0.22 + rng.normal(0, 0.02), 0.22)], 24), side == 1)  # fmt: skip
-    tube = cv.mask(lambda d, c: d.line(scaled(path, c), fill=255, width=stroke(c, 0.022),
-                                       joint="curve"))  # fmt: skip
-    lumen = cv.mask(lambda d, c: d.line(scaled(path, c), fill=255, width=stroke(c, 0.007),
-                                        joint="curve"))  # fmt: skip
+    path = mirror(
+        bezier(
+            [
+                (0.03, 0.8 + rng.normal(0, 0.02)),
+                (0.12, 0.62),
+                (0.13, 0.4),
+                (0.22 + rng.normal(0, 0.02), 0.22),
+            ],
+            24,
+        ),
+        side == 1,
+    )
+    tube = cv.mask(
+        lambda d, c: d.line(scaled(path, c), fill=255, width=stroke(c, 0.022), joint="curve")
+    )
+    lumen = cv.mask(
+        lambda d, c: d.line(scaled(path, c), fill=255, width=stroke(c, 0.007), joint="curve")
+    )
     cv.paint(tube, [METAL], 0.9 * strength)
     cv.paint(lumen, [0.45], 0.6 * strength)
     return [mask_box(tube)]
@@ -322,6 +353,9 @@ def _sternotomy_wires(cv, rng, sides, strength):
 
 
 DEVICE_DRAWERS = [
-    ("central_line", _central_line), ("sternotomy_wires", _sternotomy_wires),
-    ("pacemaker", _pacemaker), ("chest_tube", _chest_tube), ("ecg_electrodes", _ecg_electrodes),
-]  # fmt: skip
+    ("central_line", _central_line),
+    ("sternotomy_wires", _sternotomy_wires),
+    ("pacemaker", _pacemaker),
+    ("chest_tube", _chest_tube),
+    ("ecg_electrodes", _ecg_electrodes),
+]

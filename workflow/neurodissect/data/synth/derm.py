@@ -56,97 +56,236 @@ MENTION_BASE, MENTION_SLOPE = 0.98, 0.06
 
 
 def _c(name, kind, description, synonyms, present, absent=(), **extra) -> PlantedConcept:
-    return PlantedConcept(name, kind, description, tuple(synonyms), tuple(present),
-                          tuple(absent), extra)  # fmt: skip
+    return PlantedConcept(
+        name, kind, description, tuple(synonyms), tuple(present), tuple(absent), extra
+    )
 
 
 CONCEPTS: list[PlantedConcept] = [
-    _c("pigment_network", "attribute", "a mesh of thin dark-brown lines over the lesion",
-       ["pigment network", "reticular pattern", "network", "reticular network"],
-       ["There is a pigment network.", "The lesion shows a regular pigment network.",
-        "The lesion has a delicate pigment network.", "A reticular pigment network is seen."],
-       ["No pigment network is seen.", "There is no pigment network."]),
-    _c("dots_globules", "attribute", "small round dark-brown to black blobs inside the lesion",
-       ["dots and globules", "globules", "dots", "brown globules", "dark dots"],
-       ["There are brown dots and globules.", "The lesion shows multiple globules.",
-        "There are dark dots and globules within the lesion.", "Several brown globules are seen."],
-       ["No dots or globules.", "There are no globules."]),
-    _c("streaks", "attribute", "dark radial lines crossing the lesion border outwards",
-       ["streaks", "radial streaks", "peripheral streaks", "radial streaming"],
-       ["There are streaks at the periphery.", "The lesion shows radial streaks.",
-        "Peripheral streaks are present.", "There are streaks at the lesion edge."],
-       ["No streaks are seen.", "There are no streaks."]),
-    _c("blue_white_veil", "attribute", "a translucent blue-white patch over part of the lesion",
-       ["blue-white veil", "bluish-white veil", "veil", "blue-white structureless area"],
-       ["There is a blue-white veil.", "The lesion shows a blue-white veil over its centre.",
-        "A bluish-white veil covers part of the lesion.",
-        "There is a blue-white veil in the centre."],
-       ["No blue-white veil.", "There is no blue-white veil."]),
-    _c("irregular_border", "attribute", "a jagged, notched lesion outline",
-       ["irregular border", "irregular margin", "jagged border", "notched border"],
-       ["The lesion has an irregular border.", "There is an irregular border.",
-        "The irregular border is notched.", "There are irregular margins."],
-       ["The lesion has a regular border.", "The border is smooth and regular."]),
-    _c("asymmetry", "attribute", "an off-round lesion (lopsided in shape and colour)",
-       ["asymmetry", "asymmetric shape", "asymmetrical shape", "asymmetric outline"],
-       ["There is marked asymmetry.", "The lesion shows asymmetry of shape.",
-        "The lesion has an asymmetric shape.", "There is asymmetry in two axes."],
-       ["The lesion is symmetric.", "There is no asymmetry."]),
-    _c("vessels", "attribute", "thin red branching curves across the lesion",
-       ["arborizing vessels", "vessels", "branching vessels", "telangiectasia"],
-       ["There are arborizing vessels.", "The lesion shows branching vessels.",
-        "Fine arborizing vessels cross the lesion.", "There are branching vessels on the surface."],
-       ["No vessels are seen.", "There are no vessels."]),
-    _c("blue_grey_nests", "attribute", "a few large blue-grey ovoid blobs",
-       ["blue-grey ovoid nests", "blue-gray ovoid nests", "ovoid nests", "blue-grey nests", "nests"],
-       ["There are blue-grey ovoid nests.", "The lesion shows large blue-gray ovoid nests.",
-        "Several blue-grey nests are present."],
-       ["No blue-grey ovoid nests.", "There are no ovoid nests."]),
-    _c("erythema", "attribute", "pink-red colouring of the lesion and a pink halo around it",
-       ["erythema", "pink erythema", "pink background", "redness"],
-       ["There is pink erythema.", "There is pink erythema around the lesion.",
-        "There is erythema at the lesion edge.", "The lesion shows diffuse erythema."],
-       ["No erythema.", "There is no erythema."]),
-    _c("scale", "attribute", "irregular white-yellow flakes on the lesion surface",
-       ["scale", "white scale", "surface scale", "keratin scale"],
-       ["There is white scale on the surface.", "The lesion shows surface scale.",
-        "There is keratin scale over the lesion."],
-       ["No scale.", "There is no scale."]),
-    _c("milia_cysts", "attribute", "small bright white round spots inside the lesion",
-       ["milia-like cysts", "cysts", "milia", "white cysts"],
-       ["There are milia-like cysts.", "The lesion shows several milia-like cysts.",
-        "Small white cysts are seen."],
-       ["No milia-like cysts.", "There are no milia-like cysts."]),
-    _c("fissures", "attribute", "short tortuous dark grooves inside the lesion (brain-like)",
-       ["fissures", "fissures and ridges", "ridges", "cerebriform pattern", "brain-like pattern"],
-       ["There are fissures and ridges.", "The lesion shows fissures.",
-        "The surface has fissures and a cerebriform pattern.", "There are deep fissures."],
-       ["No fissures.", "There are no fissures."]),
-    _c("white_patch", "attribute", "a central white scar-like area",
-       ["central white patch", "white patch", "scar-like patch", "white scar-like area"],
-       ["There is a central white patch.", "The lesion shows a white scar-like patch.",
-        "A central white patch is seen.", "There is a white patch in the centre."],
-       ["No central white patch.", "There is no white patch."]),
-    _c("red_lacunae", "attribute", "well-demarcated round red-purple areas",
-       ["red lacunae", "lacunae", "lacuna", "red lagoons", "lagoons"],
-       ["There are red lacunae.", "The lesion shows red lacunae.",
-        "There are red-purple lacunae.", "Well-demarcated red lacunae are present."],
-       ["No red lacunae.", "There are no lacunae."]),
-    _c("hair", "artifact", "dark thin curves crossing the whole image",
-       ["hair", "hairs", "hair artifact"],
-       ["There is hair over the lesion.", "Several hairs cross the image.",
-        "There is hair partly covering the field.", "Hair artifact is present."],
-       ["No hair artifact.", "There is no hair."]),
-    _c("ruler_marks", "artifact", "black tick marks on a pale strip along one image edge",
-       ["ruler marks", "ruler", "ruler markings", "measuring ruler"],
-       ["There are ruler marks at the edge.", "A ruler is visible at the image edge.",
-        "There are ruler markings along one edge.", "The image includes a measuring ruler."],
-       spurious_for=["mel"]),
-    _c("gel_bubbles", "artifact", "light circles with a bright rim (air in the immersion gel)",
-       ["gel bubbles", "air bubbles", "bubbles", "immersion gel bubbles"],
-       ["Several gel bubbles are seen.", "Air bubbles are seen in the immersion gel.",
-        "Gel bubbles are seen over the lesion.", "There are several air bubbles in the gel."]),
-]  # fmt: skip
+    _c(
+        "pigment_network",
+        "attribute",
+        "a mesh of thin dark-brown lines over the lesion",
+        ["pigment network", "reticular pattern", "network", "reticular network"],
+        [
+            "There is a pigment network.",
+            "The lesion shows a regular pigment network.",
+            "The lesion has a delicate pigment network.",
+            "A reticular pigment network is seen.",
+        ],
+        ["No pigment network is seen.", "There is no pigment network."],
+    ),
+    _c(
+        "dots_globules",
+        "attribute",
+        "small round dark-brown to black blobs inside the lesion",
+        ["dots and globules", "globules", "dots", "brown globules", "dark dots"],
+        [
+            "There are brown dots and globules.",
+            "The lesion shows multiple globules.",
+            "There are dark dots and globules within the lesion.",
+            "Several brown globules are seen.",
+        ],
+        ["No dots or globules.", "There are no globules."],
+    ),
+    _c(
+        "streaks",
+        "attribute",
+        "dark radial lines crossing the lesion border outwards",
+        ["streaks", "radial streaks", "peripheral streaks", "radial streaming"],
+        [
+            "There are streaks at the periphery.",
+            "The lesion shows radial streaks.",
+            "Peripheral streaks are present.",
+            "There are streaks at the lesion edge.",
+        ],
+        ["No streaks are seen.", "There are no streaks."],
+    ),
+    _c(
+        "blue_white_veil",
+        "attribute",
+        "a translucent blue-white patch over part of the lesion",
+        ["blue-white veil", "bluish-white veil", "veil", "blue-white structureless area"],
+        [
+            "There is a blue-white veil.",
+            "The lesion shows a blue-white veil over its centre.",
+            "A bluish-white veil covers part of the lesion.",
+            "There is a blue-white veil in the centre.",
+        ],
+        ["No blue-white veil.", "There is no blue-white veil."],
+    ),
+    _c(
+        "irregular_border",
+        "attribute",
+        "a jagged, notched lesion outline",
+        ["irregular border", "irregular margin", "jagged border", "notched border"],
+        [
+            "The lesion has an irregular border.",
+            "There is an irregular border.",
+            "The irregular border is notched.",
+            "There are irregular margins.",
+        ],
+        ["The lesion has a regular border.", "The border is smooth and regular."],
+    ),
+    _c(
+        "asymmetry",
+        "attribute",
+        "an off-round lesion (lopsided in shape and colour)",
+        ["asymmetry", "asymmetric shape", "asymmetrical shape", "asymmetric outline"],
+        [
+            "There is marked asymmetry.",
+            "The lesion shows asymmetry of shape.",
+            "The lesion has an asymmetric shape.",
+            "There is asymmetry in two axes.",
+        ],
+        ["The lesion is symmetric.", "There is no asymmetry."],
+    ),
+    _c(
+        "vessels",
+        "attribute",
+        "thin red branching curves across the lesion",
+        ["arborizing vessels", "vessels", "branching vessels", "telangiectasia"],
+        [
+            "There are arborizing vessels.",
+            "The lesion shows branching vessels.",
+            "Fine arborizing vessels cross the lesion.",
+            "There are branching vessels on the surface.",
+        ],
+        ["No vessels are seen.", "There are no vessels."],
+    ),
+    _c(
+        "blue_grey_nests",
+        "attribute",
+        "a few large blue-grey ovoid blobs",
+        [
+            "blue-grey ovoid nests",
+            "blue-gray ovoid nests",
+            "ovoid nests",
+            "blue-grey nests",
+            "nests",
+        ],
+        [
+            "There are blue-grey ovoid nests.",
+            "The lesion shows large blue-gray ovoid nests.",
+            "Several blue-grey nests are present.",
+        ],
+        ["No blue-grey ovoid nests.", "There are no ovoid nests."],
+    ),
+    _c(
+        "erythema",
+        "attribute",
+        "pink-red colouring of the lesion and a pink halo around it",
+        ["erythema", "pink erythema", "pink background", "redness"],
+        [
+            "There is pink erythema.",
+            "There is pink erythema around the lesion.",
+            "There is erythema at the lesion edge.",
+            "The lesion shows diffuse erythema.",
+        ],
+        ["No erythema.", "There is no erythema."],
+    ),
+    _c(
+        "scale",
+        "attribute",
+        "irregular white-yellow flakes on the lesion surface",
+        ["scale", "white scale", "surface scale", "keratin scale"],
+        [
+            "There is white scale on the surface.",
+            "The lesion shows surface scale.",
+            "There is keratin scale over the lesion.",
+        ],
+        ["No scale.", "There is no scale."],
+    ),
+    _c(
+        "milia_cysts",
+        "attribute",
+        "small bright white round spots inside the lesion",
+        ["milia-like cysts", "cysts", "milia", "white cysts"],
+        [
+            "There are milia-like cysts.",
+            "The lesion shows several milia-like cysts.",
+            "Small white cysts are seen.",
+        ],
+        ["No milia-like cysts.", "There are no milia-like cysts."],
+    ),
+    _c(
+        "fissures",
+        "attribute",
+        "short tortuous dark grooves inside the lesion (brain-like)",
+        ["fissures", "fissures and ridges", "ridges", "cerebriform pattern", "brain-like pattern"],
+        [
+            "There are fissures and ridges.",
+            "The lesion shows fissures.",
+            "The surface has fissures and a cerebriform pattern.",
+            "There are deep fissures.",
+        ],
+        ["No fissures.", "There are no fissures."],
+    ),
+    _c(
+        "white_patch",
+        "attribute",
+        "a central white scar-like area",
+        ["central white patch", "white patch", "scar-like patch", "white scar-like area"],
+        [
+            "There is a central white patch.",
+            "The lesion shows a white scar-like patch.",
+            "A central white patch is seen.",
+            "There is a white patch in the centre.",
+        ],
+        ["No central white patch.", "There is no white patch."],
+    ),
+    _c(
+        "red_lacunae",
+        "attribute",
+        "well-demarcated round red-purple areas",
+        ["red lacunae", "lacunae", "lacuna", "red lagoons", "lagoons"],
+        [
+            "There are red lacunae.",
+            "The lesion shows red lacunae.",
+            "There are red-purple lacunae.",
+            "Well-demarcated red lacunae are present.",
+        ],
+        ["No red lacunae.", "There are no lacunae."],
+    ),
+    _c(
+        "hair",
+        "artifact",
+        "dark thin curves crossing the whole image",
+        ["hair", "hairs", "hair artifact"],
+        [
+            "There is hair over the lesion.",
+            "Several hairs cross the image.",
+            "There is hair partly covering the field.",
+            "Hair artifact is present.",
+        ],
+        ["No hair artifact.", "There is no hair."],
+    ),
+    _c(
+        "ruler_marks",
+        "artifact",
+        "black tick marks on a pale strip along one image edge",
+        ["ruler marks", "ruler", "ruler markings", "measuring ruler"],
+        [
+            "There are ruler marks at the edge.",
+            "A ruler is visible at the image edge.",
+            "There are ruler markings along one edge.",
+            "The image includes a measuring ruler.",
+        ],
+        spurious_for=["mel"],
+    ),
+    _c(
+        "gel_bubbles",
+        "artifact",
+        "light circles with a bright rim (air in the immersion gel)",
+        ["gel bubbles", "air bubbles", "bubbles", "immersion gel bubbles"],
+        [
+            "Several gel bubbles are seen.",
+            "Air bubbles are seen in the immersion gel.",
+            "Gel bubbles are seen over the lesion.",
+            "There are several air bubbles in the gel.",
+        ],
+    ),
+]
 CONCEPT_NAMES = [c.name for c in CONCEPTS]
 
 # P(concept | true class): the characteristic concepts (causes) of each class
@@ -161,28 +300,51 @@ CAUSES = {
 }
 # weaker, shared tendencies (border and shape are classic but unspecific melanoma cues)
 MODERATE = {
-    ("mel", "irregular_border"): 0.70, ("bcc", "irregular_border"): 0.35,
-    ("akiec", "irregular_border"): 0.30, ("mel", "asymmetry"): 0.70,
-    ("bkl", "asymmetry"): 0.30, ("vasc", "erythema"): 0.50,
-}  # fmt: skip
+    ("mel", "irregular_border"): 0.70,
+    ("bcc", "irregular_border"): 0.35,
+    ("akiec", "irregular_border"): 0.30,
+    ("mel", "asymmetry"): 0.70,
+    ("bkl", "asymmetry"): 0.30,
+    ("vasc", "erythema"): 0.50,
+}
 INDEPENDENT = {"hair": 0.30, "gel_bubbles": 0.25}  # artifacts unrelated to the diagnosis
 SPURIOUS = {"ruler_marks": ("mel", 0.70, 0.10)}  # artifact: (class, P | class, P | other)
 
-SITES = ["back", "chest", "abdomen", "upper arm", "forearm", "thigh", "lower leg", "face",
-         "scalp", "neck", "shoulder", "foot"]  # fmt: skip
+SITES = [
+    "back",
+    "chest",
+    "abdomen",
+    "upper arm",
+    "forearm",
+    "thigh",
+    "lower leg",
+    "face",
+    "scalp",
+    "neck",
+    "shoulder",
+    "foot",
+]
 OPENINGS = [
     "Dermoscopy of a pigmented lesion on the {site}.",
     "Dermoscopic image of a skin lesion on the {site}.",
     "Polarized dermoscopy of a lesion on the {site}.",
 ]
 FILLERS = [
-    "The surrounding skin is unremarkable.", "No ulceration is seen.",
-    "Image quality is adequate.", "The patient reports no recent change.",
-    "There is no bleeding.", "The lesion is slightly raised.", "Follow-up is advised.",
+    "The surrounding skin is unremarkable.",
+    "No ulceration is seen.",
+    "Image quality is adequate.",
+    "The patient reports no recent change.",
+    "There is no bleeding.",
+    "The lesion is slightly raised.",
+    "Follow-up is advised.",
     "The lesion is well visualised.",
-]  # fmt: skip
-IMPRESSIONS = ["Impression: {}.", "Diagnosis: {}.", "Findings are consistent with {}.",
-               "Dermoscopic diagnosis: {}."]  # fmt: skip
+]
+IMPRESSIONS = [
+    "Impression: {}.",
+    "Diagnosis: {}.",
+    "Findings are consistent with {}.",
+    "Dermoscopic diagnosis: {}.",
+]
 
 
 def concept_probabilities() -> np.ndarray:
@@ -279,13 +441,21 @@ def make_item(root: Path, p: SynthParams, i: int, lesion: int) -> DermItem:
     save_png(pixels, root / rel)
     report = write_report(stream(p.seed, KIND_CODE, STREAM_REPORT, i), case, p.difficulty)
     return DermItem(
-        meta=[f"SDL_{lesion:07d}", image_id, CLASSES[case.label], "synthetic", case.age,
-              case.sex, case.site, rel],
+        meta=[
+            f"SDL_{lesion:07d}",
+            image_id,
+            CLASSES[case.label],
+            "synthetic",
+            case.age,
+            case.sex,
+            case.site,
+            rel,
+        ],
         report=[image_id, report],
         concepts=case.concepts,
         true_class=case.true_class,
         label=case.label,
-    )  # fmt: skip
+    )
 
 
 def generate_synthderm(root: Path, p: SynthParams, workers: int = 1) -> None:
@@ -298,8 +468,11 @@ def generate_synthderm(root: Path, p: SynthParams, workers: int = 1) -> None:
     labels = np.array([it.label for it in items], dtype=np.int64)
     write_csv(root / METADATA_CSV, METADATA_HEADER, (it.meta for it in items))
     write_csv(root / REPORTS_CSV, ["image_id", "report"], (it.report for it in items))
-    write_csv(root / GT_LABELS_CSV, ["image_id", "dx_true"],
-              ([i, CLASSES[k]] for i, k in zip(ids, true_class, strict=True)))  # fmt: skip
+    write_csv(
+        root / GT_LABELS_CSV,
+        ["image_id", "dx_true"],
+        ([i, CLASSES[k]] for i, k in zip(ids, true_class, strict=True)),
+    )
     prevalence = write_ground_truth(root, ids, present, CONCEPTS, CAUSES)
     card = dataset_card(present, true_class, labels, prevalence, lesions, str(p))
     (root / CARD).write_text(card)
@@ -309,10 +482,21 @@ def dataset_card(present, true_class, labels, prevalence, lesions, params: str) 
     col = {c: j for j, c in enumerate(CONCEPT_NAMES)}
     rows = []
     for k, cls in enumerate(CLASSES):
-        causes = ", ".join(f"`{c}` ({present[true_class == k, col[c]].mean():.0%})"
-                           if (true_class == k).any() else f"`{c}`" for c in CAUSES[cls])  # fmt: skip
-        rows.append([f"`{cls}`", ", ".join(CLASS_SYNONYMS[cls][1:]), f"{PRIOR[cls]:.0%}",
-                     int((labels == k).sum()), causes])  # fmt: skip
+        causes = ", ".join(
+            f"`{c}` ({present[true_class == k, col[c]].mean():.0%})"
+            if (true_class == k).any()
+            else f"`{c}`"
+            for c in CAUSES[cls]
+        )
+        rows.append(
+            [
+                f"`{cls}`",
+                ", ".join(CLASS_SYNONYMS[cls][1:]),
+                f"{PRIOR[cls]:.0%}",
+                int((labels == k).sum()),
+                causes,
+            ]
+        )
     mel = true_class == CLASSES.index("mel")
     ruler = present[:, col["ruler_marks"]]
     rate = lambda m: f"{ruler[m].mean():.0%}" if m.any() else "n/a"  # noqa: E731

@@ -44,19 +44,25 @@ def render_scene(scene: Scene, size: int, difficulty: float):
     radius = rng.uniform(0.25, 0.31) * (1.0 - 0.2 * difficulty)
     harmonics = [(2, rng.uniform(0.02, 0.08), rng.uniform(0, 6.3))]
     if (r := scene.rng_for("asymmetry")) is not None:
-        drawn = [(1, r.uniform(0.3, 0.38), r.uniform(0, 6.3)),
-                 (3, r.uniform(0.08, 0.12), r.uniform(0, 6.3))]  # fmt: skip
+        drawn = [
+            (1, r.uniform(0.3, 0.38), r.uniform(0, 6.3)),
+            (3, r.uniform(0.08, 0.12), r.uniform(0, 6.3)),
+        ]
         harmonics += drawn if shows("asymmetry") else []
     if (r_border := scene.rng_for("irregular_border")) is not None:
-        drawn = [(int(k), r_border.uniform(0.08, 0.12), r_border.uniform(0, 6.3))
-                 for k in r_border.choice(np.arange(7, 14), 3, replace=False)]  # fmt: skip
+        drawn = [
+            (int(k), r_border.uniform(0.08, 0.12), r_border.uniform(0, 6.3))
+            for k in r_border.choice(np.arange(7, 14), 3, replace=False)
+        ]
         harmonics += drawn if shows("irregular_border") else []
     outline = blob_outline(center, radius, harmonics, n=128)
     if r_border is not None:
         jitter = r_border.uniform(0.85, 1.15, len(outline))
         if shows("irregular_border"):
-            outline = [(center[0] + (x - center[0]) * j, center[1] + (y - center[1]) * j)
-                       for (x, y), j in zip(outline, jitter, strict=True)]  # fmt: skip
+            outline = [
+                (center[0] + (x - center[0]) * j, center[1] + (y - center[1]) * j)
+                for (x, y), j in zip(outline, jitter, strict=True)
+            ]
     edge_blur = 0.004 if shows("irregular_border") else 0.012
     lesion = cv.mask(lambda d, c: d.polygon(scaled(outline, c), fill=255), blur=edge_blur)
     inner = cv.mask(lambda d, c: d.polygon(scaled(outline, c), fill=255), blur=0.03) ** 2
@@ -112,8 +118,10 @@ def _pigment_network(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _dots_globules(cv, rng, center, radius, lesion, inner, strength):
-    spots = [(_inside(rng, center, radius, 0.85), rng.uniform(0.012, 0.022))
-             for _ in range(int(rng.integers(7, 13)))]  # fmt: skip
+    spots = [
+        (_inside(rng, center, radius, 0.85), rng.uniform(0.012, 0.022))
+        for _ in range(int(rng.integers(7, 13)))
+    ]
 
     def dots(d, c):
         for p, r in spots:
@@ -131,16 +139,28 @@ def _streaks(cv, rng, center, radius, lesion, inner, strength):
         for a in angles:
             r0, r1 = radius * rng.uniform(0.75, 0.9), radius * rng.uniform(1.25, 1.45)
             u, v = np.cos(a), np.sin(a)
-            d.line(scaled([(center[0] + r0 * u, center[1] + r0 * v),
-                           (center[0] + r1 * u, center[1] + r1 * v)], c), fill=255, width=width)  # fmt: skip
+            d.line(
+                scaled(
+                    [
+                        (center[0] + r0 * u, center[1] + r0 * v),
+                        (center[0] + r1 * u, center[1] + r1 * v),
+                    ],
+                    c,
+                ),
+                fill=255,
+                width=width,
+            )
 
     cv.paint(cv.mask(lines), NETWORK_BROWN, 0.95 * strength)
 
 
 def _blue_white_veil(cv, rng, center, radius, lesion, inner, strength):
     where = _inside(rng, center, radius, 0.35)
-    shape = blob_outline(where, radius * rng.uniform(0.5, 0.65),
-                         [(k, rng.uniform(0.05, 0.15), rng.uniform(0, 6.3)) for k in (2, 3, 5)])  # fmt: skip
+    shape = blob_outline(
+        where,
+        radius * rng.uniform(0.5, 0.65),
+        [(k, rng.uniform(0.05, 0.15), rng.uniform(0, 6.3)) for k in (2, 3, 5)],
+    )
     veil = cv.mask(lambda d, c: d.polygon(scaled(shape, c), fill=255), blur=0.015)
     cv.paint(veil * lesion, (0.62, 0.72, 0.88), 0.8 * strength)
 
@@ -165,9 +185,15 @@ def _vessels(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _blue_grey_nests(cv, rng, center, radius, lesion, inner, strength):
-    blobs = [blob_outline(_inside(rng, center, radius, 0.65), rng.uniform(0.055, 0.08),
-                          [(2, rng.uniform(0.2, 0.35), rng.uniform(0, 6.3))], n=32)
-             for _ in range(int(rng.integers(3, 6)))]  # fmt: skip
+    blobs = [
+        blob_outline(
+            _inside(rng, center, radius, 0.65),
+            rng.uniform(0.055, 0.08),
+            [(2, rng.uniform(0.2, 0.35), rng.uniform(0, 6.3))],
+            n=32,
+        )
+        for _ in range(int(rng.integers(3, 6)))
+    ]
 
     def nests(d, c):
         for b in blobs:
@@ -177,10 +203,15 @@ def _blue_grey_nests(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _scale(cv, rng, center, radius, lesion, inner, strength):
-    flakes = [blob_outline(_inside(rng, center, radius, 0.8), rng.uniform(0.025, 0.045),
-                           [(k, rng.uniform(0.15, 0.3), rng.uniform(0, 6.3)) for k in (2, 3, 5)],
-                           n=24)
-              for _ in range(int(rng.integers(5, 9)))]  # fmt: skip
+    flakes = [
+        blob_outline(
+            _inside(rng, center, radius, 0.8),
+            rng.uniform(0.025, 0.045),
+            [(k, rng.uniform(0.15, 0.3), rng.uniform(0, 6.3)) for k in (2, 3, 5)],
+            n=24,
+        )
+        for _ in range(int(rng.integers(5, 9)))
+    ]
 
     def draw(d, c):
         for f in flakes:
@@ -190,8 +221,10 @@ def _scale(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _milia_cysts(cv, rng, center, radius, lesion, inner, strength):
-    spots = [(_inside(rng, center, radius, 0.8), rng.uniform(0.012, 0.018))
-             for _ in range(int(rng.integers(5, 10)))]  # fmt: skip
+    spots = [
+        (_inside(rng, center, radius, 0.8), rng.uniform(0.012, 0.018))
+        for _ in range(int(rng.integers(5, 10)))
+    ]
 
     def draw(d, c):
         for p, r in spots:
@@ -217,15 +250,20 @@ def _fissures(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _white_patch(cv, rng, center, radius, lesion, inner, strength):
-    shape = blob_outline(_inside(rng, center, radius, 0.15), radius * rng.uniform(0.4, 0.5),
-                         [(k, rng.uniform(0.05, 0.12), rng.uniform(0, 6.3)) for k in (2, 3)])  # fmt: skip
+    shape = blob_outline(
+        _inside(rng, center, radius, 0.15),
+        radius * rng.uniform(0.4, 0.5),
+        [(k, rng.uniform(0.05, 0.12), rng.uniform(0, 6.3)) for k in (2, 3)],
+    )
     patch = cv.mask(lambda d, c: d.polygon(scaled(shape, c), fill=255), blur=0.015)
     cv.paint(patch, (0.95, 0.91, 0.88), 0.92 * strength)
 
 
 def _red_lacunae(cv, rng, center, radius, lesion, inner, strength):
-    spots = [(_inside(rng, center, radius, 0.65), rng.uniform(0.035, 0.055))
-             for _ in range(int(rng.integers(4, 8)))]  # fmt: skip
+    spots = [
+        (_inside(rng, center, radius, 0.65), rng.uniform(0.035, 0.055))
+        for _ in range(int(rng.integers(4, 8)))
+    ]
 
     def draw(d, c):
         for p, r in spots:
@@ -242,8 +280,13 @@ def _hair(cv, rng, center, radius, lesion, inner, strength):
             a = rng.uniform(0, np.pi)
             u, v = np.cos(a), np.sin(a)
             mid = (rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8))
-            ctrl = [(mid[0] + s * 0.8 * u + rng.normal(0, 0.12), mid[1] + s * 0.8 * v +
-                     rng.normal(0, 0.12)) for s in (-1.0, -0.3, 0.3, 1.0)]  # fmt: skip
+            ctrl = [
+                (
+                    mid[0] + s * 0.8 * u + rng.normal(0, 0.12),
+                    mid[1] + s * 0.8 * v + rng.normal(0, 0.12),
+                )
+                for s in (-1.0, -0.3, 0.3, 1.0)
+            ]
             d.line(scaled(bezier(ctrl, 32), c), fill=255, width=width, joint="curve")
 
     cv.paint(cv.mask(draw), (0.10, 0.07, 0.05), 0.95 * strength)
@@ -260,8 +303,9 @@ def _ruler_marks(cv, rng, center, radius, lesion, inner, strength):
         return (along, across) if side in (0, 1) else (across, along)
 
     def strip(d, c):
-        d.polygon(scaled([place(0, -0.02), place(1, -0.02), place(1, 0.12), place(0, 0.12)], c),
-                  fill=255)  # fmt: skip
+        d.polygon(
+            scaled([place(0, -0.02), place(1, -0.02), place(1, 0.12), place(0, 0.12)], c), fill=255
+        )
 
     def ticks(d, c):
         for i, a in enumerate(np.arange(rng.uniform(0, step), 1.0, step)):
@@ -273,8 +317,10 @@ def _ruler_marks(cv, rng, center, radius, lesion, inner, strength):
 
 
 def _gel_bubbles(cv, rng, center, radius, lesion, inner, strength):
-    bubbles = [((rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)), rng.uniform(0.045, 0.09))
-               for _ in range(int(rng.integers(3, 6)))]  # fmt: skip
+    bubbles = [
+        ((rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)), rng.uniform(0.045, 0.09))
+        for _ in range(int(rng.integers(3, 6)))
+    ]
     width = stroke(cv, 0.02)
 
     def fill(d, c):
@@ -293,10 +339,18 @@ def _gel_bubbles(cv, rng, center, radius, lesion, inner, strength):
 
 # drawing order: lesion structures bottom-up, then artifacts on top
 DRAWERS = [
-    ("pigment_network", _pigment_network), ("dots_globules", _dots_globules),
-    ("blue_grey_nests", _blue_grey_nests), ("red_lacunae", _red_lacunae),
-    ("white_patch", _white_patch), ("scale", _scale), ("milia_cysts", _milia_cysts),
-    ("fissures", _fissures), ("blue_white_veil", _blue_white_veil), ("vessels", _vessels),
-    ("streaks", _streaks), ("gel_bubbles", _gel_bubbles), ("hair", _hair),
+    ("pigment_network", _pigment_network),
+    ("dots_globules", _dots_globules),
+    ("blue_grey_nests", _blue_grey_nests),
+    ("red_lacunae", _red_lacunae),
+    ("white_patch", _white_patch),
+    ("scale", _scale),
+    ("milia_cysts", _milia_cysts),
+    ("fissures", _fissures),
+    ("blue_white_veil", _blue_white_veil),
+    ("vessels", _vessels),
+    ("streaks", _streaks),
+    ("gel_bubbles", _gel_bubbles),
+    ("hair", _hair),
     ("ruler_marks", _ruler_marks),
-]  # fmt: skip
+]

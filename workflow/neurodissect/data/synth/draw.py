@@ -130,9 +130,14 @@ class Scene:
     toggled one) painted or would have painted.
     """
 
-    def __init__(self, rng: np.random.Generator, present: dict[str, bool],
-                 toggle: str | None = None, toggle_rng: np.random.Generator | None = None,
-                 watch: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        present: dict[str, bool],
+        toggle: str | None = None,
+        toggle_rng: np.random.Generator | None = None,
+        watch: str | None = None,
+    ):
         if toggle is not None and toggle not in present:
             raise KeyError(f"unknown concept {toggle!r}")
         if toggle is not None and not present[toggle] and toggle_rng is None:

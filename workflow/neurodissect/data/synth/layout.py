@@ -149,7 +149,7 @@ def concept_table(concepts: Sequence[PlantedConcept], prevalence: dict[str, floa
                 c.description,
                 f"{prevalence[c.name]:.1%}",
                 ", ".join(c.synonyms),
-            ]  # fmt: skip
+            ]
             for c in concepts
         ),
     )
