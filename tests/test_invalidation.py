@@ -15,7 +15,7 @@ import yaml
 
 from conftest import REPO, clone_run, config_with, job_names, planned_jobs, run_snakemake
 
-# Everything downstream of the annotation branch / the SAE branch, by rule.
+# Everything downstream of the annotation branch / the SAE branch / the latents' names, by rule.
 ANNOTATION = {
     "select_exemplars:annotate",
     "match_concepts",
@@ -33,6 +33,15 @@ SAE_CHAIN = {
     "build_cbm",
     "evaluate_cbm",
     "sae_baselines",
+    "verify_names:sae",
+}
+NAMING_AND_AFTER = {
+    "name_concepts",
+    "evaluate_sae",
+    "train_cavs",
+    "select_concepts",
+    "build_cbm",
+    "evaluate_cbm",
     "verify_names:sae",
 }
 ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
@@ -136,15 +145,7 @@ def test_annotate_alpha_reruns_matching_and_after_only(run, changed):
 def test_naming_method_reruns_naming_and_after_only(run, changed):
     jobs = planned_jobs(run, changed({"naming": {"method": "clip"}}))
     assert "name_concepts" in jobs
-    assert jobs - ALWAYS_AFTER <= {
-        "name_concepts",
-        "evaluate_sae",
-        "train_cavs",
-        "select_concepts",
-        "build_cbm",
-        "evaluate_cbm",
-        "verify_names:sae",
-    }, jobs
+    assert jobs - ALWAYS_AFTER <= NAMING_AND_AFTER, jobs
 
 
 def test_fdr_levels_rerun_their_own_test_and_after_only(run, changed):
@@ -155,15 +156,7 @@ def test_fdr_levels_rerun_their_own_test_and_after_only(run, changed):
         "verify_names:annotate",
     }, jobs
     jobs = planned_jobs(run, changed({"annotate": {"fdr": 0.05}, "naming": {"fdr": 0.2}}))
-    assert jobs - ALWAYS_AFTER == {
-        "name_concepts",
-        "evaluate_sae",
-        "train_cavs",
-        "select_concepts",
-        "build_cbm",
-        "evaluate_cbm",
-        "verify_names:sae",
-    }, jobs
+    assert jobs - ALWAYS_AFTER == NAMING_AND_AFTER, jobs
 
 
 def test_cbm_merge_by_reruns_the_selection_and_after_only(run, changed):
@@ -172,17 +165,8 @@ def test_cbm_merge_by_reruns_the_selection_and_after_only(run, changed):
 
 
 def test_exemplar_settings_of_latents_and_of_neurons_are_separate(run, changed):
-    after_naming = {
-        "name_concepts",
-        "evaluate_sae",
-        "train_cavs",
-        "select_concepts",
-        "build_cbm",
-        "evaluate_cbm",
-        "verify_names:sae",
-    }
     jobs = planned_jobs(run, changed({"naming": {"exemplar_percentile": 70}}))
-    assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | after_naming, jobs
+    assert jobs - ALWAYS_AFTER == {"select_exemplars:sae"} | NAMING_AND_AFTER, jobs
     jobs = planned_jobs(
         run, changed({"naming": {"exemplar_percentile": 50}, "annotate": {"percentile": 90}})
     )
