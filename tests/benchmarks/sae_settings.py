@@ -6,7 +6,7 @@ benchmark; `make bench` does not run it). docs/sae.md "Input normalisation, meas
 
 Each RUN is a results/{dataset}/{model} folder with activations/penultimate.zarr (train,
 train_aug, test) and ../data/concepts_gt.parquet. Every setting is the demo's SAE
-(BASE below) with the given sae.* keys changed, trained by train_sae itself; it is scored
+(the sae section of config/config.yaml) with the given sae.* keys changed, trained by train_sae itself; it is scored
 on the test split like evaluate_sae: planted_recovered_fraction, _of_encoded (logistic
 probe on the train features) and mcc. One JSON line per run and setting is appended to
 --out (default sae_settings.jsonl) and a summary is printed.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from neurodissect.activations.store import ActivationStore
 from neurodissect.evaluate.groundtruth import (
@@ -35,13 +36,9 @@ from neurodissect.sae.base import load_sae
 from neurodissect.sae.metrics import evaluate_arrays
 from neurodissect.sae.train import train_sae
 
-BASE = {
-    "variant": "relu_l1",
-    "expansion": 2,
-    "l1_coefficient": 3e-4,
-    "epochs": 12,
-    "train_splits": ["train", "train_aug"],
-}
+# the demo's SAE settings, read from the demo config so the table measures what it runs
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+BASE = yaml.safe_load(DEMO_CONFIG.read_text())["sae"]
 THRESHOLD = 0.9
 
 
