@@ -181,7 +181,7 @@ def name_concepts(
 
             rows, more_skipped, extra = name_by_llm(corpus, found.sets, params)
     else:
-        from .clip import name_by_clip
+        from .by_clip import name_by_clip
 
         rows, more_skipped = name_by_clip(
             image_emb, text_emb, vocabulary, latents, found, params, allowed
