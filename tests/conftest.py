@@ -96,6 +96,22 @@ def config_with(run: Path, changes: dict, path: Path) -> Path:
     return path
 
 
+def snakemake_command(
+    workdir: Path, configfile: Path | None = None, profile: Path | None = None, cores: int = 2
+) -> list[str]:
+    """The command line of a real run of the workflow in ``workdir``: the workflow's default
+    profile on ``cores`` cores, or ``profile`` (e.g. the slurm one) instead."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
+    cmd += ["--directory", str(workdir)]
+    if profile is None:
+        cmd += ["--workflow-profile", str(DEFAULT_PROFILE), "--cores", str(cores)]
+    else:
+        cmd += ["--workflow-profile", "none", "--profile", str(profile)]
+    if configfile is not None:
+        cmd.append(f"--configfile={configfile}")  # '=' so positional targets aren't eaten
+    return cmd
+
+
 def run_snakemake(
     workdir: Path,
     *args: str,
@@ -109,21 +125,7 @@ def run_snakemake(
     By default it runs locally with the workflow's default profile on 2 cores;
     ``profile`` selects another profile (e.g. the slurm one) instead.
     """
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(SNAKEFILE),
-        "--directory",
-        str(workdir),
-    ]
-    if profile is None:
-        cmd += ["--workflow-profile", str(DEFAULT_PROFILE), "--cores", "2"]
-    else:
-        cmd += ["--workflow-profile", "none", "--profile", str(profile)]
-    if configfile is not None:
-        cmd.append(f"--configfile={configfile}")  # '=' so positional targets aren't eaten
+    cmd = snakemake_command(workdir, configfile, profile)
     if "-n" in args:
         # a dry run writes nothing, so it needs no lock: tests in both workers may dry-run
         # the shared tiny run at once (Snakemake locks a directory even for a dry run)

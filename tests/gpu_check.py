@@ -88,23 +88,10 @@ def run(cmd: list[str], log: Path, timeout: int, env: dict | None = None) -> tup
 
 def tiny_dag(work: Path) -> tuple[bool, str]:
     sys.path.insert(0, str(HERE))
-    from conftest import DEFAULT_PROFILE, SNAKEFILE, write_config
+    from conftest import snakemake_command, write_config
 
     cfg = write_config(work / "config.yaml", {"runtime": {"device": "cuda"}})
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(SNAKEFILE),
-        "--directory",
-        str(work),
-        "--workflow-profile",
-        str(DEFAULT_PROFILE),
-        "--cores",
-        "4",
-        f"--configfile={cfg}",
-    ]
+    cmd = snakemake_command(work, cfg, cores=4)
     ok, seconds = run(cmd, work / "snakemake.log", 1800)
     if not ok:
         return False, f"snakemake failed after {seconds:.0f} s (see {work / 'snakemake.log'})"
