@@ -142,6 +142,32 @@ def test_mammi_score_is_the_summed_debiased_similarity():
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_standardized_mammi_score_is_the_summed_pool_z_score():
+    """annotate.standardize: each concept's f_i·(g_c − g_0) z-scored over the pool, summed;
+    a phrase that only spreads more across images no longer wins a set it separates less."""
+    rng = np.random.default_rng(5)
+    f, g, g0 = unit_vectors(rng, 40, 8), unit_vectors(rng, 6, 8), unit_vectors(rng, 1, 8)[0]
+    sets = [[3, 1, 4], [15], [39, 0, 7, 8]]
+    per_image = f @ (g - g0).T
+    z = (per_image - per_image.mean(0)) / per_image.std(0)
+    scores = conf.score_sets(mammi_scorer(f, g, g0, standardize=True), conf.pad_sets(sets))
+    np.testing.assert_allclose(scores, [z[s].sum(0) for s in sets], rtol=1e-4, atol=1e-4)
+    # known answer: the set is half the pool; "sharp" puts it at +1 (pool sd 1), "wide" at
+    # 3 or 0 (pool sd 1.84): raw sums prefer wide (75 > 50), z-scores sharp (50 > 40.8)
+    pool = np.zeros((100, 3), np.float32)
+    pool[:, 2] = 1.0
+    pool[:50, 0], pool[50:, 0] = 1.0, -1.0
+    pool[:25, 1], pool[25:50, 1], pool[50:, 1] = 3.0, 0.0, -1.5
+    text = np.array([[1.0, 0, 0], [0, 1.0, 0]], np.float32)
+    members = conf.pad_sets([list(range(0, 50))])
+    raw = conf.score_sets(mammi_scorer(pool, text, np.zeros(3)), members)[0]
+    std = conf.score_sets(mammi_scorer(pool, text, np.zeros(3), standardize=True), members)[0]
+    assert raw.argmax() == 1 and std.argmax() == 0
+    # a concept constant over the pool scores 0, never inf or nan
+    flat = conf.score_sets(mammi_scorer(pool, pool[:3] * 0 + [0, 0, 1.0], np.zeros(3), True), members)
+    assert np.all(flat == 0)
+
+
 def test_alpha_cut_and_topk_known_answers():
     scores = np.array([[10.0, 9.6, 9.4, 1.0], [-1.0, -1.04, -1.06, -3.0], [2.0, 2.0, 1.0, 0.0]])
     kept = conf.assign(scores, conf.AlphaCut(95))

@@ -11,6 +11,14 @@ units, never an images x vocabulary matrix.
 ``annotate.debias: none`` is MAMMI's template ablation: g_0 = 0, S_j(c) = Σ cos(f_i, g_c)
 (the raw, template-biased similarity), for comparison with the default ``base``.
 
+``annotate.standardize``: each concept's per-image score is z-scored over the probing
+pool first, s'_i(c) = (s_i(c) − μ_c) / σ_c, so a phrase whose similarity merely varies
+more across images (a specific finding's wording) does not outscore one that separates
+the exemplars better (the diagnosis); the label-free CBM standardises CLIP concept scores
+over the dataset for the same reason. μ_c = f̄·d_c and σ_c² = d_cᵀ Cov(f) d_c come from
+the pool's mean and covariance (d_c = g_c − g_0), and s' stays factored: [f_i, 1] ·
+[d_c / σ_c, −μ_c / σ_c].
+
 **soft-WPMI (CLIP-Dissect, for comparison).** q_i(c) = softmax_c(a·cos(f_i, g_c));
 log P(c | E_j) = Σ_r log(1 + p_r (q_{i_r}(c) − 1) + ε) over the exemplars in rank order
 with p_r falling linearly from p_start to p_end; score = log P(c | E_j) − λ·log mean_j'
@@ -72,6 +80,7 @@ class MatchParams:
     seed: int = 0
     memory_mb: float = 1024.0
     debias: str = "base"  # MAMMI's template ablation: subtract g_0 (base) or not (none)
+    standardize: bool = False  # z-score each concept's per-image score over the pool
     soft_wpmi: SoftWPMIParams = field(default_factory=SoftWPMIParams)
 
     @classmethod
@@ -86,10 +95,31 @@ class MatchParams:
 
 
 # -- scorers ----------------------------------------------------------------------------
-def mammi_scorer(image_emb: np.ndarray, text_emb: np.ndarray, template_emb: np.ndarray):
-    """S_j(c) = Σ_{i ∈ E_j} f_i · (g_c − g_0): a sum scorer on factored per-image scores."""
+def mammi_scorer(
+    image_emb: np.ndarray, text_emb: np.ndarray, template_emb: np.ndarray, standardize=False
+):
+    """S_j(c) = Σ_{i ∈ E_j} f_i · (g_c − g_0): a sum scorer on factored per-image scores;
+    ``standardize``: each concept's f_i · d_c z-scored over the pool (module docstring)."""
+    image_emb = np.asarray(image_emb, np.float32)
     debiased = np.asarray(text_emb, np.float32) - np.asarray(template_emb, np.float32)[None, :]
-    return conf.SummedScorer(conf.Factored(np.asarray(image_emb, np.float32), debiased))
+    if standardize:
+        image_emb, debiased = standardized_factors(image_emb, debiased)
+    return conf.SummedScorer(conf.Factored(image_emb, debiased))
+
+
+def standardized_factors(image_emb: np.ndarray, directions: np.ndarray):
+    """([f_i, 1], [d_c / σ_c, −μ_c / σ_c]): factors whose product is (f_i·d_c − μ_c) / σ_c,
+    with μ_c and σ_c the mean and standard deviation of f·d_c over the rows of image_emb."""
+    f = image_emb.astype(np.float64)
+    mean = f.mean(axis=0)
+    cov = np.cov(f, rowvar=False, bias=True).reshape(f.shape[1], f.shape[1])
+    d = directions.astype(np.float64)
+    mu = d @ mean
+    sigma = np.sqrt(np.maximum(np.einsum("kd,de,ke->k", d, cov, d), 0.0))
+    sigma = np.where(sigma > 1e-12, sigma, np.inf)  # a constant score carries no evidence
+    left = np.hstack([f, np.ones((len(f), 1))])
+    right = np.hstack([d / sigma[:, None], (-mu / sigma)[:, None]])
+    return left.astype(np.float32), right.astype(np.float32)
 
 
 class SoftWPMIScorer:
@@ -309,7 +339,7 @@ def build_scorer(params: MatchParams, pool_emb, text: TextEmbeddings, members):
     budget = params.memory_mb / 4
     if params.scorer == "mammi":
         g0 = text.template if params.debias == "base" else np.zeros_like(text.template)
-        return mammi_scorer(pool_emb, text.emb, g0)
+        return mammi_scorer(pool_emb, text.emb, g0, params.standardize)
     scorer = SoftWPMIScorer(pool_emb, text.emb, params.soft_wpmi, budget)
     scorer.fit_prior(members, budget)
     return scorer
