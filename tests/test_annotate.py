@@ -41,6 +41,7 @@ from neurodissect.evaluate.annotation import (
     planted_truth,
     score_assignment,
     score_units,
+    with_planted_causes,
 )
 from neurodissect.io import read_parquet_metadata, save_state_dict
 
@@ -164,7 +165,9 @@ def test_standardized_mammi_score_is_the_summed_pool_z_score():
     std = conf.score_sets(mammi_scorer(pool, text, np.zeros(3), standardize=True), members)[0]
     assert raw.argmax() == 1 and std.argmax() == 0
     # a concept constant over the pool scores 0, never inf or nan
-    flat = conf.score_sets(mammi_scorer(pool, pool[:3] * 0 + [0, 0, 1.0], np.zeros(3), True), members)
+    flat = conf.score_sets(
+        mammi_scorer(pool, pool[:3] * 0 + [0, 0, 1.0], np.zeros(3), True), members
+    )
     assert np.all(flat == 0)
 
 
@@ -392,6 +395,46 @@ def test_planted_truth_and_metrics_count_dead_units_as_misses():
     assert m["n_units_scored"] == 2 and m["n_dead_scored"] == 1
     assert m["hit_rate"] == 0.5 and m["top1_accuracy"] == 0.5
     assert m["precision"] == 0.25 and m["recall"] == 0.25  # unit 0: 1/2 and 1/2; unit 1: 0
+
+
+def test_class_units_scored_again_against_their_planted_causes(tmp_path):
+    """A class unit named after a planted cause of its class misses the class name but is
+    a hit (and top-1) once the causes count; a cause of another class does not count."""
+    info = {
+        "nests": {"causes": ["bcc"], "synonyms": ["blue-grey ovoid nests"]},
+        "veil": {"causes": ["mel"], "synonyms": ["blue-white veil"]},
+        "hair": {"causes": [], "synonyms": ["hair"]},
+    }
+    gt_json = tmp_path / "concepts_gt.json"
+    gt_json.write_text(json.dumps(info))
+    truths = {
+        0: Truth("class", ["bcc"], [["bcc", "basal cell carcinoma"]]),
+        1: Truth("class", ["mel"], [["mel", "melanoma"]]),
+    }
+    widened = with_planted_causes(truths, gt_json)
+    assert widened[0].labels == ["bcc", "nests"] and widened[1].labels == ["mel", "veil"]
+    concepts = pd.DataFrame(
+        {
+            "unit": [0, 0, 1],
+            "rank": [0, 1, 0],
+            "concept": ["blue-grey ovoid nest", "basal cell carcinoma", "ovoid nest"],
+            "score": [2.0, 1.95, 1.0],
+            "p_value": [0.01, 0.01, 0.01],
+            "stability": [1.0, 1.0, 1.0],
+            "uninterpretable": [False, False, False],
+        }
+    )
+    plain = score_units(concepts, truths, dead=[])
+    assert plain["top1"].tolist() == [0.0, 0.0] and plain["hit"].tolist() == [1.0, 0.0]
+    causes = score_units(concepts, widened, dead=[])
+    assert causes["top1"].tolist() == [1.0, 0.0] and causes["hit"].tolist() == [1.0, 0.0]
+    plain["hit_with_causes"], plain["top1_with_causes"] = causes["hit"], causes["top1"]
+    m = annotation_metrics(plain)
+    assert m["class_units_top1_accuracy"] == 0.0 and m["class_units_top1_with_causes"] == 0.5
+    # no planted causes (a real dataset's empty file, or no file): nothing to widen
+    (tmp_path / "none.json").write_text(json.dumps({"hair": info["hair"]}))
+    assert with_planted_causes(truths, tmp_path / "none.json") == {}
+    assert with_planted_causes(truths, tmp_path / "missing.json") == {}
 
 
 @pytest.fixture(scope="module")

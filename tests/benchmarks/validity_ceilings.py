@@ -163,7 +163,9 @@ def main() -> None:
         table = detectability(run)
         print(f"== {run}: held-out AUROC per planted concept (recovered = best >= 0.9)")
         print(table.round(3).to_string())
-        print("recovered:", {c: int((table[c] >= 0.9).sum()) for c in table if c != "direction_norm"})
+        print(
+            "recovered:", {c: int((table[c] >= 0.9).sum()) for c in table if c != "direction_norm"}
+        )
         print("naming agreement with the best-verified concept:", naming_ceiling(run))
 
 

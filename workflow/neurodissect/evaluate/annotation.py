@@ -3,7 +3,10 @@
 Units with a truth:
 
 * **class units** (a layer whose store says ``class_units``, e.g. fc): unit j's truth is
-  class ``classes[j]`` and its synonyms from the manifest;
+  class ``classes[j]`` and its synonyms from the manifest; on synthetic data the same units
+  are scored a second time against the class *or* one of its planted causes
+  (``hit_with_causes``, ``top1_with_causes``): a unit named after what makes its class is
+  a miss for the class name but not a wrong reading of the unit;
 * **planted-concept units** (synthetic data, other layers): every planted concept the
   unit's activation detects with AUROC ≥ ``truth_auroc`` on the probing images.
 
@@ -82,6 +85,25 @@ def class_truth(classes: Sequence[str], class_synonyms: dict[str, list[str]]) ->
         j: Truth("class", [c], [list(dict.fromkeys([c, *class_synonyms.get(c, [c])]))])
         for j, c in enumerate(classes)
     }
+
+
+def with_planted_causes(truths: dict[int, Truth], gt_json: PathLike | None) -> dict[int, Truth]:
+    """Class-unit truths widened by each class's planted causes (concepts_gt.json ``causes``,
+    with their synonyms); empty when the dataset plants none."""
+    from .groundtruth import class_causes, read_json_file
+
+    if gt_json is None or not Path(gt_json).exists():
+        return {}
+    info = read_json_file(gt_json)
+    causes = class_causes(info, [t.labels[0] for t in truths.values()])
+    if not any(causes.values()):
+        return {}
+    out = {}
+    for unit, truth in truths.items():
+        extra = causes[truth.labels[0]]
+        names = [[c.replace("_", " "), *info[c].get("synonyms", [])] for c in extra]
+        out[unit] = Truth(truth.group, [*truth.labels, *extra], [*truth.synonyms, *names])
+    return out
 
 
 def planted_truth(
@@ -257,6 +279,10 @@ def annotation_metrics(units: pd.DataFrame) -> dict[str, Any]:
         m[f"n_{group}_units"] = int(len(g))
         m[f"{group}_units_hit_rate"] = _mean(g["hit"])
         m[f"{group}_units_top1_accuracy"] = _mean(g["top1"])
+    if "hit_with_causes" in units:
+        classes = units[units["group"] == "class"]
+        m["class_units_hit_rate_with_causes"] = _mean(classes["hit_with_causes"])
+        m["class_units_top1_with_causes"] = _mean(classes["top1_with_causes"])
     live = units[~units["dead"]]
     m["n_dead_scored"] = int(units["dead"].sum())
     m["uninterpretable_fraction"] = _mean(live["uninterpretable"].astype(float))
@@ -419,6 +445,12 @@ def evaluate_annotation(
     splits = list(ex_meta["splits"])
     truths = unit_truths(inputs, store.attrs, manifest, splits, params)
     units = score_units(concepts, truths, meta.get("dead_units", []))
+    if store.attrs.get("class_units"):
+        widened = with_planted_causes(truths, inputs.gt_synonyms)
+        if widened:
+            scored = score_units(concepts, widened, meta.get("dead_units", []))
+            units["hit_with_causes"] = scored["hit"].to_numpy()
+            units["top1_with_causes"] = scored["top1"].to_numpy()
     live = units.index[~units["dead"]]
     tops = units.loc[live, "top_concept"].tolist()
     live_truths = [truths[u] for u in units.loc[live, "unit"]]

@@ -142,6 +142,19 @@ def read_planted_concepts(table: PathLike, synonyms: PathLike | None = None) -> 
     )
 
 
+def class_causes(info: dict, classes: list[str], key: str = "causes") -> dict[str, list[str]]:
+    """class → planted concepts that cause it, from concepts_gt.json entries' ``causes``
+    (``key="spurious_for"``: the concepts spuriously correlated with it)."""
+    out: dict[str, list[str]] = {c: [] for c in classes}
+    for concept, entry in info.items():
+        if not isinstance(entry, dict):
+            continue
+        for cls in entry.get(key) or []:
+            if cls in out:
+                out[cls].append(concept)
+    return out
+
+
 def read_json_file(path: PathLike) -> dict:
     try:
         data = read_json(path)
