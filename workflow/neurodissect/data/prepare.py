@@ -438,7 +438,7 @@ def grouped_stratified(
         .drop_duplicates("group")
         .set_index("group")["stratum"]
     )
-    sizes = frame.groupby("group").size()
+    sizes = frame.groupby("group").size().to_dict()  # a dict: a Series lookup per group was slow
     assigned: dict[str, str] = {}
     for stratum in sorted(set(group_stratum)):
         members = sorted(group_stratum.index[group_stratum == stratum])
