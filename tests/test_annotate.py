@@ -194,6 +194,23 @@ def test_column_blocks_give_the_same_scores_as_one_block():
     np.testing.assert_allclose(whole[1], dense[members[1]].sum(axis=0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exemplar_sums_have_the_bits_of_the_sparse_membership_product(dtype):
+    # the compiled sums (sets without repeats) and the sparse product (bootstrap sets with
+    # repeats) must give the scores the matcher always gave, to the last bit
+    rng = np.random.default_rng(11)
+    left = (rng.normal(size=(300, 70)) * 37).astype(dtype)
+    distinct = [rng.choice(300, k, replace=False) for k in (30, 1, 0, 17, 30, 5)]
+    with_repeats = [rng.integers(0, 300, 30) for _ in range(4)] + [np.array([7, 7, 7, 2])]
+    for sets in (distinct, with_repeats):
+        members = conf.pad_sets(sets, width=32)
+        sums = conf.exemplar_sums(members, left, 300)
+        reference = conf.membership(members, 300).astype(dtype) @ left
+        assert sums.dtype == dtype and sums.tobytes() == np.asarray(reference).tobytes()
+        assert np.allclose(sums[0], left[sets[0]].sum(axis=0), rtol=1e-4, atol=1e-3)
+    assert not conf.exemplar_sums(conf.pad_sets(distinct), left, 300)[2].any()  # empty set
+
+
 def test_soft_wpmi_matches_its_formula():
     rng = np.random.default_rng(4)
     f, g = unit_vectors(rng, 20, 6), unit_vectors(rng, 9, 6)

@@ -53,6 +53,7 @@ documents to scores, and ``TopK(1)`` as the rule.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -145,11 +146,11 @@ class SummedScorer:
         members = np.asarray(members)
         concepts = np.arange(self.n_concepts) if concepts is None else np.asarray(concepts)
         factored = isinstance(self.per_image, Factored)
-        dtype = self.per_image.left.dtype if factored else np.float64
-        weights = membership(members, self.n_images).astype(dtype)
         sizes = set_sizes(members)
-        # the exemplar sums of the left factor are shared by every column block
-        left_sums = weights @ self.per_image.left if factored else None
+        if factored:  # the exemplar sums of the left factor, shared by every column block
+            left_sums = exemplar_sums(members, self.per_image.left, self.n_images)
+        else:
+            weights = membership(members, self.n_images)
         step = columns_per_block(len(members), len(concepts), budget_mb)
         for cols in _column_blocks(concepts, step):
             if factored:
@@ -161,6 +162,57 @@ class SummedScorer:
                 yield cols, np.asarray(sums)
             else:
                 yield cols, self.transform(np.asarray(sums, dtype=np.float64), sizes, cols)
+
+
+def exemplar_sums(members: np.ndarray, left: np.ndarray, n_images: int) -> np.ndarray:
+    """(S, D) sums over each set's filled slots of the rows of ``left`` (N, D): the bits of
+    ``membership(members, n_images).astype(left.dtype) @ left``.
+
+    Sets without a repeated row (exemplar sets, null draws) are summed by a compiled loop
+    on one thread: ~1 ms for 512 sets of 30 rows of 512 floats, where scipy's sparse
+    product and its CSR build took 3-7 ms, a third to a half of the (S x D) @ (D x K)
+    product that follows. (A parallel loop measured slower here: its idle OpenMP threads
+    spin while BLAS runs that product on the same cores.) Each set adds its rows
+    in ascending row order in ``left``'s precision, starting from zero, as scipy does, so
+    the sums are equal to the last bit. Sets with repeats (bootstrap resamples, where scipy
+    adds count x row once) keep the sparse product."""
+    members = np.asarray(members)
+    left = np.asarray(left)
+    ordered = np.sort(members, axis=1)  # empty slots (-1) first, then ascending rows
+    repeats = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if (
+        repeats.any()
+        or left.dtype not in (np.float32, np.float64)
+        or not left.flags.c_contiguous
+        or (members >= n_images).any()
+    ):
+        return membership(members, n_images).astype(left.dtype) @ left
+    out = np.zeros((len(members), left.shape[1]), dtype=left.dtype)
+    if out.size and ordered.size:
+        _sums_kernel()(ordered, left, out)
+    return out
+
+
+@functools.cache
+def _sums_kernel():
+    """Compile (once per process; cached on disk by numba) the per-set row sums."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def kernel(ordered, left, out):  # pragma: no cover - compiled
+        n_sets, width = ordered.shape
+        dim = left.shape[1]
+        for i in range(n_sets):
+            acc = out[i]
+            for s in range(width):
+                r = ordered[i, s]
+                if r < 0:
+                    continue
+                row = left[r]
+                for k in range(dim):
+                    acc[k] += row[k]
+
+    return kernel
 
 
 def _as_index(cols: np.ndarray) -> slice | np.ndarray:

@@ -66,16 +66,32 @@ def omp_from_gram(
     the cores. An image's whole state (P: T x K) stays in its core's cache for all T
     steps, where a batched numpy version streams every image's P from memory each step.
     ``n_nonzero`` must be ≤ K."""
-    corr = np.ascontiguousarray(corr, dtype=np.float64)
+    coef = np.array(corr, dtype=np.float64, order="C")  # a copy: solved in place
+    _omp_in_place(coef, gram, n_nonzero, min_pivot)
+    return coef
+
+
+def _omp_in_place(
+    corr: np.ndarray, gram: np.ndarray, n_nonzero: int, min_pivot: float | None
+) -> None:
+    """Overwrite each row of ``corr`` (n, K), C-contiguous float64, with its coefficients."""
+    import numba
+
     n, k = corr.shape
     t_max = int(n_nonzero)
     if not 1 <= t_max <= k:
         raise ValueError(f"n_nonzero must be in [1, {k}] (the number of atoms), got {n_nonzero}")
-    coef = np.zeros((n, k))
     gram = np.ascontiguousarray(gram, dtype=np.float64)
     eps = float(np.finfo(np.float64).eps)
-    _omp_kernel()(corr, gram, t_max, eps, max(eps, float(min_pivot or 0.0)), coef)
-    return coef
+    with numba.parallel_chunksize(1):  # one task at a time to whichever thread is free
+        _omp_kernel()(corr, gram, t_max, eps, max(eps, float(min_pivot or 0.0)), _ROWS_PER_TASK)
+
+
+# Images per parallel task: each task allocates its scratch (P: T x K, ...) once and reuses
+# it for its images (an allocation per image of P, 256 kB at T=160, K=200, went through
+# mmap/page faults on every image); tasks are handed out one at a time (dynamic schedule)
+# so a core slowed by other work does not hold up the whole call.
+_ROWS_PER_TASK = 16
 
 
 @functools.cache
@@ -84,55 +100,62 @@ def _omp_kernel():
     from numba import njit, prange
 
     @njit(parallel=True, cache=True, nogil=True)
-    def kernel(corr, gram, t_max, eps, min_pivot, coef):  # pragma: no cover - compiled
-        n, k = corr.shape
-        for i in prange(n):
-            c = corr[i]
-            alpha = c.copy()
+    def kernel(coef, gram, t_max, eps, min_pivot, rows_per_task):  # pragma: no cover
+        n, k = coef.shape
+        n_tasks = (n + rows_per_task - 1) // rows_per_task
+        for task in prange(n_tasks):
+            c = np.empty(k)
+            alpha = np.empty(k)
             P = np.empty((t_max, k))
             chol = np.zeros((t_max, t_max))
             z = np.zeros(t_max)
             active = np.empty(t_max, dtype=np.int64)
-            used = 0
-            for t in range(t_max):
-                lam, best = 0, -1.0
+            for i in range(task * rows_per_task, min(n, (task + 1) * rows_per_task)):
+                # the row holds the image's correlations on entry, its coefficients on exit
                 for j in range(k):
-                    if abs(alpha[j]) > best:
-                        lam, best = j, abs(alpha[j])
-                stop = c[lam] ** 2 < eps
-                for s in range(t):
-                    stop |= active[s] == lam
-                pivot = gram[lam, lam]
-                wz = 0.0
-                for s in range(t):  # the new Cholesky row w = P[:, λ]
-                    w = P[s, lam]
-                    chol[t, s] = w
-                    pivot -= w * w
-                    wz += w * z[s]
-                if stop or (t > 0 and pivot <= min_pivot):
-                    break
-                d = np.sqrt(max(pivot, eps))
-                chol[t, t] = d
-                z_t = (c[lam] - wz) / d
-                row = P[t]
-                row[:] = gram[lam]
-                for s in range(t):
-                    w = chol[t, s]
-                    prev = P[s]
+                    c[j] = coef[i, j]
+                    alpha[j] = c[j]
+                    coef[i, j] = 0.0
+                used = 0
+                for t in range(t_max):
+                    lam, best = 0, -1.0
                     for j in range(k):
-                        row[j] -= w * prev[j]
-                for j in range(k):
-                    row[j] /= d
-                    alpha[j] -= z_t * row[j]
-                z[t] = z_t
-                active[t] = lam
-                used = t + 1
-            for s in range(used - 1, -1, -1):  # γ = L⁻ᵀ z
-                g = z[s]
-                for r in range(s + 1, used):
-                    g -= chol[r, s] * z[r]
-                z[s] = g / chol[s, s]
-                coef[i, active[s]] = z[s]
+                        if abs(alpha[j]) > best:
+                            lam, best = j, abs(alpha[j])
+                    stop = c[lam] ** 2 < eps
+                    for s in range(t):
+                        stop |= active[s] == lam
+                    pivot = gram[lam, lam]
+                    wz = 0.0
+                    for s in range(t):  # the new Cholesky row w = P[:, λ]
+                        w = P[s, lam]
+                        chol[t, s] = w
+                        pivot -= w * w
+                        wz += w * z[s]
+                    if stop or (t > 0 and pivot <= min_pivot):
+                        break
+                    d = np.sqrt(max(pivot, eps))
+                    chol[t, t] = d
+                    z_t = (c[lam] - wz) / d
+                    row = P[t]
+                    row[:] = gram[lam]
+                    for s in range(t):
+                        w = chol[t, s]
+                        prev = P[s]
+                        for j in range(k):
+                            row[j] -= w * prev[j]
+                    for j in range(k):
+                        row[j] /= d
+                        alpha[j] -= z_t * row[j]
+                    z[t] = z_t
+                    active[t] = lam
+                    used = t + 1
+                for s in range(used - 1, -1, -1):  # γ = L⁻ᵀ z
+                    g = z[s]
+                    for r in range(s + 1, used):
+                        g -= chol[r, s] * z[r]
+                    z[s] = g / chol[s, s]
+                    coef[i, active[s]] = z[s]
 
     return kernel
 
@@ -251,7 +274,11 @@ def batched_omp(
         return out
     step = rows_per_chunk(k, t_max, memory_mb)
     gram = D @ D.T
+    # Two phases, not alternating per chunk: every chunk's correlations (BLAS) into
+    # ``out``, then one compiled call solves all rows in place (the chunks, and so the
+    # products' bytes, are as before).
     for start in range(0, len(X), step):
         x = np.asarray(X[start : start + step], dtype=np.float64)
-        out[start : start + len(x)] = omp_from_gram(x @ D.T, gram, t_max, min_pivot)
+        np.matmul(x, D.T, out=out[start : start + len(x)])
+    _omp_in_place(out, gram, t_max, min_pivot)
     return out

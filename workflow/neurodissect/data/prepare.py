@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -297,32 +298,51 @@ def inspect_images(
     from ..runtime import progress
 
     root_real = root.resolve()
+    rels = records["path"].tolist()  # one column read, not a pandas row per image
+    real_dirs: dict[str, Path] = {}  # a folder's resolved path, shared by its images
 
     def one(i: int) -> tuple[str | None, int, int, str | None]:
-        row = records.iloc[i]
-        path, problem = resolve_inside(root, root_real, row["path"])
+        rel = rels[i]
+        path, problem = resolve_inside(root, root_real, rel, real_dirs)
         if problem:
             return None, 0, 0, problem
         if not path.is_file():
-            return None, 0, 0, f"image {row['path']!r} not found under {root}"
+            return None, 0, 0, f"image {rel!r} not found under {root}"
         try:
             sha = sha256_file(path)
-            img = loader(path, row) if loader else load_image(path, channels)
+            img = loader(path, records.iloc[i]) if loader else load_image(path, channels)
             width, height = img.size
         except Exception as exc:  # any decoder failure is a corrupt image
             reason = str(exc).splitlines()[0] if str(exc) else ""
-            return None, 0, 0, f"image {row['path']!r} unreadable ({type(exc).__name__}: {reason})"
+            return None, 0, 0, f"image {rel!r} unreadable ({type(exc).__name__}: {reason})"
         return sha, width, height, None
 
+    def batch(start: int) -> list[tuple[str | None, int, int, str | None]]:
+        return [one(i) for i in range(start, min(start + _IMAGES_PER_TASK, len(rels)))]
+
+    # tasks of many images: a future per image cost the main thread as much as a decode
+    results: list[tuple[str | None, int, int, str | None]] = []
     with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
-        results = list(
-            progress(pool.map(one, range(len(records))), total=len(records), desc="images")
-        )
+        starts = range(0, len(rels), _IMAGES_PER_TASK)
+        bar = progress(total=len(rels), desc="images")
+        for part in pool.map(batch, starts):
+            results += part
+            bar.update(len(part))
+        bar.close()
     return pd.DataFrame(results, columns=["sha256", "width", "height", "problem"])
 
 
-def resolve_inside(root: Path, root_real: Path, rel: Any) -> tuple[Path, str | None]:
-    """``root / rel`` if it stays inside the root (after following symlinks)."""
+_IMAGES_PER_TASK = 32
+
+
+def resolve_inside(
+    root: Path, root_real: Path, rel: Any, real_dirs: dict[str, Path] | None = None
+) -> tuple[Path, str | None]:
+    """``root / rel`` if it stays inside the root (after following symlinks).
+
+    ``real_dirs`` caches resolved folders: an image that is a plain file (not a link)
+    resolves to its folder's resolved path / its name, one ``lstat`` instead of one per
+    path component."""
     if is_missing(rel) or not str(rel).strip():
         return root, "empty image path"
     rel = str(rel)
@@ -332,12 +352,30 @@ def resolve_inside(root: Path, root_real: Path, rel: Any) -> tuple[Path, str | N
         return root, f"image path {rel!r} leaves the dataset root through '..'"
     path = root / rel
     try:
-        real = path.resolve()
+        real = _resolved_file(path, real_dirs) if real_dirs is not None else None
+        real = real or path.resolve()
     except (OSError, RuntimeError) as exc:  # symlink loops
         return root, f"image path {rel!r} cannot be resolved ({exc})"
     if not real.is_relative_to(root_real):
         return root, f"image path {rel!r} is a symlink to {real}, outside the dataset root"
     return path, None
+
+
+def _resolved_file(path: Path, real_dirs: dict[str, Path]) -> Path | None:
+    """``path.resolve()`` for a regular file through a cached resolve of its folder; None
+    (resolve the whole path) for a link, a missing file or a '.'/'..' last component."""
+    if path.name in ("", ".", ".."):
+        return None
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+    except OSError:
+        return None
+    folder = str(path.parent)
+    real = real_dirs.get(folder)
+    if real is None:
+        real = real_dirs[folder] = path.parent.resolve()
+    return real / path.name
 
 
 # -- splits ------------------------------------------------------------------------------
@@ -400,7 +438,7 @@ def grouped_stratified(
         .drop_duplicates("group")
         .set_index("group")["stratum"]
     )
-    sizes = frame.groupby("group").size()
+    sizes = frame.groupby("group").size().to_dict()  # a dict: a Series lookup per group was slow
     assigned: dict[str, str] = {}
     for stratum in sorted(set(group_stratum)):
         members = sorted(group_stratum.index[group_stratum == stratum])
