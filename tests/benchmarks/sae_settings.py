@@ -34,7 +34,7 @@ from neurodissect.evaluate.groundtruth import (
 )
 from neurodissect.sae.base import load_sae
 from neurodissect.sae.metrics import evaluate_arrays
-from neurodissect.sae.train import train_sae
+from neurodissect.sae.train import SAESettings, train_sae
 
 # the demo's SAE settings, read from the demo config so the table measures what it runs
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
@@ -63,7 +63,7 @@ def score_setting(run: Path, settings: dict, encoded: np.ndarray) -> dict:
             Path(tmp) / "sae.pt",
             Path(tmp) / "history.csv",
             None,
-            {**BASE, **settings},
+            SAESettings.from_config({**BASE, **settings}),
             device="cpu",
         )
         seconds = time.perf_counter() - t0
