@@ -638,4 +638,4 @@ def test_cbm_config_changes_rerun_only_their_rules(tiny_run, tmp_path, changes, 
     from conftest import config_with, planned_jobs
 
     jobs = planned_jobs(tiny_run, config_with(tiny_run, changes, tmp_path / "config.yaml"))
-    assert jobs - {"figures", "atlas", "compare", "audit", "all"} == expected, jobs
+    assert jobs - {"summary_figure", "atlas", "compare", "audit", "all"} == expected, jobs

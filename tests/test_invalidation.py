@@ -44,7 +44,7 @@ NAMING_AND_AFTER = {
     "evaluate_cbm",
     "verify_names:sae",
 }
-ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
+ALWAYS_AFTER = {"summary_figure", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "clip": ("clip.train:ClipParams", "clip.load:LoadParams", *CLIP_SOURCES.values()),
     "data": ("data.prepare:PrepareParams",),
     "naming": ("naming.run:NamingParams",),
-    "opaque": ("models.train:OpaqueTrainParams",),
+    "opaque": ("opaque.train:OpaqueTrainParams",),
     "sae": (
         "sae.train:SAETrainParams",
         "sae.evaluate:SAEEvalParams",
