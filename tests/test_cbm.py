@@ -33,12 +33,12 @@ from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.cbm import (
     EXPLANATION_COLUMNS,
     CBMEvalParams,
-    class_causes,
     evaluate_cbm,
     explanations,
     planted_hit_rate,
     spurious_top_rate,
 )
+from neurodissect.evaluate.groundtruth import class_causes
 from neurodissect.evaluate.text import names_a_class
 from neurodissect.io import save_state_dict, write_json
 

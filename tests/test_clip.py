@@ -26,7 +26,7 @@ from neurodissect.clip import encode_texts, l2_normalise, load_clip, model_info
 from neurodissect.clip.data import sample_sentences, split_sentences
 from neurodissect.clip.embed import bare_template, embed_images, embed_texts, read_text_embeddings
 from neurodissect.clip.encode import encode_text_trimmed, trim_padding
-from neurodissect.clip.load import obtain_clip
+from neurodissect.clip.load import LoadSettings, obtain_clip
 from neurodissect.clip.metrics import prompt_synonyms, recall_at_k, zeroshot_scores
 from neurodissect.clip.model import (
     WEIGHTS_FILE,
@@ -422,7 +422,10 @@ def test_text_embedding_inputs_are_checked(trained, tmp_path):
 # -- load_clip sources ---------------------------------------------------------------------
 def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
     summary = obtain_clip(
-        discs, tmp_path / "model", tmp_path / "metrics.json", source="local", path=trained / "model"
+        discs,
+        tmp_path / "model",
+        tmp_path / "metrics.json",
+        LoadSettings.from_config({"source": "local", "path": trained / "model"}),
     )
     assert summary["clip"]["source"] == "local" and summary["clip"]["origin"]["source"] == "train"
     assert _weights(tmp_path / "model").keys() == _weights(trained / "model").keys()
@@ -431,9 +434,26 @@ def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
     assert ours["recall_at_5"] == pytest.approx(theirs["recall_at_5"])
     with pytest.raises(InputError, match="not a folder"):
         obtain_clip(
-            discs, tmp_path / "m2", tmp_path / "x.json", source="local", path=tmp_path / "nope"
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            LoadSettings.from_config({"source": "local", "path": tmp_path / "nope"}),
         )
     assert not (tmp_path / "m2").exists()
+
+
+def test_load_settings_hold_the_source_s_own_keys_and_reject_others():
+    from neurodissect.clip.load import LocalSource
+
+    settings = LoadSettings.from_config(
+        {"source": "local", "batch_size": 7, "path": "x"}, {"device": "cpu", "num_workers": 2}
+    )
+    assert settings.shared.batch_size == 7 and settings.own == LocalSource(path="x")
+    assert (settings.device, settings.num_workers) == ("cpu", 2)
+    with pytest.raises(ConfigError, match=r"'clip'.*\['pretrained'\]"):
+        LoadSettings.from_config({"source": "local", "pretrained": "openai"})
+    with pytest.raises(ConfigError, match="load_clip handles open_clip"):
+        LoadSettings.from_config({"source": "train"})
 
 
 def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
@@ -443,18 +463,18 @@ def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name="ViT-B-32",
-            pretrained="laion2b_s34b_b79k",
+            LoadSettings.from_config(
+                {"source": "open_clip", "model_name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+            ),
         )
     with pytest.raises(ConfigError, match="not a tag of"):
         obtain_clip(
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name="ViT-B-32",
-            pretrained="no-such-tag",
+            LoadSettings.from_config(
+                {"source": "open_clip", "model_name": "ViT-B-32", "pretrained": "no-such-tag"}
+            ),
         )
     assert not (tmp_path / "model").exists()
 
@@ -613,9 +633,9 @@ def test_open_clip_hub_repo_with_an_hf_text_tower_is_stored_and_loads_offline(
         discs,
         tmp_path / "model",
         tmp_path / "m.json",
-        source="open_clip",
-        model_name=name,
-        pretrained="ignored-for-hub",
+        LoadSettings.from_config(
+            {"source": "open_clip", "model_name": name, "pretrained": "ignored-for-hub"}
+        ),
     )
     assert summary["clip"] == {"source": "open_clip", "model_name": name, "revision": HUB_REV}
     assert {"recall_at_5", "zeroshot_accuracy"} <= set(read_json(tmp_path / "m.json"))
@@ -650,16 +670,16 @@ def test_partial_or_missing_hub_repos_are_clear_errors(hub_cache, discs, tmp_pat
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name=f"hf-hub:{HUB_REPO}",
+            LoadSettings.from_config({"source": "open_clip", "model_name": f"hf-hub:{HUB_REPO}"}),
         )
     with pytest.raises(ConfigError, match="no open_clip_config.json.*Hugging Face cache"):
         obtain_clip(
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name="hf-hub:nobody/nothing",
+            LoadSettings.from_config(
+                {"source": "open_clip", "model_name": "hf-hub:nobody/nothing"}
+            ),
         )
     assert not (tmp_path / "model").exists()
 
@@ -674,9 +694,7 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
         discs,
         tmp_path / "model",
         tmp_path / "m.json",
-        source="transformers",
-        model_name="unused",
-        path=src,
+        LoadSettings.from_config({"source": "transformers", "model_name": "unused", "path": src}),
     )
     assert summary["clip"] == {"source": "transformers", "path": str(src)}
     assert model_info(tmp_path / "model") == summary["clip"]
@@ -694,7 +712,12 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     # a partial folder names what it lacks; nothing is stored
     (src / "model.safetensors").unlink()
     with pytest.raises(InputError, match="missing model.safetensors or"):
-        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=src)
+        obtain_clip(
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            LoadSettings.from_config({"source": "transformers", "path": src}),
+        )
     for name in ("processor_config.json", "preprocessor_config.json"):
         (tmp_path / "model" / name).unlink(missing_ok=True)
     with pytest.raises(InputError, match="without its image processor config"):
@@ -702,14 +725,18 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     bad = transformers_clip_folder(tmp_path / "bad")
     (bad / "config.json").write_text("{not json")
     with pytest.raises(InputError, match="transformers cannot load"):
-        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=bad)
+        obtain_clip(
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            LoadSettings.from_config({"source": "transformers", "path": bad}),
+        )
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
         obtain_clip(
             discs,
             tmp_path / "m2",
             tmp_path / "x.json",
-            source="transformers",
-            model_name="nobody/nothing",
+            LoadSettings.from_config({"source": "transformers", "model_name": "nobody/nothing"}),
         )
     assert not (tmp_path / "m2").exists()
 

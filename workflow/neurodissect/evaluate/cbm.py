@@ -134,21 +134,6 @@ def explanations(
     )
 
 
-def class_causes(
-    info: dict[str, Any], classes: list[str], key: str = "causes"
-) -> dict[str, list[str]]:
-    """class → planted concepts that cause it, from concepts_gt.json entries' ``causes``
-    (``key="spurious_for"``: the concepts spuriously correlated with it)."""
-    out: dict[str, list[str]] = {c: [] for c in classes}
-    for concept, entry in info.items():
-        if not isinstance(entry, dict):
-            continue
-        for cls in entry.get(key) or []:
-            if cls in out:
-                out[cls].append(concept)
-    return out
-
-
 def planted_hit_rate(
     scores: np.ndarray,
     W: np.ndarray,
@@ -320,7 +305,7 @@ def evaluate_cbm(
     metrics["explanation_planted_hit_rate_top3"] = None
     metrics["explanation_spurious_rate"] = None
     if gt_table is not None:
-        from .groundtruth import read_json_file, read_planted_concepts
+        from .groundtruth import class_causes, read_json_file, read_planted_concepts
 
         truth = read_planted_concepts(gt_table, gt_synonyms)
         if truth.concepts and gt_synonyms is not None:

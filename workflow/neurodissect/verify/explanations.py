@@ -244,8 +244,7 @@ def explanation_probe(
         return None
     from ..data.manifest import read_manifest
     from ..data.synth.counterfactual import concept_names
-    from ..evaluate.cbm import class_causes
-    from ..evaluate.groundtruth import read_json_file
+    from ..evaluate.groundtruth import class_causes, read_json_file
     from .run import read_synonyms
 
     params = VerifyParams.from_config(cfg, model_input, model_input, {"device": device})
