@@ -24,7 +24,14 @@ from conftest import clone_run, deep_update, job_names, planned_jobs, run_snakem
 from neurodissect.activations.store import ActivationStore
 from neurodissect.clip import encode_texts, l2_normalise, load_clip, model_info
 from neurodissect.clip.data import sample_sentences, split_sentences
-from neurodissect.clip.embed import bare_template, embed_images, embed_texts, read_text_embeddings
+from neurodissect.clip.embed import (
+    ImageEmbedParams,
+    TextEmbedParams,
+    bare_template,
+    embed_images,
+    embed_texts,
+    read_text_embeddings,
+)
 from neurodissect.clip.encode import encode_text_trimmed, trim_padding
 from neurodissect.clip.load import LoadSettings, obtain_clip
 from neurodissect.clip.metrics import prompt_synonyms, recall_at_k, zeroshot_scores
@@ -346,7 +353,9 @@ def test_amp_branch_trains_the_clip_with_an_enabled_grad_scaler(discs, tmp_path,
 
 
 def test_image_embeddings_use_the_activation_store_layout(trained, discs, tmp_path):
-    summary = embed_images(trained / "model", discs, tmp_path / "image_emb.zarr", batch_size=7)
+    summary = embed_images(
+        trained / "model", discs, tmp_path / "image_emb.zarr", ImageEmbedParams(batch_size=7)
+    )
     store = ActivationStore(tmp_path / "image_emb.zarr")
     manifest = read_manifest(discs)
     assert (
@@ -376,7 +385,7 @@ def test_text_embeddings_follow_the_vocabulary_and_hold_the_bare_template(traine
         trained / "model",
         tmp_path / "concepts.parquet",
         tmp_path / "text_emb.zarr",
-        template="an image showing {}",
+        TextEmbedParams(template="an image showing {}"),
     )
     stored = read_text_embeddings(tmp_path / "text_emb.zarr")
     assert stored["concepts"].tolist() == concepts
@@ -405,16 +414,32 @@ def test_bare_template(template, bare):
     assert bare_template(template) == bare
 
 
+def test_embedding_settings_take_their_keys_and_reject_others():
+    params = ImageEmbedParams.from_config({"batch_size": 7}, 3, {"device": "cpu", "num_workers": 1})
+    assert (params.batch_size, params.shards, params.device, params.num_workers) == (7, 3, "cpu", 1)
+    with pytest.raises(ConfigError, match=r"'clip'.*\['epochs'\]"):
+        ImageEmbedParams.from_config({"epochs": 3})
+    assert TextEmbedParams.from_config({"template": "a {}"}, {"device": "cpu"}).device == "cpu"
+    with pytest.raises(ConfigError, match=r"'annotate'.*\['alpha'\]"):
+        TextEmbedParams.from_config({"template": "{}", "alpha": 5})
+
+
 def test_text_embedding_inputs_are_checked(trained, tmp_path):
     pd.DataFrame({"concept": []}, dtype=str).to_parquet(tmp_path / "empty.parquet")
     with pytest.raises(InputError, match="vocabulary is empty"):
         embed_texts(
-            trained / "model", tmp_path / "empty.parquet", tmp_path / "t.zarr", template="{}"
+            trained / "model",
+            tmp_path / "empty.parquet",
+            tmp_path / "t.zarr",
+            TextEmbedParams("{}"),
         )
     pd.DataFrame({"concept": ["a"]}).to_parquet(tmp_path / "one.parquet")
     with pytest.raises(ConfigError, match="exactly one"):
         embed_texts(
-            trained / "model", tmp_path / "one.parquet", tmp_path / "t.zarr", template="{} {}"
+            trained / "model",
+            tmp_path / "one.parquet",
+            tmp_path / "t.zarr",
+            TextEmbedParams("{} {}"),
         )
     assert not (tmp_path / "t.zarr").exists()
 
@@ -506,16 +531,15 @@ def test_clip_rules_on_synthetic_data(tiny_run, tmp_path):
 # -- clip.corpus: the CLIP's own generated corpus --------------------------------------------
 def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
     from neurodissect.clip.corpus import CorpusSettings, build_corpus, corpus_training_split
+    from neurodissect.data.synth import SynthParams
 
     settings = CorpusSettings(n=40, seed=7)
+    assert settings.synth({"size": 32}) == SynthParams(n=40, size=32, seed=7)
     manifest = build_corpus(
         "synthderm",
         tmp_path / "raw",
         tmp_path / "data",
-        corpus=settings,
-        size=32,
-        noise=0.1,
-        difficulty=0.5,
+        settings.synth({"size": 32, "noise": 0.1, "difficulty": 0.5}),
     )
     corpus = read_manifest(manifest)
     assert (
@@ -536,10 +560,7 @@ def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
         "synthderm",
         tmp_path / "raw2",
         tmp_path / "data2",
-        corpus=settings,
-        size=32,
-        noise=0.1,
-        difficulty=0.5,
+        settings.synth({"size": 32, "noise": 0.1, "difficulty": 0.5}),
     )
     assert read_manifest(again).df.equals(corpus.df)
 
@@ -552,7 +573,7 @@ def test_corpus_seed_of_the_dataset_is_a_config_error():
     with pytest.raises(ConfigError, match="clip.corpus.seed=3 equals datasets.d.synth.seed"):
         check_corpus_seed(CorpusSettings(n=10, seed=3), 3, "d")
     with pytest.raises(ConfigError, match="clip.corpus.n is 0"):
-        build_corpus("synthderm", "r", "d", corpus=CorpusSettings(), size=32, noise=0, difficulty=0)
+        build_corpus("synthderm", "r", "d", CorpusSettings().synth({"size": 32}))
 
 
 def test_training_on_a_corpus_never_reads_the_dataset_pairs(discs, tmp_path):
