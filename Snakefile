@@ -32,7 +32,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/vocab.smk"
 include: "workflow/rules/clip.smk"
-include: "workflow/rules/models.smk"
+include: "workflow/rules/opaque.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/annotate.smk"

@@ -175,7 +175,7 @@ def clone_run(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def synth_raw(tmp_path_factory):
     """kind → folder of a small raw synthetic dataset (generated once per session)."""
-    from neurodissect.data.synth import generate
+    from neurodissect.data.synth import SynthParams, generate
 
     cache: dict[str, Path] = {}
 
@@ -183,7 +183,7 @@ def synth_raw(tmp_path_factory):
         key = f"{kind}-{n}-{size}-{seed}"
         if key not in cache:
             out = tmp_path_factory.mktemp("raw") / key
-            generate(kind, out, n=n, size=size, seed=seed)
+            generate(kind, out, SynthParams(n=n, size=size, seed=seed))
             cache[key] = out
         return cache[key]
 

@@ -2,7 +2,7 @@
 
 1. the tiny DAG (tests/conftest.py TINY_CONFIG) with ``runtime.device: cuda``: every rule
    runs, the GPU rules record a CUDA device, build_cbm's scores come from the torch OMP;
-2. the kill-and-resume tests (models, SAE, CLIP) on the GPU: `pick_device` switches on
+2. the kill-and-resume tests (opaque, SAE, CLIP) on the GPU: `pick_device` switches on
    deterministic algorithms, so a resumed run must equal an uninterrupted one exactly;
 3. the GPU benchmarks: `make bench`'s cbm benchmark (torch OMP on CUDA vs scikit-learn)
    and the speed cost of deterministic mode (resnet18 and SAE training steps per second
@@ -122,7 +122,7 @@ def resume_tests(work: Path) -> tuple[bool, str]:
         "-q",
         "-p",
         "no:cacheprovider",
-        "tests/test_models.py",
+        "tests/test_opaque.py",
         "tests/test_sae.py",
         "tests/test_clip.py",
         "-k",

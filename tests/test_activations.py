@@ -22,9 +22,9 @@ from neurodissect.activations.store import ActivationStore, StoreWriter
 from neurodissect.data.manifest import SPLITS, read_manifest
 from neurodissect.errors import ConfigError, InputError
 from neurodissect.io import read_json, save_state_dict
-from neurodissect.models import build_model, load_opaque, resolve_layer
-from neurodissect.models.archs import LayerSpec
-from neurodissect.models.data import ManifestImages, eval_transform
+from neurodissect.opaque import build_model, load_opaque, resolve_layer
+from neurodissect.opaque.archs import LayerSpec
+from neurodissect.opaque.data import ManifestImages, eval_transform
 from neurodissect.provenance import read_provenance
 
 SIZE = 64

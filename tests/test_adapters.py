@@ -532,9 +532,9 @@ def test_metadata_files_are_the_inputs_prepare_data_depends_on(raw):
 # -- through prepare_dataset: the manifest each format yields -------------------------------
 def prepare(fmt: str, root: Path, out: Path, options: dict | None = None, **kw):
     from neurodissect.data.manifest import read_manifest
-    from neurodissect.data.prepare import prepare_dataset
+    from neurodissect.data.prepare import PrepareParams, prepare_dataset
 
-    prepare_dataset(fmt, root, out, options=options or {}, **kw)
+    prepare_dataset(fmt, root, out, PrepareParams(**kw), options=options or {})
     return read_manifest(out / "manifest.parquet")
 
 

@@ -324,16 +324,8 @@ def test_match_concepts_names_planted_units_and_flags_the_rest(planted_stores, t
     out = tmp_path / "neuron_concepts.parquet"
     run_match(planted_stores, out, scorer=scorer, n_permutations=200, n_bootstrap=40)
     df = pd.read_parquet(out)
-    assert list(df.columns) == [
-        "unit",
-        "rank",
-        "concept",
-        "score",
-        "p_value",
-        "stability",
-        "uninterpretable",
-        "q_value",
-    ]
+    columns = "unit rank concept score p_value stability uninterpretable q_value"
+    assert list(df.columns) == columns.split()
     top = df[df["rank"] == 0].set_index("unit")
     assert sorted(top.index) == list(range(11))  # dead unit 11 has no row...
     assert read_parquet_metadata(out)["dead_units"] == [11]  # ...and is listed as dead
@@ -658,23 +650,13 @@ def test_tiny_run_annotates_every_layer_and_the_sae_latents(tiny_run):
         assert (df["activation"] > df["threshold"]).all() and set(df["split"]) == {split}
     for layer in ("layer4", "fc"):
         concepts = pd.read_parquet(run / "annotate" / layer / "neuron_concepts.parquet")
-        assert set(concepts.loc[concepts["rank"] == 0, "unit"]) == set(
-            pd.read_parquet(run / "annotate" / layer / "exemplars.parquet")["unit"]
-        )  # every live unit has its top concept
+        live = pd.read_parquet(run / "annotate" / layer / "exemplars.parquet")["unit"]
+        top = concepts.loc[concepts["rank"] == 0, "unit"]
+        assert set(top) == set(live)  # every live unit has its top concept
         assert concepts["p_value"].between(0, 1).all() and concepts["stability"].between(0, 1).all()
         metrics = json.loads((run / "annotate" / layer / "metrics.json").read_text())
-        for key in (
-            "hit_rate",
-            "top1_accuracy",
-            "precision",
-            "recall",
-            "f1",
-            "mean_cosine",
-            "mean_cosine_alt",
-            "n_units_scored",
-            "split",
-        ):
-            assert key in metrics
+        keys = "hit_rate top1_accuracy precision recall f1 mean_cosine mean_cosine_alt"
+        assert {*keys.split(), "n_units_scored", "split"} <= set(metrics)
         flags = concepts.groupby("unit")["uninterpretable"].first()
         assert metrics["n_significant"] == (~flags).sum() and metrics["n_units_named"] == len(flags)
         assert (concepts["q_value"] >= concepts.groupby("unit")["p_value"].transform("first")).all()

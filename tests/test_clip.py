@@ -24,9 +24,16 @@ from conftest import clone_run, deep_update, job_names, planned_jobs, run_snakem
 from neurodissect.activations.store import ActivationStore
 from neurodissect.clip import encode_texts, l2_normalise, load_clip, model_info
 from neurodissect.clip.data import sample_sentences, split_sentences
-from neurodissect.clip.embed import bare_template, embed_images, embed_texts, read_text_embeddings
+from neurodissect.clip.embed import (
+    ImageEmbedParams,
+    TextEmbedParams,
+    bare_template,
+    embed_images,
+    embed_texts,
+    read_text_embeddings,
+)
 from neurodissect.clip.encode import encode_text_trimmed, trim_padding
-from neurodissect.clip.load import obtain_clip
+from neurodissect.clip.load import LoadSettings, obtain_clip
 from neurodissect.clip.metrics import prompt_synonyms, recall_at_k, zeroshot_scores
 from neurodissect.clip.model import (
     WEIGHTS_FILE,
@@ -346,7 +353,9 @@ def test_amp_branch_trains_the_clip_with_an_enabled_grad_scaler(discs, tmp_path,
 
 
 def test_image_embeddings_use_the_activation_store_layout(trained, discs, tmp_path):
-    summary = embed_images(trained / "model", discs, tmp_path / "image_emb.zarr", batch_size=7)
+    summary = embed_images(
+        trained / "model", discs, tmp_path / "image_emb.zarr", ImageEmbedParams(batch_size=7)
+    )
     store = ActivationStore(tmp_path / "image_emb.zarr")
     manifest = read_manifest(discs)
     assert (
@@ -376,7 +385,7 @@ def test_text_embeddings_follow_the_vocabulary_and_hold_the_bare_template(traine
         trained / "model",
         tmp_path / "concepts.parquet",
         tmp_path / "text_emb.zarr",
-        template="an image showing {}",
+        TextEmbedParams(template="an image showing {}"),
     )
     stored = read_text_embeddings(tmp_path / "text_emb.zarr")
     assert stored["concepts"].tolist() == concepts
@@ -405,16 +414,32 @@ def test_bare_template(template, bare):
     assert bare_template(template) == bare
 
 
+def test_embedding_settings_take_their_keys_and_reject_others():
+    params = ImageEmbedParams.from_config({"batch_size": 7}, 3, {"device": "cpu", "num_workers": 1})
+    assert (params.batch_size, params.shards, params.device, params.num_workers) == (7, 3, "cpu", 1)
+    with pytest.raises(ConfigError, match=r"'clip'.*\['epochs'\]"):
+        ImageEmbedParams.from_config({"epochs": 3})
+    assert TextEmbedParams.from_config({"template": "a {}"}, {"device": "cpu"}).device == "cpu"
+    with pytest.raises(ConfigError, match=r"'annotate'.*\['alpha'\]"):
+        TextEmbedParams.from_config({"template": "{}", "alpha": 5})
+
+
 def test_text_embedding_inputs_are_checked(trained, tmp_path):
     pd.DataFrame({"concept": []}, dtype=str).to_parquet(tmp_path / "empty.parquet")
     with pytest.raises(InputError, match="vocabulary is empty"):
         embed_texts(
-            trained / "model", tmp_path / "empty.parquet", tmp_path / "t.zarr", template="{}"
+            trained / "model",
+            tmp_path / "empty.parquet",
+            tmp_path / "t.zarr",
+            TextEmbedParams("{}"),
         )
     pd.DataFrame({"concept": ["a"]}).to_parquet(tmp_path / "one.parquet")
     with pytest.raises(ConfigError, match="exactly one"):
         embed_texts(
-            trained / "model", tmp_path / "one.parquet", tmp_path / "t.zarr", template="{} {}"
+            trained / "model",
+            tmp_path / "one.parquet",
+            tmp_path / "t.zarr",
+            TextEmbedParams("{} {}"),
         )
     assert not (tmp_path / "t.zarr").exists()
 
@@ -422,7 +447,10 @@ def test_text_embedding_inputs_are_checked(trained, tmp_path):
 # -- load_clip sources ---------------------------------------------------------------------
 def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
     summary = obtain_clip(
-        discs, tmp_path / "model", tmp_path / "metrics.json", source="local", path=trained / "model"
+        discs,
+        tmp_path / "model",
+        tmp_path / "metrics.json",
+        LoadSettings.from_config({"source": "local", "path": trained / "model"}),
     )
     assert summary["clip"]["source"] == "local" and summary["clip"]["origin"]["source"] == "train"
     assert _weights(tmp_path / "model").keys() == _weights(trained / "model").keys()
@@ -431,9 +459,26 @@ def test_local_source_copies_and_evaluates_the_model(trained, discs, tmp_path):
     assert ours["recall_at_5"] == pytest.approx(theirs["recall_at_5"])
     with pytest.raises(InputError, match="not a folder"):
         obtain_clip(
-            discs, tmp_path / "m2", tmp_path / "x.json", source="local", path=tmp_path / "nope"
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            LoadSettings.from_config({"source": "local", "path": tmp_path / "nope"}),
         )
     assert not (tmp_path / "m2").exists()
+
+
+def test_load_settings_hold_the_source_s_own_keys_and_reject_others():
+    from neurodissect.clip.load import LocalSource
+
+    settings = LoadSettings.from_config(
+        {"source": "local", "batch_size": 7, "path": "x"}, {"device": "cpu", "num_workers": 2}
+    )
+    assert settings.shared.batch_size == 7 and settings.own == LocalSource(path="x")
+    assert (settings.device, settings.num_workers) == ("cpu", 2)
+    with pytest.raises(ConfigError, match=r"'clip'.*\['pretrained'\]"):
+        LoadSettings.from_config({"source": "local", "pretrained": "openai"})
+    with pytest.raises(ConfigError, match="load_clip handles open_clip"):
+        LoadSettings.from_config({"source": "train"})
 
 
 def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
@@ -443,18 +488,18 @@ def test_open_clip_source_offline_is_a_clear_error(discs, tmp_path):
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name="ViT-B-32",
-            pretrained="laion2b_s34b_b79k",
+            LoadSettings.from_config(
+                {"source": "open_clip", "model_name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+            ),
         )
     with pytest.raises(ConfigError, match="not a tag of"):
         obtain_clip(
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name="ViT-B-32",
-            pretrained="no-such-tag",
+            LoadSettings.from_config(
+                {"source": "open_clip", "model_name": "ViT-B-32", "pretrained": "no-such-tag"}
+            ),
         )
     assert not (tmp_path / "model").exists()
 
@@ -486,16 +531,15 @@ def test_clip_rules_on_synthetic_data(tiny_run, tmp_path):
 # -- clip.corpus: the CLIP's own generated corpus --------------------------------------------
 def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
     from neurodissect.clip.corpus import CorpusSettings, build_corpus, corpus_training_split
+    from neurodissect.data.synth import SynthParams
 
     settings = CorpusSettings(n=40, seed=7)
+    assert settings.synth({"size": 32}) == SynthParams(n=40, size=32, seed=7)
     manifest = build_corpus(
         "synthderm",
         tmp_path / "raw",
         tmp_path / "data",
-        corpus=settings,
-        size=32,
-        noise=0.1,
-        difficulty=0.5,
+        settings.synth({"size": 32, "noise": 0.1, "difficulty": 0.5}),
     )
     corpus = read_manifest(manifest)
     assert (
@@ -516,10 +560,7 @@ def test_corpus_is_the_generator_with_another_seed(tmp_path, synth_data):
         "synthderm",
         tmp_path / "raw2",
         tmp_path / "data2",
-        corpus=settings,
-        size=32,
-        noise=0.1,
-        difficulty=0.5,
+        settings.synth({"size": 32, "noise": 0.1, "difficulty": 0.5}),
     )
     assert read_manifest(again).df.equals(corpus.df)
 
@@ -532,7 +573,7 @@ def test_corpus_seed_of_the_dataset_is_a_config_error():
     with pytest.raises(ConfigError, match="clip.corpus.seed=3 equals datasets.d.synth.seed"):
         check_corpus_seed(CorpusSettings(n=10, seed=3), 3, "d")
     with pytest.raises(ConfigError, match="clip.corpus.n is 0"):
-        build_corpus("synthderm", "r", "d", corpus=CorpusSettings(), size=32, noise=0, difficulty=0)
+        build_corpus("synthderm", "r", "d", CorpusSettings().synth({"size": 32}))
 
 
 def test_training_on_a_corpus_never_reads_the_dataset_pairs(discs, tmp_path):
@@ -613,9 +654,9 @@ def test_open_clip_hub_repo_with_an_hf_text_tower_is_stored_and_loads_offline(
         discs,
         tmp_path / "model",
         tmp_path / "m.json",
-        source="open_clip",
-        model_name=name,
-        pretrained="ignored-for-hub",
+        LoadSettings.from_config(
+            {"source": "open_clip", "model_name": name, "pretrained": "ignored-for-hub"}
+        ),
     )
     assert summary["clip"] == {"source": "open_clip", "model_name": name, "revision": HUB_REV}
     assert {"recall_at_5", "zeroshot_accuracy"} <= set(read_json(tmp_path / "m.json"))
@@ -650,16 +691,16 @@ def test_partial_or_missing_hub_repos_are_clear_errors(hub_cache, discs, tmp_pat
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name=f"hf-hub:{HUB_REPO}",
+            LoadSettings.from_config({"source": "open_clip", "model_name": f"hf-hub:{HUB_REPO}"}),
         )
     with pytest.raises(ConfigError, match="no open_clip_config.json.*Hugging Face cache"):
         obtain_clip(
             discs,
             tmp_path / "model",
             tmp_path / "m.json",
-            source="open_clip",
-            model_name="hf-hub:nobody/nothing",
+            LoadSettings.from_config(
+                {"source": "open_clip", "model_name": "hf-hub:nobody/nothing"}
+            ),
         )
     assert not (tmp_path / "model").exists()
 
@@ -674,9 +715,7 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
         discs,
         tmp_path / "model",
         tmp_path / "m.json",
-        source="transformers",
-        model_name="unused",
-        path=src,
+        LoadSettings.from_config({"source": "transformers", "model_name": "unused", "path": src}),
     )
     assert summary["clip"] == {"source": "transformers", "path": str(src)}
     assert model_info(tmp_path / "model") == summary["clip"]
@@ -694,7 +733,12 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     # a partial folder names what it lacks; nothing is stored
     (src / "model.safetensors").unlink()
     with pytest.raises(InputError, match="missing model.safetensors or"):
-        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=src)
+        obtain_clip(
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            LoadSettings.from_config({"source": "transformers", "path": src}),
+        )
     for name in ("processor_config.json", "preprocessor_config.json"):
         (tmp_path / "model" / name).unlink(missing_ok=True)
     with pytest.raises(InputError, match="without its image processor config"):
@@ -702,14 +746,18 @@ def test_transformers_clip_folder_is_stored_and_evaluated(discs, tmp_path):
     bad = transformers_clip_folder(tmp_path / "bad")
     (bad / "config.json").write_text("{not json")
     with pytest.raises(InputError, match="transformers cannot load"):
-        obtain_clip(discs, tmp_path / "m2", tmp_path / "x.json", source="transformers", path=bad)
+        obtain_clip(
+            discs,
+            tmp_path / "m2",
+            tmp_path / "x.json",
+            LoadSettings.from_config({"source": "transformers", "path": bad}),
+        )
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
         obtain_clip(
             discs,
             tmp_path / "m2",
             tmp_path / "x.json",
-            source="transformers",
-            model_name="nobody/nothing",
+            LoadSettings.from_config({"source": "transformers", "model_name": "nobody/nothing"}),
         )
     assert not (tmp_path / "m2").exists()
 

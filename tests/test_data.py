@@ -20,15 +20,16 @@ from neurodissect.data.manifest import read_manifest
 from neurodissect.data.prepare import (
     OUTPUT_FILES,
     SKIPPED_COLUMNS,
+    PrepareParams,
     assign_splits,
     grouped_stratified,
     prepare_dataset,
 )
+from neurodissect.data.synth import SynthParams, generate
 from neurodissect.data.synth import cxr as synth_cxr
 from neurodissect.data.synth import derm as synth_derm
-from neurodissect.data.synth import generate
 from neurodissect.data.synth.layout import stream
-from neurodissect.errors import InputError
+from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.text import matches, normalize_concept
 
 
@@ -49,9 +50,9 @@ def auroc(present, score) -> float:
 # -- generators: determinism, layout ---------------------------------------------------------
 @pytest.mark.parametrize("kind", ["synthderm", "synthcxr"])
 def test_same_seed_gives_byte_identical_files_for_any_worker_count(tmp_path, kind):
-    a = generate(kind, tmp_path / "a", n=70, size=32, seed=3)
-    b = generate(kind, tmp_path / "b", n=70, size=32, seed=3, workers=2)
-    c = generate(kind, tmp_path / "c", n=70, size=32, seed=4)
+    a = generate(kind, tmp_path / "a", SynthParams(n=70, size=32, seed=3))
+    b = generate(kind, tmp_path / "b", SynthParams(n=70, size=32, seed=3), workers=2)
+    c = generate(kind, tmp_path / "c", SynthParams(n=70, size=32, seed=4))
     files_a = tree_bytes(a)
     assert files_a == tree_bytes(b)
     assert len([f for f in files_a if f.startswith("images/")]) == 70
@@ -64,20 +65,26 @@ def test_same_seed_gives_byte_identical_files_for_any_worker_count(tmp_path, kin
 
 
 def test_first_images_do_not_depend_on_n(tmp_path):
-    small = tree_bytes(generate("synthcxr", tmp_path / "small", n=10, size=32))
-    large = tree_bytes(generate("synthcxr", tmp_path / "large", n=25, size=32))
+    small = tree_bytes(generate("synthcxr", tmp_path / "small", SynthParams(n=10, size=32)))
+    large = tree_bytes(generate("synthcxr", tmp_path / "large", SynthParams(n=25, size=32)))
     images = [f for f in small if f.startswith("images/")]
     assert len(images) == 10 and all(small[f] == large[f] for f in images)
 
 
+def test_synth_settings_come_from_the_config_section_and_reject_unknown_keys():
+    assert SynthParams.from_config({"n": 5, "size": 32}) == SynthParams(n=5, size=32)
+    with pytest.raises(ConfigError, match=r"'datasets.x.synth'.*\['sise'\]"):
+        SynthParams.from_config({"sise": 3}, "datasets.x.synth")
+
+
 def test_generate_rejects_bad_arguments_and_foreign_folders(tmp_path):
     with pytest.raises(InputError, match=r"kind 'synthfoo'.*n=0.*noise=1.5"):
-        generate("synthfoo", tmp_path / "x", n=0, noise=1.5)
+        generate("synthfoo", tmp_path / "x", SynthParams(n=0, noise=1.5))
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
     with pytest.raises(InputError, match="not an earlier synthetic dataset"):
-        generate("synthderm", precious, n=4, size=16)
+        generate("synthderm", precious, SynthParams(n=4, size=16))
     assert (precious / "thesis.tex").read_text() == "keep me"
 
 
@@ -347,7 +354,9 @@ def test_splits_are_deterministic_stratified_and_grouped(synth_raw, tmp_path):
     a = read_manifest(prepare_dataset("synthderm", raw, tmp_path / "a").paths["manifest"]).df
     b = read_manifest(prepare_dataset("synthderm", raw, tmp_path / "b").paths["manifest"]).df
     c = read_manifest(
-        prepare_dataset("synthderm", raw, tmp_path / "c", split_seed=1).paths["manifest"]
+        prepare_dataset("synthderm", raw, tmp_path / "c", PrepareParams(split_seed=1)).paths[
+            "manifest"
+        ]
     ).df
     assert list(a["split"]) == list(b["split"]) and list(a["split"]) != list(c["split"])
     share = a.groupby("label")["split"].value_counts(normalize=True).unstack(fill_value=0)
@@ -443,7 +452,7 @@ def test_skip_mode_drops_bad_images_and_lists_them(synth_raw, tmp_path):
     raw = raw_copy(synth_raw, tmp_path)
     (raw / "images" / "SD_0000001.png").unlink()
     (raw / "images" / "SD_0000002.png").write_bytes(b"garbage")
-    result = prepare_dataset("synthderm", raw, tmp_path / "out", on_bad_image="skip")
+    result = prepare_dataset("synthderm", raw, tmp_path / "out", PrepareParams(on_bad_image="skip"))
     assert result.n_images == 22 and result.n_skipped == 2
     skipped = pd.read_parquet(result.paths["skipped"])
     assert list(skipped["image_id"]) == ["SD_0000001", "SD_0000002"]
@@ -457,7 +466,7 @@ def test_skip_mode_drops_bad_images_and_lists_them(synth_raw, tmp_path):
         lambda t: t.__setitem__("dx", t["dx"].where(t.index != 3, "nevus")),
     )
     with pytest.raises(InputError, match="unknown label 'nevus'"):
-        prepare_dataset("synthderm", raw, tmp_path / "out2", on_bad_image="skip")
+        prepare_dataset("synthderm", raw, tmp_path / "out2", PrepareParams(on_bad_image="skip"))
     assert_nothing_written(tmp_path / "out2")
 
 
@@ -466,7 +475,7 @@ def test_skip_mode_drops_the_boxes_of_skipped_images(synth_raw, tmp_path):
     boxes = pd.read_csv(raw / synth_cxr.BBOX_CSV)
     victim = boxes["Image Index"].iloc[0]
     (raw / "images" / victim).unlink()
-    result = prepare_dataset("synthcxr", raw, tmp_path / "out", on_bad_image="skip")
+    result = prepare_dataset("synthcxr", raw, tmp_path / "out", PrepareParams(on_bad_image="skip"))
     kept = pd.read_parquet(result.paths["boxes"])
     assert victim not in set(kept["image_id"])
     assert len(kept) == (boxes["Image Index"] != victim).sum()

@@ -68,9 +68,8 @@ def test_cli_writes_parquet_and_markdown(results):
     md = (results / "comparison.md").read_text()
     assert "| derm | resnet18 | 0.85 ± 0.05 (n=3) |" in md
     assert "## annotate/fc" in md and "## clip" in md
-    assert (
-        len(pd.read_parquet(results / "comparison.parquet")) == 4
-    )  # 4 (dataset, arch, stage, metric)
+    rows = pd.read_parquet(results / "comparison.parquet")
+    assert len(rows) == 4  # one per (dataset, arch, stage, metric)
 
 
 def test_comparison_figure_is_a_real_png(results, tmp_path):

@@ -22,19 +22,6 @@ ANNOTATION = {
     "evaluate_annotation",
     "verify_names:annotate",
 }
-SAE_CHAIN = {
-    "train_sae",
-    "encode_latents",
-    "select_exemplars:sae",
-    "name_concepts",
-    "evaluate_sae",
-    "train_cavs",
-    "select_concepts",
-    "build_cbm",
-    "evaluate_cbm",
-    "sae_baselines",
-    "verify_names:sae",
-}
 NAMING_AND_AFTER = {
     "name_concepts",
     "evaluate_sae",
@@ -44,7 +31,10 @@ NAMING_AND_AFTER = {
     "evaluate_cbm",
     "verify_names:sae",
 }
-ALWAYS_AFTER = {"figures", "atlas", "compare", "audit", "all"}  # summaries of everything
+# the SAE branch: its own rules, then everything after the latents' names
+SAE_CHAIN = {"train_sae", "encode_latents", "select_exemplars:sae", "sae_baselines"}
+SAE_CHAIN |= NAMING_AND_AFTER
+ALWAYS_AFTER = {"summary_figure", "atlas", "compare", "audit", "all"}  # summaries of everything
 
 
 @pytest.fixture

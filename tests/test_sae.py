@@ -605,15 +605,8 @@ def test_trained_sae_recovers_planted_atoms_on_held_out_data(trained, planted, v
 def test_training_history_and_curve(trained):
     hist = pd.read_csv(trained["relu_l1"] / "history.csv")
     assert list(hist["epoch"]) == list(range(1, FAST["epochs"] + 1))
-    for col in (
-        "train_fvu",
-        "train_l0",
-        "train_l1",
-        "monitor_fvu",
-        "monitor_l0",
-        "monitor_dead_fraction",
-        "n_resampled",
-    ):
+    columns = "train_fvu train_l0 train_l1 monitor_fvu monitor_l0 monitor_dead_fraction n_resampled"
+    for col in columns.split():
         assert hist[col].notna().all(), col
     assert hist["train_fvu"].iloc[-1] < hist["train_fvu"].iloc[0]
     png = (trained["relu_l1"] / "curve.png").read_bytes()
@@ -783,26 +776,39 @@ def _names_for(root: Path, latents: Path, planted, right: bool) -> Path:
     return path
 
 
+def run_evaluate_sae(folder, store, eval_inputs, out, params, latents=None, **files):
+    """evaluate_sae of the SAE in ``folder`` on the shared evaluation inputs, writing
+    out/metrics.json and out/gt.parquet; ``files``: its optional inputs (gt_table, ...)."""
+    return evaluate_sae(
+        folder / "sae.pt",
+        store,
+        latents or folder / "latents.zarr",
+        eval_inputs / "manifest.parquet",
+        eval_inputs / "model.pt",
+        "resnet18",
+        out / "metrics.json",
+        out / "gt.parquet",
+        params,
+        **files,
+    )
+
+
+def planted_truth(eval_inputs):
+    return {
+        "gt_table": eval_inputs / "concepts_gt.parquet",
+        "gt_synonyms": eval_inputs / "concepts_gt.json",
+    }
+
+
 @pytest.mark.parametrize("right_names", [True, False])
 def test_evaluate_sae_writes_held_out_metrics(
     tmp_path, eval_inputs, trained, store, planted, right_names
 ):
     folder = trained["relu_l1"]
     names = _names_for(tmp_path, folder / "latents.zarr", planted, right_names)
-    metrics = evaluate_sae(
-        folder / "sae.pt",
-        store,
-        folder / "latents.zarr",
-        eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt",
-        "resnet18",
-        tmp_path / "metrics.json",
-        tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="test", recovery_auroc=0.9),
-        concepts_path=names,
-        gt_table=eval_inputs / "concepts_gt.parquet",
-        gt_synonyms=eval_inputs / "concepts_gt.json",
-    )
+    params = SAEEvalParams(eval_split="test", recovery_auroc=0.9)
+    files = {"concepts_path": names, **planted_truth(eval_inputs)}
+    metrics = run_evaluate_sae(folder, store, eval_inputs, tmp_path, params, **files)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics) and saved["split"] == "test"
     direct = evaluate_arrays(load_sae(folder / "sae.pt"), planted.features[2000:])
@@ -856,18 +862,9 @@ def test_evaluate_sae_without_planted_concepts_leaves_them_null(
     folder = trained["topk"]
     pd.DataFrame({"image_id": pd.Series(dtype=str)}).to_parquet(tmp_path / "empty.parquet")
     write_json({}, tmp_path / "empty.json")
-    metrics = evaluate_sae(
-        folder / "sae.pt",
-        store,
-        folder / "latents.zarr",
-        eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt",
-        "resnet18",
-        tmp_path / "metrics.json",
-        tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="val"),
-        gt_table=tmp_path / "empty.parquet",
-        gt_synonyms=tmp_path / "empty.json",
+    empty = {"gt_table": tmp_path / "empty.parquet", "gt_synonyms": tmp_path / "empty.json"}
+    metrics = run_evaluate_sae(
+        folder, store, eval_inputs, tmp_path, SAEEvalParams(eval_split="val"), **empty
     )
     assert metrics["split"] == "val"
     assert metrics["planted_recovered_fraction"] is None
@@ -887,19 +884,11 @@ def test_latent_store_with_foreign_image_ids_names_both_files(
         ids=shifted,
     )
     with pytest.raises(InputError) as err:
-        evaluate_sae(
-            trained["relu_l1"] / "sae.pt",
-            store,
-            bad,
-            eval_inputs / "manifest.parquet",
-            eval_inputs / "model.pt",
-            "resnet18",
-            tmp_path / "m.json",
-            tmp_path / "g.parquet",
-            SAEEvalParams(eval_split="test"),
+        run_evaluate_sae(
+            trained["relu_l1"], store, eval_inputs, tmp_path, SAEEvalParams(eval_split="test"), bad
         )
     assert str(bad) in str(err.value) and "manifest.parquet" in str(err.value)
-    assert not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_planted_concepts_reader_rejects_non_boolean_columns(tmp_path):
@@ -913,16 +902,8 @@ def test_sae_rules_in_the_tiny_run(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
     metrics = json.loads((run / "sae" / "metrics.json").read_text())
     assert metrics["split"] == "test"
-    for key in (
-        "fvu",
-        "l0",
-        "dead_fraction",
-        "opaque_accuracy",
-        "fidelity_accuracy",
-        "planted_recovered_fraction",
-        "named_correct_fraction",
-    ):
-        assert key in metrics, key
+    keys = "fvu l0 dead_fraction opaque_accuracy fidelity_accuracy planted_recovered_fraction"
+    assert {*keys.split(), "named_correct_fraction"} <= set(metrics)
     assert metrics["fvu"] >= 0 and 0 <= metrics["dead_fraction"] <= 1
     named = pd.read_parquet(run / "sae" / "concepts.parquet")
     assert metrics["n_named"] == len(named) and 0 <= metrics["n_significant"] <= len(named)
@@ -1175,18 +1156,9 @@ def test_probe_auroc_finds_linearly_encoded_concepts_only(planted):
 
 def test_evaluate_sae_reports_encoding_mcc_and_f1(tmp_path, eval_inputs, trained, store):
     folder = trained["topk"]
-    metrics = evaluate_sae(
-        folder / "sae.pt",
-        store,
-        folder / "latents.zarr",
-        eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt",
-        "resnet18",
-        tmp_path / "metrics.json",
-        tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="test", recovery_auroc=0.9),
-        gt_table=eval_inputs / "concepts_gt.parquet",
-        gt_synonyms=eval_inputs / "concepts_gt.json",
+    params = SAEEvalParams(eval_split="test", recovery_auroc=0.9)
+    metrics = run_evaluate_sae(
+        folder, store, eval_inputs, tmp_path, params, **planted_truth(eval_inputs)
     )
     table = pd.read_parquet(tmp_path / "gt.parquet")
     assert metrics["encoded_fraction"] == 1.0  # planted atoms are linear in the features
@@ -1204,17 +1176,9 @@ def test_baselines_table_scores_every_method_like_the_sae(
     from neurodissect.sae.baselines import BaselineParams, sae_baselines
 
     folder = trained["topk"]
-    evaluate_sae(
-        folder / "sae.pt",
-        store,
-        folder / "latents.zarr",
-        eval_inputs / "manifest.parquet",
-        eval_inputs / "model.pt",
-        "resnet18",
-        tmp_path / "metrics.json",
-        tmp_path / "gt.parquet",
-        SAEEvalParams(eval_split="test"),
-        gt_table=eval_inputs / "concepts_gt.parquet",
+    gt_table = eval_inputs / "concepts_gt.parquet"
+    run_evaluate_sae(
+        folder, store, eval_inputs, tmp_path, SAEEvalParams(eval_split="test"), gt_table=gt_table
     )
     args = (store, folder / "sae.pt", folder / "latents.zarr")
     cfg = BaselineParams(eval_split="test", seed=0, baseline_max_iter=200)

@@ -94,7 +94,7 @@ def test_sharded_extraction_seals_to_the_unsharded_stores(synth_data, tmp_path):
 
     from neurodissect.activations.extract import ExtractParams, extract_activations
     from neurodissect.io import save_state_dict
-    from neurodissect.models import build_model
+    from neurodissect.opaque import build_model
 
     manifest = synth_data("synthderm", n=48, size=32) / "manifest.parquet"
     torch.manual_seed(0)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import config_with, planned_jobs
-from neurodissect.errors import InputError
+from neurodissect.data.manifest import read_manifest
+from neurodissect.errors import ConfigError, InputError
 from neurodissect.verify.explanations import ExplanationProbe, explanation_faithfulness
 from neurodissect.verify.probe import Extension, ProbeSet, responses
 from neurodissect.verify.run import (
@@ -245,16 +246,8 @@ def test_verify_names_in_the_tiny_run(tiny_run):
     run = tiny_run / "results" / "tiny" / "resnet18-s0"
     for units in ("annotate/fc", "annotate/layer4", "sae"):
         table = pd.read_parquet(run / units / "verification.parquet")
-        assert {
-            "unit",
-            "name",
-            "concept",
-            "n_pairs",
-            "auroc",
-            "effect",
-            "p_value",
-            "confirmed",
-        } <= set(table.columns)
+        columns = "unit name concept n_pairs auroc effect p_value confirmed"
+        assert set(columns.split()) <= set(table.columns)
         assert len(table) and table["unit"].is_unique
         verifiable = table[table["verifiable"]]
         assert verifiable["auroc"].between(0, 1).all()
@@ -290,3 +283,27 @@ def test_explanations_are_verified_by_intervention_in_the_tiny_run(tiny_run):
     assert rho is None or -1.0 <= rho <= 1.0
     for key in ("explanation_faithfulness_ceiling", "explanation_both_causes_rate"):
         assert key in metrics and (metrics[key] is None or 0.0 <= metrics[key] <= 1.0)
+
+
+def test_explanation_probe_reads_the_dataset_and_its_settings(synth_data):
+    from dataclasses import replace
+
+    from neurodissect.verify.explanations import ProbeSettings, explanation_probe
+
+    data = synth_data("synthderm")
+    model_input = {"image_size": 32, "pooling": "mean", "vit_tokens": "cls"}
+    verify = {"n_explanations": 7, "seed": 3, "batch_size": 8}
+    synth = {"seed": 0, "n": 160, "size": 32, "noise": 0.1, "difficulty": 0.5}
+    settings = ProbeSettings.from_config(
+        "synthderm", synth, "resnet18", verify, model_input, {"device": "cpu"}
+    )
+    files = ("model.pt", data / "manifest.parquet", data / "concepts_gt.json")
+    probe = explanation_probe(*files, settings)
+    assert (probe.n_images, probe.seed, probe.arch, probe.synth) == (7, 3, "resnet18", synth)
+    params = probe.params
+    assert (params.batch_size, params.image_size, params.device) == (8, 32, "cpu")
+    assert probe.classes == read_manifest(data / "manifest.parquet").classes
+    assert set(probe.causes) == set(probe.classes) and any(probe.causes.values())
+    assert explanation_probe(*files, replace(settings, synth=None)) is None  # real data
+    with pytest.raises(ConfigError, match=r"'verify'.*\['n_pairs'\]"):
+        ProbeSettings.from_config("synthderm", synth, "resnet18", {"n_pairs": 3}, model_input)

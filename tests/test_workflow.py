@@ -109,20 +109,10 @@ def test_report_of_the_whole_run_holds_every_stage_figure(tiny_run, tmp_path):
     with zipfile.ZipFile(report) as z:
         names = z.namelist()
     figures = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".png")}
-    expected = {
-        "overview.png",
-        "learning_curve.png",
-        "training.png",
-        "exemplars.png",
-        "concepts.png",
-        "sae_training.png",
-        "named_concepts.png",
-        "cbm_class_concepts.png",
-        "cbm_explanations.png",
-        "cbm_concept_scores.png",
-        "summary.png",
-        "comparison.png",
-    }
+    # one line per stage, in pipeline order
+    stems = """overview learning_curve training exemplars concepts sae_training named_concepts
+        cbm_class_concepts cbm_explanations cbm_concept_scores summary comparison"""
+    expected = {f"{stem}.png" for stem in stems.split()}
     assert expected <= figures, sorted(expected - figures)
 
 

@@ -80,8 +80,8 @@ def bare_loop(manifest_path: Path, model_pt: Path) -> float:
     from torch.utils.data import DataLoader
 
     from neurodissect.data.manifest import SPLITS, read_manifest
-    from neurodissect.models import load_opaque
-    from neurodissect.models.data import ManifestImages, eval_transform
+    from neurodissect.opaque import load_opaque
+    from neurodissect.opaque.data import ManifestImages, eval_transform
 
     start = time.perf_counter()  # the same setup as extraction: manifest and model
     manifest = read_manifest(manifest_path)
@@ -119,7 +119,7 @@ def throughput(tmp: Path) -> list[dict]:
     import torch
 
     from neurodissect.io import save_state_dict
-    from neurodissect.models import build_model
+    from neurodissect.opaque import build_model
 
     torch.set_num_threads(2)
     manifest_path = write_images(tmp / "data", N_IMAGES, IMAGE_SIZE)
@@ -163,7 +163,7 @@ def _big_store_child(path: str, rows: int, store: bool = True) -> None:
 
     from neurodissect.activations.extract import LayerTaps, write_split
     from neurodissect.activations.store import StoreWriter
-    from neurodissect.models.archs import LayerSpec
+    from neurodissect.opaque.archs import LayerSpec
 
     torch.set_num_threads(2)
     torch.manual_seed(0)

@@ -143,7 +143,7 @@ def main() -> int:
     from bench_activations import write_images
 
     from neurodissect.io import save_state_dict
-    from neurodissect.models import build_model
+    from neurodissect.opaque import build_model
 
     rows = []
     for n in SIZES:

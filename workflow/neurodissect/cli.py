@@ -12,34 +12,20 @@ from .errors import NeurodissectError
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .data.synth import generate
+    from .data.synth import SynthParams, generate
 
-    generate(
-        args.kind,
-        args.out,
-        n=args.n,
-        size=args.size,
-        seed=args.seed,
-        noise=args.noise,
-        difficulty=args.difficulty,
-        workers=args.workers,
-    )
+    keys = ("n", "size", "seed", "noise", "difficulty")
+    params = SynthParams(**{k: getattr(args, k) for k in keys})
+    generate(args.kind, args.out, params, workers=args.workers)
     return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .data.prepare import prepare_dataset
+    from .data.prepare import PrepareParams, prepare_dataset
 
-    prepare_dataset(
-        args.format,
-        args.root,
-        args.out,
-        on_bad_image=args.on_bad_image,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        split_seed=args.split_seed,
-        options=_options(args.option),
-    )
+    keys = ("on_bad_image", "val_fraction", "test_fraction", "split_seed")
+    params = PrepareParams(**{k: getattr(args, k) for k in keys})
+    prepare_dataset(args.format, args.root, args.out, params, options=_options(args.option))
     return 0
 
 

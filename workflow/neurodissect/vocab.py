@@ -87,75 +87,32 @@ PSEUDO_TRIGGERS = (
     ("no", "decrease"),
 )
 # post-triggers deny what precedes them in the clause ("pneumothorax is absent")
+# (word lists below: laid out as a paragraph, not one word per line)
+# fmt: off
 POST_TRIGGERS = (
-    ("absent",),
-    ("ruled", "out"),
-    ("excluded",),
-    ("resolved",),
-    *(
-        ("not", w)
-        for w in (
-            "seen",
-            "identified",
-            "present",
-            "visualized",
-            "visualised",
-            "demonstrated",
-            "detected",
-            "noted",
-            "evident",
-            "appreciated",
-            "observed",
-            "visible",
-            "found",
-        )
-    ),
+    ("absent",), ("ruled", "out"), ("excluded",), ("resolved",),
+    *(("not", w) for w in (
+        "seen", "identified", "present", "visualized", "visualised", "demonstrated", "detected",
+        "noted", "evident", "appreciated", "observed", "visible", "found",
+    )),
 )
 # words that end a negation scope
-TERMINATORS = frozenset(
-    {
-        "but",
-        "however",
-        "although",
-        "though",
-        "except",
-        "apart",
-        "aside",
-        "whereas",
-        "while",
-        "yet",
-        "which",
-        "who",
-        "otherwise",
-        "still",
-        "nevertheless",
-    }
-)
+TERMINATORS = frozenset({
+    "but", "however", "although", "though", "except", "apart", "aside", "whereas", "while",
+    "yet", "which", "who", "otherwise", "still", "nevertheless",
+})
+# fmt: on
 SCOPE_BREAK_PUNCT = frozenset({";", ":"})
 # dependency labels of a verb that starts a new clause (ends a scope)
 CLAUSE_DEPS = frozenset({"ROOT", "conj", "ccomp", "advcl", "relcl", "parataxis", "xcomp"})
-# leading words that carry no concept ("several hairs", "no dots", "any effusion")
-QUANTIFIERS = frozenset(
-    {
-        "no",
-        "any",
-        "some",
-        "several",
-        "multiple",
-        "numerous",
-        "few",
-        "many",
-        "various",
-        "each",
-        "every",
-        "all",
-        "both",
-        "other",
-        "another",
-        "further",
-        "additional",
-    }
-)
+# leading words that carry no concept ("several hairs", "no dots", "any effusion"); a word
+# list, laid out by hand as above
+# fmt: off
+QUANTIFIERS = frozenset({
+    "no", "any", "some", "several", "multiple", "numerous", "few", "many", "various", "each",
+    "every", "all", "both", "other", "another", "further", "additional",
+})
+# fmt: on
 NEGATION_WORDS = frozenset({"no", "not", "n't", "without", "never", "none", "nor"})
 HYPHENS = ("-", "–")
 UNITS = frozenset({"mm", "cm", "ml", "cc", "mg", "kg", "mmhg"})

@@ -1,6 +1,5 @@
-# Concept activation vectors for the named SAE latents, then the diverse, class-relevant
-# subset that becomes the CBM's dictionary. Input functions: cav_* / selection_* in
-# inputs/cav.smk.
+# Concept activation vectors for the named SAE latents (the CBM's candidate dictionary;
+# cbm.smk selects from them). Input functions: cav_inputs in inputs/cav.smk.
 
 
 include: "inputs/cav.smk"
@@ -28,25 +27,3 @@ rule train_cavs:
     script:
         "../scripts/train_cavs.py"
 
-
-rule select_concepts:
-    input:
-        unpack(selection_inputs),
-    output:
-        selected="results/{dataset}/{model}/cbm/selected.parquet",
-    log:
-        "results/{dataset}/logs/{model}/select_concepts.log",
-    benchmark:
-        "results/{dataset}/benchmarks/{model}/select_concepts.tsv"
-    params:
-        code=script_code("select_concepts"),
-        cfg=settings("cbm", "cbm.selection:SelectParams"),
-        arch=model_arch,
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/select_concepts.py"

@@ -1,9 +1,33 @@
-# The concept bottleneck model: OMP concept scores over the selected CAVs + a logistic
-# regression on them (both feature variants), then opaque vs CBM on the test split,
-# explanations and figures. Input functions: cbm_* in inputs/cbm.smk.
+# The concept bottleneck model: the diverse, class-relevant subset of the CAVs that becomes
+# its dictionary, OMP concept scores over them + a logistic regression on the scores (both
+# feature variants), then opaque vs CBM on the test split, explanations and figures.
+# Input functions: selection_inputs / cbm_* in inputs/cbm.smk.
 
 
 include: "inputs/cbm.smk"
+
+
+rule select_concepts:
+    input:
+        unpack(selection_inputs),
+    output:
+        selected="results/{dataset}/{model}/cbm/selected.parquet",
+    log:
+        "results/{dataset}/logs/{model}/select_concepts.log",
+    benchmark:
+        "results/{dataset}/benchmarks/{model}/select_concepts.tsv"
+    params:
+        code=script_code("select_concepts"),
+        cfg=settings("cbm", "cbm.selection:SelectParams"),
+        arch=model_arch,
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/select_concepts.py"
 
 
 rule build_cbm:

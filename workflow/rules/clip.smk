@@ -106,7 +106,7 @@ rule embed_images:
         "results/{dataset}/benchmarks/embed_images.tsv"
     params:
         code=script_code("embed_images"),
-        batch_size=config["clip"]["batch_size"],
+        cfg=settings("clip", "clip.embed:ImageEmbedParams"),
         runtime=section("runtime"),
     conda:
         "../../envs/torch.yaml"
@@ -131,7 +131,7 @@ rule embed_texts:
         "results/{dataset}/benchmarks/embed_texts.tsv"
     params:
         code=script_code("embed_texts"),
-        template=config["annotate"]["template"],
+        cfg=settings("annotate", "clip.embed:TextEmbedParams"),
         runtime=section("runtime"),
     conda:
         "../../envs/torch.yaml"
@@ -163,7 +163,7 @@ if config["activations"]["shards"] > 1:
             shard=r"\d+",
         params:
             code=script_code("embed_images"),
-            batch_size=config["clip"]["batch_size"],
+            cfg=settings("clip", "clip.embed:ImageEmbedParams"),
             runtime=section("runtime"),
             shards=config["activations"]["shards"],
             shard=lambda w: int(w.shard),

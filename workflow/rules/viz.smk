@@ -1,7 +1,7 @@
 # Per-run summary figure: every stage's headline metrics on one page.
 
 
-rule figures:
+rule summary_figure:
     input:
         opaque="results/{dataset}/{model}/opaque/metrics.json",
         annotations=expand(
@@ -17,9 +17,9 @@ rule figures:
             subcategory="{dataset} {model}",
         ),
     log:
-        "results/{dataset}/logs/{model}/figures.log",
+        "results/{dataset}/logs/{model}/summary_figure.log",
     params:
-        code=script_code("figures"),
+        code=script_code("summary_figure"),
         layers=LAYERS,
         dpi=config["figures"]["dpi"],
     conda:
@@ -29,4 +29,4 @@ rule figures:
         mem_mb=1000,
         runtime=10,
     script:
-        "../scripts/figures.py"
+        "../scripts/summary_figure.py"

@@ -6,16 +6,12 @@ from neurodissect.clip.corpus import CorpusSettings, build_corpus
 from neurodissect.runtime import RunContext
 
 corpus = CorpusSettings.from_config(snakemake.params.corpus)
-synth = snakemake.params.synth
 with RunContext.from_snakemake(snakemake, seed=corpus.seed) as ctx:
     build_corpus(
         ctx.params.kind,
         ctx.output.raw,
         Path(ctx.output.manifest).parent,
-        corpus=corpus,
-        size=synth["size"],
-        noise=synth["noise"],
-        difficulty=synth["difficulty"],
+        corpus.synth(ctx.params.synth),
         workers=ctx.threads,
     )
     ctx.record(n_images=corpus.n)

@@ -1,6 +1,6 @@
 """embed_texts: adapter; the logic is neurodissect.clip.embed.embed_texts."""
 
-from neurodissect.clip.embed import embed_texts
+from neurodissect.clip.embed import TextEmbedParams, embed_texts
 from neurodissect.runtime import RunContext
 
 with RunContext.from_snakemake(snakemake) as ctx:
@@ -8,7 +8,6 @@ with RunContext.from_snakemake(snakemake) as ctx:
         ctx.input.model,
         ctx.input.concepts,
         ctx.output.store,
-        template=ctx.params.template,
-        device=ctx.params.runtime["device"],
+        TextEmbedParams.from_config(ctx.params.cfg, ctx.params.runtime),
     )
     ctx.record(**summary)

@@ -7,22 +7,15 @@ from neurodissect.cbm.model import load_model
 from neurodissect.data.manifest import read_manifest
 from neurodissect.evaluate.cbm import CBMEvalParams, evaluate_cbm
 from neurodissect.runtime import RunContext
-from neurodissect.verify.explanations import explanation_probe
+from neurodissect.verify.explanations import ProbeSettings, explanation_probe
 from neurodissect.viz.cbm import cbm_figures
 
 with RunContext.from_snakemake(snakemake) as ctx:
     inp, out, p = ctx.input, ctx.output, ctx.params
-    probe = explanation_probe(
-        p.kind,
-        p.synth,
-        inp.opaque,
-        p.arch,
-        inp.manifest,
-        inp.gt_synonyms,
-        p.verify,
-        p.model_input,
-        p.device,
+    probe_settings = ProbeSettings.from_config(
+        p.kind, p.synth, p.arch, p.verify, p.model_input, {"device": p.device}
     )
+    probe = explanation_probe(inp.opaque, inp.manifest, inp.gt_synonyms, probe_settings)
     result = evaluate_cbm(
         inp.model,
         inp.scores,

@@ -1,6 +1,5 @@
 """prepare_data: adapter; the logic is neurodissect.data.prepare.prepare_dataset."""
 
-from dataclasses import asdict
 from pathlib import Path
 
 from neurodissect.data.prepare import PrepareParams, prepare_dataset
@@ -12,7 +11,7 @@ with RunContext.from_snakemake(snakemake, seed=params.split_seed) as ctx:
         ctx.params.fmt,
         ctx.params.root,
         Path(ctx.output.manifest).parent,
-        **asdict(params),
+        params,
         options=dict(ctx.params.options),
         threads=ctx.threads,
     )

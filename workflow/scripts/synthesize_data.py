@@ -1,17 +1,10 @@
 """synthesize_data: adapter; the logic is neurodissect.data.synth.generate."""
 
-from neurodissect.data.synth import generate
+from neurodissect.data.synth import SynthParams, generate
 from neurodissect.runtime import RunContext
 
-opts = snakemake.params.synth
-with RunContext.from_snakemake(snakemake, seed=opts["seed"]) as ctx:
-    generate(
-        ctx.params.kind,
-        ctx.output.raw,
-        n=opts["n"],
-        size=opts["size"],
-        seed=opts["seed"],
-        noise=opts["noise"],
-        difficulty=opts["difficulty"],
-        workers=ctx.threads,
-    )
+params = SynthParams.from_config(
+    snakemake.params.synth, f"datasets.{snakemake.wildcards['dataset']}.synth"
+)
+with RunContext.from_snakemake(snakemake, seed=params.seed) as ctx:
+    generate(ctx.params.kind, ctx.output.raw, params, workers=ctx.threads)

@@ -1,6 +1,6 @@
-"""train_opaque: adapter; the logic is neurodissect.models.train.train_opaque."""
+"""train_opaque: adapter; the logic is neurodissect.opaque.train.train_opaque."""
 
-from neurodissect.models.train import OpaqueTrainParams, train_opaque
+from neurodissect.opaque.train import OpaqueTrainParams, train_opaque
 from neurodissect.runtime import RunContext
 
 with RunContext.from_snakemake(snakemake, seed=snakemake.params.seed) as ctx:

@@ -39,9 +39,9 @@ from ..config import settings_from
 from ..data.manifest import SPLITS, read_manifest
 from ..errors import ConfigError, InputError
 from ..io import PathLike
-from ..models import LayerSpec, load_opaque, resolve_layer
-from ..models.archs import get_module
-from ..models.data import ManifestImages, eval_transform, preprocess_record
+from ..opaque import LayerSpec, load_opaque, resolve_layer
+from ..opaque.archs import get_module
+from ..opaque.data import ManifestImages, eval_transform, preprocess_record
 from ..runtime import pick_device, progress
 from .store import StoreWriter
 from .views import AugmentedViews

@@ -3,7 +3,7 @@
 The opaque model is fixed, so features of randomly augmented copies of an
 image are new samples of the distribution it was trained on: ``V`` views per
 train image turn N rows into N·V. The views use the model's own training
-augmentation (:func:`neurodissect.models.data.train_transform` for the
+augmentation (:func:`neurodissect.opaque.data.train_transform` for the
 manifest's modality), so they stay inside what the model saw in training.
 
 Each view draws its randomness from a generator seeded by (seed, image id,
@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.manifest import Manifest
-from ..models.data import ManifestImages, train_transform
+from ..opaque.data import ManifestImages, train_transform
 
 
 def view_seed(seed: int, image_id: str, view: int) -> int:

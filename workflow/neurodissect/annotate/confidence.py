@@ -87,9 +87,10 @@ def membership(members: np.ndarray, n_images: int):
 
     members = np.asarray(members)
     rows, slots = np.nonzero(members >= 0)
+    # duplicates (bootstrap draws) are summed by the constructor
     return sparse.csr_matrix(
         (np.ones(len(rows)), (rows, members[rows, slots])), shape=(len(members), n_images)
-    )  # duplicates (bootstrap draws) are summed by the constructor
+    )
 
 
 # -- scorers -------------------------------------------------------------------------

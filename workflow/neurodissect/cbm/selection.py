@@ -313,7 +313,7 @@ def select_concepts(
     )
     head_w = None
     if params.class_relevance and opaque_path is not None and len(cavs.cavs):
-        from ..models import head_weights
+        from ..opaque import head_weights
 
         try:
             state = load_state_dict(opaque_path)

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..config import settings_from
 from ..data.manifest import Manifest
 from ..errors import ConfigError
 from ..io import PathLike
+
+if TYPE_CHECKING:  # the generator (numpy, PIL) loads only when a corpus is built
+    from ..data.synth import SynthParams
 
 # the corpus' splits: val monitors training; the rest is all training pairs
 VAL_FRACTION = 0.1
@@ -40,6 +44,13 @@ class CorpusSettings:
     def from_config(cls, corpus: dict | None) -> CorpusSettings:
         return settings_from(cls, corpus, section="clip.corpus")
 
+    def synth(self, look: dict[str, Any]) -> SynthParams:
+        """The corpus' generator settings: its own n and seed, the dataset's ``look`` (its
+        synth size, noise and difficulty)."""
+        from ..data.synth import SynthParams
+
+        return SynthParams.from_config({**look, "n": self.n, "seed": self.seed})
+
 
 def check_corpus_seed(corpus: CorpusSettings, dataset_seed: int, dataset: str) -> None:
     """The corpus must not be the dataset itself: another seed draws other images."""
@@ -51,49 +62,25 @@ def check_corpus_seed(corpus: CorpusSettings, dataset_seed: int, dataset: str) -
 
 
 def build_corpus(
-    kind: str,
-    raw_out: PathLike,
-    data_out: PathLike,
-    *,
-    corpus: CorpusSettings,
-    size: int,
-    noise: float,
-    difficulty: float,
-    workers: int = 1,
+    kind: str, raw_out: PathLike, data_out: PathLike, synth: SynthParams, workers: int = 1
 ) -> Path:
-    """Generate the corpus' raw folder ``raw_out`` and prepare it into ``data_out``;
-    returns its manifest.
+    """Generate the corpus' raw folder ``raw_out`` (``synth``: :meth:`CorpusSettings.synth`)
+    and prepare it into ``data_out``; returns its manifest.
 
     Each half is written atomically by its own stage (a failed job leaves no manifest).
     The manifest's root is ``raw_out`` as given, like a dataset's (a relative path stays
     relative), so the same arguments give the same bytes wherever the run lives.
     """
-    from ..data.prepare import prepare_dataset
+    from ..data.prepare import PrepareParams, prepare_dataset
     from ..data.synth import generate
     from ..storage import to_logical
 
-    if corpus.n < 1:
+    if synth.n < 1:
         raise ConfigError("clip.corpus.n is 0: there is no corpus to build")
-    generate(
-        kind,
-        raw_out,
-        n=corpus.n,
-        size=size,
-        seed=corpus.seed,
-        noise=noise,
-        difficulty=difficulty,
-        workers=workers,
-    )
+    generate(kind, raw_out, synth, workers=workers)
     # the manifest names the logical folder (a stored run's job writes a local copy)
-    prepare_dataset(
-        kind,
-        to_logical(raw_out),
-        data_out,
-        val_fraction=VAL_FRACTION,
-        test_fraction=TEST_FRACTION,
-        split_seed=corpus.seed,
-        threads=workers,
-    )
+    splits = PrepareParams(VAL_FRACTION, TEST_FRACTION, split_seed=synth.seed)
+    prepare_dataset(kind, to_logical(raw_out), data_out, splits, threads=workers)
     return Path(data_out) / "manifest.parquet"
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..activations.store import StoreWriter
+from ..config import settings_from
 from ..data.manifest import SPLITS, read_manifest
 from ..errors import ConfigError, InputError
 from ..io import PathLike, atomic_path, read_table
@@ -53,21 +55,49 @@ def prompts(template: str, concepts) -> list[str]:
     return [template.replace("{}", str(c)) for c in concepts]
 
 
+@dataclass(frozen=True)
+class ImageEmbedParams:
+    """embed_images' settings: clip.batch_size, activations.shards and the runtime keys."""
+
+    batch_size: int = 128
+    shards: int = 1  # activations.shards: jobs writing row ranges of one store
+    chunk_rows: int = 1024  # rows per Zarr chunk (not a config key)
+    device: str = "auto"
+    num_workers: int = 0
+
+    @classmethod
+    def from_config(
+        cls, clip: dict[str, Any], shards: int = 1, runtime: dict[str, Any] | None = None
+    ) -> ImageEmbedParams:
+        return settings_from(cls, runtime, {"shards": shards}, clip, section="clip")
+
+
+@dataclass(frozen=True)
+class TextEmbedParams:
+    """embed_texts' settings: the prompt template (annotate.template) and the device."""
+
+    template: str = "an image showing {}"
+    batch_size: int = 256  # prompts per forward pass (not a config key)
+    device: str = "auto"
+
+    @classmethod
+    def from_config(
+        cls, annotate: dict[str, Any], runtime: dict[str, Any] | None = None
+    ) -> TextEmbedParams:
+        return settings_from(cls, runtime, annotate, section="annotate")
+
+
 def embed_images(
     model_dir: PathLike,
     manifest_path: PathLike,
     store_out: PathLike,
-    *,
-    batch_size: int = 128,
-    device: str = "auto",
-    num_workers: int = 0,
-    chunk_rows: int = 1024,
-    shards: int = 1,
+    params: ImageEmbedParams,
     shard: int | None = None,
 ) -> dict[str, Any]:
     """Rule entry point: L2-normalised image embeddings of every split to ``store_out``.
-    ``shard=i`` of ``shards``: only shard i's rows, a part for ``seal_shards``."""
-    dev = pick_device(device)
+    ``shard=i`` of ``params.shards``: only shard i's rows, a part for ``seal_shards``."""
+    batch_size, chunk_rows = params.batch_size, params.chunk_rows
+    dev = pick_device(params.device)
     model, preprocess, tokenizer = load_clip(model_dir, dev)
     manifest = read_manifest(manifest_path)
     dim = encode_texts(model, tokenizer, [""]).shape[1]
@@ -91,7 +121,7 @@ def embed_images(
         align = {
             s: math.lcm(batch_size, row_alignment(n, chunk_rows, dim)) for s, n in n_rows.items()
         }
-        ranges, shard_info = plan_ranges(n_rows, align, shards, shard)
+        ranges, shard_info = plan_ranges(n_rows, align, params.shards, shard)
         attrs |= shard_info
     with StoreWriter(store_out, n_units=dim, attrs=attrs, chunk_rows=chunk_rows) as writer:
         for split in SPLITS:
@@ -106,7 +136,7 @@ def embed_images(
                 images,
                 batch_size=batch_size,
                 shuffle=False,
-                num_workers=num_workers,
+                num_workers=params.num_workers,
                 pin_memory=dev.type == "cuda",
             )
             try:
@@ -132,23 +162,17 @@ def read_concepts(path: PathLike) -> list[str]:
 
 
 def embed_texts(
-    model_dir: PathLike,
-    concepts_path: PathLike,
-    store_out: PathLike,
-    *,
-    template: str,
-    batch_size: int = 256,
-    device: str = "auto",
+    model_dir: PathLike, concepts_path: PathLike, store_out: PathLike, params: TextEmbedParams
 ) -> dict[str, Any]:
     """Rule entry point: prompt embeddings of every concept plus the bare template's."""
     import zarr
 
+    template = params.template
     concepts = read_concepts(concepts_path)
     texts = prompts(template, concepts)
     bare = bare_template(template)
-    dev = pick_device(device)
-    model, _, tokenizer = load_clip(model_dir, dev)
-    emb = encode_texts(model, tokenizer, texts, batch_size)
+    model, _, tokenizer = load_clip(model_dir, pick_device(params.device))
+    emb = encode_texts(model, tokenizer, texts, params.batch_size)
     template_emb = encode_texts(model, tokenizer, [bare])[0]
     info = model_info(model_dir)
     with atomic_path(store_out) as tmp:

@@ -18,30 +18,10 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..io import PathLike
+from .model import TEXT_TOWER_DIR, has_hf_text_tower, save_local_dir
 
 HUB_PREFIX = "hf-hub:"
-TEXT_TOWER_DIR = "hf_text"
 HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-def has_hf_text_tower(model_cfg: dict[str, Any]) -> bool:
-    return "hf_model_name" in model_cfg.get("text_cfg", {})
-
-
-def local_text_tower(model_dir: PathLike, model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """``create_model`` overrides that build a Hugging Face text tower from the config
-    stored in ``model_dir`` instead of the hub; ``{}`` for open_clip's own text tower."""
-    if not has_hf_text_tower(model_cfg):
-        return {}
-    folder = Path(model_dir) / TEXT_TOWER_DIR
-    for need in (folder / "config.json", Path(model_dir) / "tokenizer_config.json"):
-        if not need.is_file():
-            raise InputError(
-                f"{model_dir}: its text tower is a Hugging Face model but "
-                f"{need.relative_to(model_dir)} is missing (load_clip stores it there)"
-            )
-    text_cfg = dict(model_cfg["text_cfg"], hf_model_name=str(folder), hf_model_pretrained=False)
-    return {"text_cfg": text_cfg}
 
 
 def _first_line(exc: Exception) -> str:
@@ -66,8 +46,6 @@ def fetch_hub(model_name: str, dest: PathLike) -> dict[str, Any]:
     """Fetch the open_clip hub repo ``model_name`` and store it as a local-dir at ``dest``."""
     import open_clip
     from huggingface_hub import hf_hub_download
-
-    from .model import save_local_dir
 
     repo = model_name[len(HUB_PREFIX) :]
     if repo.count("/") != 1:

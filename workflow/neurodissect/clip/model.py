@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# a Hugging Face text tower's config (BiomedCLIP's PubMedBERT), stored beside the weights
+TEXT_TOWER_DIR = "hf_text"
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,26 @@ def model_info(model_dir: PathLike) -> dict[str, Any]:
     return dict(read_config(model_dir).get("neurodissect", {"source": "external"}))
 
 
+def has_hf_text_tower(model_cfg: dict[str, Any]) -> bool:
+    return "hf_model_name" in model_cfg.get("text_cfg", {})
+
+
+def local_text_tower(model_dir: PathLike, model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``create_model`` overrides that build a Hugging Face text tower from the config
+    stored in ``model_dir`` instead of the hub; ``{}`` for open_clip's own text tower."""
+    if not has_hf_text_tower(model_cfg):
+        return {}
+    folder = Path(model_dir) / TEXT_TOWER_DIR
+    for need in (folder / "config.json", Path(model_dir) / "tokenizer_config.json"):
+        if not need.is_file():
+            raise InputError(
+                f"{model_dir}: its text tower is a Hugging Face model but "
+                f"{need.relative_to(model_dir)} is missing (load_clip stores it there)"
+            )
+    text_cfg = dict(model_cfg["text_cfg"], hf_model_name=str(folder), hf_model_pretrained=False)
+    return {"text_cfg": text_cfg}
+
+
 def load_clip(model_dir: PathLike, device: Any = "cpu"):
     """(model in eval mode, image preprocess, tokenizer) of an open_clip local-dir.
 
@@ -171,7 +192,7 @@ def load_clip(model_dir: PathLike, device: Any = "cpu"):
     """
     import open_clip
 
-    from . import hf, hub
+    from . import hf
 
     if hf.is_transformers_dir(model_dir):
         return hf.load_transformers_clip(model_dir, device)
@@ -186,7 +207,7 @@ def load_clip(model_dir: PathLike, device: Any = "cpu"):
         )
     try:
         # a Hugging Face text tower is built from the config stored beside the weights
-        overrides = hub.local_text_tower(model_dir, config["model_cfg"])
+        overrides = local_text_tower(model_dir, config["model_cfg"])
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, device=device, **overrides
         )
@@ -195,64 +216,3 @@ def load_clip(model_dir: PathLike, device: Any = "cpu"):
         raise InputError(f"{model_dir}: open_clip cannot load this local-dir ({exc})") from None
     model.eval()
     return model, preprocess, tokenizer
-
-
-def fetch_pretrained(model_name: str, pretrained: str, dest: PathLike) -> dict[str, Any]:
-    """clip.source open_clip: download ``model_name``/``pretrained`` (needs internet) and
-    store it as a local-dir at ``dest``, so later rules never download."""
-    import open_clip
-    from open_clip.factory import get_model_config
-    from open_clip.pretrained import get_pretrained_cfg
-
-    from .hub import HUB_PREFIX, fetch_hub
-
-    if model_name.startswith(HUB_PREFIX):  # the repo carries its config: no tag needed
-        return fetch_hub(model_name, dest)
-    model_cfg = get_model_config(model_name)
-    if model_cfg is None:
-        raise ConfigError(
-            f"clip.model_name={model_name!r} is not an open_clip model; "
-            f"known: {', '.join(open_clip.list_models()[:20])}, ..."
-        )
-    tag_cfg = get_pretrained_cfg(model_name, pretrained) or {}
-    if not tag_cfg and not Path(pretrained).is_file():
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ConfigError(
-            f"clip.pretrained={pretrained!r} is not a tag of {model_name!r} "
-            f"(known: {tags}) nor a weights file"
-        )
-    # weights trained with QuickGELU need it in the stored config too
-    model_cfg["quick_gelu"] = bool(tag_cfg.get("quick_gelu", model_cfg.get("quick_gelu", False)))
-    try:
-        model, _, _ = open_clip.create_model_and_transforms(
-            model_name, pretrained=pretrained, force_quick_gelu=model_cfg["quick_gelu"]
-        )
-    except Exception as exc:  # download / hub errors come in many types
-        raise ConfigError(
-            f"cannot fetch open_clip model {model_name!r} with weights {pretrained!r} "
-            f"(clip.source: open_clip needs internet access, or a cached copy; "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Offline, use clip.source: local with clip.path, or clip.source: train"
-        ) from None
-    preprocess_cfg = {
-        k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg
-    }
-    preprocess_cfg["size"] = model_cfg["vision_cfg"].get("image_size", 224)
-    info = {"source": "open_clip", "model_name": model_name, "pretrained": pretrained}
-    save_local_dir(model, model_cfg, preprocess_cfg, dest, info)
-    return info
-
-
-def copy_local(path: PathLike, dest: PathLike) -> dict[str, Any]:
-    """clip.source local: check that ``path`` loads as a local-dir, then copy it to ``dest``."""
-    src = Path(path)
-    if not src.is_dir():
-        raise InputError(f"{src}: clip.path is not a folder (expected an open_clip local-dir)")
-    load_clip(src)  # fails with a clear error before anything is copied
-    info = {"source": "local", "path": str(src), "origin": model_info(src)}
-    with atomic_path(dest) as tmp:
-        shutil.copytree(src, tmp)
-        config = json.loads((tmp / CONFIG_FILE).read_text())
-        config["neurodissect"] = info
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return info

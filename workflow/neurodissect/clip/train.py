@@ -33,7 +33,7 @@ from ..config import settings_from
 from ..data.manifest import Manifest, read_manifest
 from ..errors import ConfigError, InputError
 from ..io import PathLike, remove_path, write_history, write_json
-from ..models.resume import (
+from ..opaque.resume import (
     fingerprint,
     load_resume,
     restore_training,

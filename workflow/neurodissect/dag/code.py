@@ -48,13 +48,12 @@ def _package_of(path: Path, package_dir: Path) -> str:
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
-def _imported_names(tree: ast.Module, path: Path, package_dir: Path) -> set[str]:
-    """Dotted names ``path`` imports (absolute or resolved relative), incl. ``from X import
-    y`` as both X and X.y (y may be a submodule)."""
-    names: set[str] = set()
+def _import_statements(tree: ast.Module, path: Path, package_dir: Path):
+    """(module, names) per import in ``path``: ``import a.b`` → ("a.b", ()), ``from X import
+    y, z`` → (X, ("y", "z")) with a relative X resolved."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            yield from ((alias.name, ()) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = _package_of(path, package_dir).split(".")
@@ -62,8 +61,16 @@ def _imported_names(tree: ast.Module, path: Path, package_dir: Path) -> set[str]
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            names.add(target)
-            names.update(f"{target}.{alias.name}" for alias in node.names)
+            yield target, tuple(alias.name for alias in node.names)
+
+
+def _imported_names(tree: ast.Module, path: Path, package_dir: Path) -> set[str]:
+    """Dotted names ``path`` imports (absolute or resolved relative), incl. ``from X import
+    y`` as both X and X.y (y may be a submodule)."""
+    names: set[str] = set()
+    for target, members in _import_statements(tree, path, package_dir):
+        names.add(target)
+        names.update(f"{target}.{member}" for member in members)
     return names
 
 
@@ -124,3 +131,48 @@ def fingerprint(files: list[Path], package_dir: Path = PACKAGE_DIR) -> str:
 def code_fingerprint(script: str | Path, package_dir: Path = PACKAGE_DIR) -> str:
     """params.code of a rule running ``script``: the hash of its import closure."""
     return fingerprint(import_closure(script, package_dir), Path(package_dir).resolve())
+
+
+# -- the import graph --------------------------------------------------------------------
+def module_imports(path: Path, package_dir: Path = PACKAGE_DIR) -> set[Path]:
+    """The package modules ``path`` names in its imports: ``from X import y`` is X.y where
+    that is a module, else X. Unlike the closure above, the enclosing packages' __init__ that
+    Python also runs are not edges: they would make every package a cycle with its modules."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    found: set[Path] = set()
+    for target, members in _import_statements(tree, path, package_dir):
+        for name in [f"{target}.{m}" for m in members] or [target]:
+            file = module_file(name, package_dir) or module_file(target, package_dir)
+            if file is not None and file != path:
+                found.add(file)
+    return found
+
+
+def import_graph(package_dir: Path = PACKAGE_DIR) -> dict[Path, set[Path]]:
+    """Each package module → the package modules it imports (:func:`module_imports`)."""
+    package_dir = Path(package_dir).resolve()
+    return {p: module_imports(p, package_dir) for p in sorted(package_dir.rglob("*.py"))}
+
+
+def import_cycle(graph: dict[Path, set[Path]]) -> list[Path]:
+    """One cycle of ``graph`` (its modules in import order, the first repeated at the end),
+    or [] when the graph is acyclic (a depth-first search for a back edge)."""
+    state: dict[Path, int] = {}  # 1: on the current path, 2: done
+    path: list[Path] = []
+
+    def visit(node: Path) -> list[Path]:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return []
+
+    for start in graph:
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return []

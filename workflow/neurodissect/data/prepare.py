@@ -125,15 +125,14 @@ def prepare_dataset(
     fmt: str,
     root: PathLike,
     out_dir: PathLike,
-    *,
-    on_bad_image: str = "error",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    split_seed: int = 0,
+    params: PrepareParams = PrepareParams(),
     options: dict[str, Any] | None = None,
     threads: int = 1,
 ) -> PreparedDataset:
-    """Read, check, split, hash and write one dataset (see the module docstring)."""
+    """Read, check, split, hash and write one dataset of format ``fmt`` (its adapter's
+    ``options``) from ``root`` to ``out_dir`` (see the module docstring)."""
+    on_bad_image = params.on_bad_image
+    val_fraction, test_fraction = params.val_fraction, params.test_fraction
     if on_bad_image not in ON_BAD_IMAGE:
         raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -179,7 +178,7 @@ def prepare_dataset(
     if records.empty:
         raise InputError(f"{root_given}: no usable image left ({len(skipped)} skipped)")
     records["split"] = assign_splits(
-        records, raw.classes, raw.task, val_fraction, test_fraction, split_seed
+        records, raw.classes, raw.task, val_fraction, test_fraction, params.split_seed
     )
     empty = [s for s in SPLITS if not (records["split"] == s).any()]
     if empty:

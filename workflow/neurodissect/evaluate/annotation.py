@@ -514,7 +514,7 @@ def run_localization(inputs, truths, store, manifest, splits, params, arch):
             log.info("class units: no CAM layer store / model given, localization skipped")
             return None
         from ..io import load_state_dict
-        from ..models import head_weights
+        from ..opaque import head_weights
 
         head_weight = head_weights(load_state_dict(inputs.opaque), arch)[0]
         maps_store = inputs.cam_store

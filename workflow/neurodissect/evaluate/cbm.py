@@ -186,7 +186,7 @@ def _opaque_predictions(features_path, opaque_path, arch, split, n_rows, multila
     not the head's input (then metrics come from opaque/metrics.json)."""
     from ..activations.store import ActivationStore
     from ..io import load_state_dict
-    from ..models import head_weights, predict_from_penultimate
+    from ..opaque import head_weights, predict_from_penultimate
 
     try:
         state = load_state_dict(opaque_path)

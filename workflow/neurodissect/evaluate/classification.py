@@ -3,7 +3,7 @@ fidelity check and the concept bottleneck model are scored identically.
 
 ``scores`` are class probabilities (softmax rows for multi-class data, one
 sigmoid per class for multi-label data), e.g. from
-:func:`neurodissect.models.predict_from_penultimate`.
+:func:`neurodissect.opaque.predict_from_penultimate`.
 """
 
 from __future__ import annotations

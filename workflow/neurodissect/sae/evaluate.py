@@ -103,7 +103,7 @@ def reconstruction_metrics(
     multilabel: bool,
 ) -> dict[str, float]:
     """FVU / L0 / dead fraction, and the head's metrics on original vs reconstructed rows."""
-    from ..models import predict_from_penultimate
+    from ..opaque import predict_from_penultimate
 
     W, b = head
     acc = SAEMetrics(model.n_latents)
@@ -267,8 +267,8 @@ def evaluate_sae(
     """Rule entry point: metrics.json and groundtruth.parquet; ``verification`` (verify_names'
     metrics, synthetic data) is merged into metrics.json."""
     from ..evaluate.groundtruth import read_json_file, read_planted_concepts
-    from ..models import head_weights
     from ..naming.table import read_concepts
+    from ..opaque import head_weights
 
     split = params.eval_split
     manifest = read_manifest(manifest_path)

@@ -42,8 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import settings_from
 from ..io import PathLike
-from .run import VerifyParams, planted_concept_of
+from .run import ExplanationSettings, VerifyParams, planted_concept_of
 
 log = logging.getLogger(__name__)
 
@@ -228,36 +229,56 @@ def explanation_faithfulness(
     return metrics
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What the explanation probe reads besides its files: the dataset's format and
+    generator settings (None: not generated, so no probe), the opaque model's architecture,
+    the verify keys of the probe and the model input / device of the re-rendered images."""
+
+    kind: str
+    synth: dict | None
+    arch: str
+    explain: ExplanationSettings
+    model: VerifyParams
+
+    @classmethod
+    def from_config(
+        cls,
+        kind: str,
+        synth: dict | None,
+        arch: str,
+        verify: dict[str, Any],
+        model_input: dict[str, Any],
+        runtime: dict[str, Any] | None = None,
+    ) -> ProbeSettings:
+        """From evaluate_cbm's params: ``verify`` holds ExplanationSettings' keys (any other
+        is a ConfigError), ``model_input`` image_size / pooling / vit_tokens."""
+        explain = settings_from(ExplanationSettings, verify, section="verify")
+        model = VerifyParams.from_config(verify, model_input, model_input, runtime)
+        return cls(kind, synth, arch, explain, model)
+
+
 def explanation_probe(
-    kind: str,
-    synth: dict | None,
-    opaque: PathLike,
-    arch: str,
-    manifest: PathLike,
-    gt_synonyms: PathLike,
-    cfg: dict,
-    model_input: dict,
-    device: str = "auto",
+    opaque: PathLike, manifest: PathLike, gt_synonyms: PathLike, settings: ProbeSettings
 ) -> ExplanationProbe | None:
-    """The probe of a generated synthetic dataset from rule params, or None (other data)."""
-    if synth is None:
+    """The probe of a generated synthetic dataset, or None (other data)."""
+    if settings.synth is None:
         return None
     from ..data.manifest import read_manifest
     from ..data.synth.counterfactual import concept_names
     from ..evaluate.groundtruth import class_causes, read_json_file
     from .run import read_synonyms
 
-    params = VerifyParams.from_config(cfg, model_input, model_input, {"device": device})
     classes = list(read_manifest(manifest).classes)
     return ExplanationProbe(
-        kind=kind,
-        synth=synth,
+        kind=settings.kind,
+        synth=settings.synth,
         opaque=opaque,
-        arch=arch,
+        arch=settings.arch,
         classes=classes,
-        synonyms=read_synonyms(gt_synonyms, concept_names(kind)),
-        params=params,
-        n_images=int(cfg.get("n_explanations", 100)),
-        seed=int(cfg.get("seed", 0)),
+        synonyms=read_synonyms(gt_synonyms, concept_names(settings.kind)),
+        params=settings.model,
+        n_images=settings.explain.n_explanations,
+        seed=settings.explain.seed,
         causes=class_causes(read_json_file(gt_synonyms), classes),
     )

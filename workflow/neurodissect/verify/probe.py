@@ -109,7 +109,7 @@ def responses(
 
 def as_model_input(images: np.ndarray, image_size: int) -> torch.Tensor:
     """uint8 (B, H, W[, C]) → the normalised (B, 3, S, S) input the model was evaluated on."""
-    from ..models.data import eval_transform
+    from ..opaque.data import eval_transform
 
     x = torch.from_numpy(np.ascontiguousarray(images))
     x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
@@ -132,7 +132,7 @@ def unit_responder(
     """A function images → (B, U) responses of ``layer``'s units (pooled as in
     extraction), or of the SAE latents on ``layer``'s features when ``sae_pt`` is given."""
     from ..activations.extract import LayerTaps, resolve_layers
-    from ..models import load_opaque
+    from ..opaque import load_opaque
 
     model = load_opaque(model_pt, arch, n_classes).to(device).eval()
     sae = None

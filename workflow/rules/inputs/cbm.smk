@@ -2,6 +2,19 @@
 # file; functions only, so `snakemake --lint` keeps rules and functions apart).
 
 
+def selection_inputs(wildcards):
+    """select_concepts inputs: the CAVs and their accuracy, plus the opaque model when
+    cbm.class_relevance weighs concepts by its head and the manifest (class names) when
+    cbm.exclude_class_names drops concepts named like a class."""
+    cbm = f"results/{wildcards.dataset}/{wildcards.model}/cbm"
+    inputs = {"cavs": f"{cbm}/cavs.zarr", "accuracy": f"{cbm}/cav_accuracy.parquet"}
+    if config["cbm"]["class_relevance"]:
+        inputs["opaque"] = f"results/{wildcards.dataset}/{wildcards.model}/opaque/model.pt"
+    if config["cbm"]["exclude_class_names"]:
+        inputs["manifest"] = f"results/{wildcards.dataset}/data/manifest.parquet"
+    return inputs
+
+
 def cbm_inputs(wildcards):
     """build_cbm inputs: features, CAVs, the selection, the manifest."""
     cbm = f"results/{wildcards.dataset}/{wildcards.model}/cbm"

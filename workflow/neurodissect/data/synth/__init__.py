@@ -23,40 +23,29 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ...errors import InputError
 from ...io import PathLike, atomic_path
+from .layout import SynthParams
 
 log = logging.getLogger(__name__)
 
 KINDS = ("synthderm", "synthcxr")
 MIN_SIZE = 16
 # the defaults of config/schema.yaml $defs/synth (tests/test_config.py keeps them equal)
-DEFAULTS = {"n": 3000, "size": 64, "seed": 0, "noise": 0.1, "difficulty": 0.5}
+DEFAULTS = asdict(SynthParams())
 
 
-def generate(
-    kind: str,
-    out: PathLike,
-    *,
-    n: int = 3000,
-    size: int = 64,
-    seed: int = 0,
-    noise: float = 0.1,
-    difficulty: float = 0.5,
-    workers: int = 1,
-) -> Path:
+def generate(kind: str, out: PathLike, params: SynthParams, workers: int = 1) -> Path:
     """Write a synthetic raw dataset folder at ``out`` (created atomically) and return it.
 
-    ``noise``: fraction of labels redrawn at random (0..1); ``difficulty``: 0 = large,
-    high-contrast structures, 1 = smaller, fainter ones with more sensor noise.
     An existing ``out`` is replaced only if it holds an earlier synthetic dataset.
     ``workers`` processes render images in parallel (same files for any number).
     """
-    from .layout import SynthParams
-
-    check_arguments(kind, n, size, seed, noise, difficulty)
+    check_arguments(kind, params)
+    params = replace(params, noise=float(params.noise), difficulty=float(params.difficulty))
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "dataset_card.md").exists():
         raise InputError(
@@ -70,19 +59,20 @@ def generate(
     start = time.perf_counter()
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        write(tmp, SynthParams(n, size, seed, float(noise), float(difficulty)), workers)
+        write(tmp, params, workers)
     log.info(
         "wrote %d %s images (%d px) to %s in %.1f s",
-        n,
+        params.n,
         kind,
-        size,
+        params.size,
         out,
         time.perf_counter() - start,
     )
     return out
 
 
-def check_arguments(kind: str, n: int, size: int, seed: int, noise: float, difficulty: float):
+def check_arguments(kind: str, params: SynthParams) -> None:
+    n, size, seed = params.n, params.size, params.seed
     problems = []
     if kind not in KINDS:
         problems.append(f"kind {kind!r} is not one of {list(KINDS)}")
@@ -92,7 +82,7 @@ def check_arguments(kind: str, n: int, size: int, seed: int, noise: float, diffi
         problems.append(f"size={size!r}: expected an image side of at least {MIN_SIZE} px")
     if not isinstance(seed, int) or seed < 0:
         problems.append(f"seed={seed!r}: expected a non-negative integer")
-    for name, value in (("noise", noise), ("difficulty", difficulty)):
+    for name, value in (("noise", params.noise), ("difficulty", params.difficulty)):
         if not isinstance(value, (int, float)) or not 0 <= value <= 1:
             problems.append(f"{name}={value!r}: expected a number in [0, 1]")
     if problems:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ...config import settings_from
 from .reports import PlantedConcept
 
 IMAGES_DIR = "images"
@@ -32,11 +33,18 @@ STREAM_GROUPS, STREAM_CASE, STREAM_RENDER, STREAM_REPORT = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class SynthParams:
-    n: int
-    size: int
-    seed: int
-    noise: float
-    difficulty: float
+    """A generated dataset's settings (config ``datasets.<name>.synth``; the defaults are
+    those of config/schema.yaml $defs/synth, tests/test_config.py keeps them equal)."""
+
+    n: int = 3000  # images
+    size: int = 64  # image side (px)
+    seed: int = 0
+    noise: float = 0.1  # fraction of labels redrawn at random (0..1)
+    difficulty: float = 0.5  # 0 = large, high-contrast structures; 1 = small, faint, noisy
+
+    @classmethod
+    def from_config(cls, synth: dict[str, Any], section: str = "synth") -> SynthParams:
+        return settings_from(cls, synth, section=section)
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.__dict__.items())

@@ -1,4 +1,4 @@
-"""Stage `models`: the target ("opaque") classifiers.
+"""Stage `opaque`: the target ("opaque") classifiers.
 
 Public API (other stages rely on these names):
 

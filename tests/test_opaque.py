@@ -1,4 +1,4 @@
-"""Stage `models`: architectures and layer names, foreign checkpoints, the
+"""Stage `opaque`: architectures and layer names, foreign checkpoints, the
 training loop (multi-class and multi-label), resume after a real SIGKILL,
 pretrained models with a re-fitted head, and the shared classification metrics."""
 
@@ -22,7 +22,7 @@ from neurodissect.data.manifest import write_manifest
 from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.classification import classification_metrics
 from neurodissect.io import load_state_dict, read_json, save_state_dict
-from neurodissect.models import (
+from neurodissect.opaque import (
     ARCHITECTURES,
     build_model,
     build_model_with_report,
@@ -31,7 +31,7 @@ from neurodissect.models import (
     predict_from_penultimate,
     resolve_layer,
 )
-from neurodissect.models.train import OpaqueTrainParams, balanced_sampler, train_opaque
+from neurodissect.opaque.train import OpaqueTrainParams, balanced_sampler, train_opaque
 from neurodissect.runtime import KILL_AFTER_EPOCH_ENV
 
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
@@ -255,7 +255,7 @@ def test_imagenet_densenet121_old_style_keys_under_model_with_backbone_prefix(tm
 
 def test_vit_checkpoint_at_224_px_fits_a_smaller_image_size():
     """Position embeddings are interpolated to the model's patch grid (224 px: 14 x 14 -> 2 x 2)."""
-    from neurodissect.models.checkpoints import load_weights
+    from neurodissect.opaque.checkpoints import load_weights
 
     state = _state("vit_b_16", 1000, seed=8)
     assert state["encoder.pos_embedding"].shape == (1, 197, 768)
@@ -345,7 +345,7 @@ def test_balanced_sampler_weights_are_inverse_class_frequencies():
 
 _TRAIN_CHILD = """
 import json, sys
-from neurodissect.models.train import OpaqueTrainParams, train_opaque
+from neurodissect.opaque.train import OpaqueTrainParams, train_opaque
 out = sys.argv[2]
 summary = train_opaque(sys.argv[1], f"{out}/model.pt", f"{out}/metrics.json", f"{out}/history.csv",
                        None, arch="resnet18", seed=0, threads=1,
@@ -474,8 +474,8 @@ def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(
     checkpoint of an enabled scaler, and resuming from it."""
     from neurodissect import runtime
     from neurodissect.data.manifest import read_manifest
-    from neurodissect.models import build_model_with_report
-    from neurodissect.models.train import _split_datasets, fit
+    from neurodissect.opaque import build_model_with_report
+    from neurodissect.opaque.train import _split_datasets, fit
 
     monkeypatch.setattr(runtime, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
     summary = train(few_shapes, tmp_path / "full", epochs=1, batch_size=8)
@@ -512,7 +512,7 @@ def test_amp_branch_trains_with_an_enabled_grad_scaler_and_resumes_it(
 
 def test_a_disabled_scalers_checkpoint_restores_into_an_enabled_scaler(caplog):
     """A CPU-written checkpoint ({} scaler state) met by a CUDA run: no crash, fresh scaler."""
-    from neurodissect.models.resume import restore_training, training_state
+    from neurodissect.opaque.resume import restore_training, training_state
 
     gen = torch.Generator().manual_seed(0)
     model = torch.nn.Linear(2, 1)
@@ -521,7 +521,7 @@ def test_a_disabled_scalers_checkpoint_restores_into_an_enabled_scaler(caplog):
     )
     assert cpu_state["scaler"] == {}
     enabled = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
-    caplog.set_level("WARNING", logger="neurodissect.models.resume")
+    caplog.set_level("WARNING", logger="neurodissect.opaque.resume")
     epoch, _ = restore_training(cpu_state, gen, model=model, scaler=enabled)
     assert epoch == 1 and enabled.get_scale() == 1024.0
     assert "grad scaler was disabled, this run's is enabled" in caplog.text
@@ -540,11 +540,11 @@ def test_a_disabled_scalers_checkpoint_restores_into_an_enabled_scaler(caplog):
 
 def test_cuda_rng_states_restore_onto_fewer_visible_gpus(caplog):
     """A checkpoint written where 4 GPUs were visible, resumed where 1 is (fake states)."""
-    from neurodissect.models.resume import restore_cuda_rng
+    from neurodissect.opaque.resume import restore_cuda_rng
 
     saved = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
     calls = []
-    caplog.set_level("WARNING", logger="neurodissect.models.resume")
+    caplog.set_level("WARNING", logger="neurodissect.opaque.resume")
     assert restore_cuda_rng(saved, 1, lambda state, index: calls.append((index, state))) == 1
     assert [i for i, _ in calls] == [0] and torch.equal(calls[0][1], saved[0])
     assert "4 GPU RNG states, 1 GPU(s) visible" in caplog.text

@@ -4,7 +4,7 @@
 # delete it before rerunning a killed job. Input functions: opaque_inputs.
 
 
-include: "inputs/models.smk"
+include: "inputs/opaque.smk"
 
 
 rule train_opaque:
@@ -26,7 +26,7 @@ rule train_opaque:
         "results/{dataset}/benchmarks/{model}/train_opaque.tsv"
     params:
         code=script_code("train_opaque"),
-        cfg=settings("opaque", "models.train:OpaqueTrainParams"),
+        cfg=settings("opaque", "opaque.train:OpaqueTrainParams"),
         runtime=section("runtime"),
         arch=model_arch,
         seed=model_seed,

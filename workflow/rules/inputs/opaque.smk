@@ -1,4 +1,4 @@
-# Input functions and parameter helpers of the models rules (models.smk includes this
+# Input functions and parameter helpers of the opaque rules (opaque.smk includes this
 # file; functions only, so `snakemake --lint` keeps rules and functions apart).
 
 

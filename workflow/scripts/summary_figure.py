@@ -1,4 +1,4 @@
-"""figures: adapter; the logic is neurodissect.viz.summary."""
+"""summary_figure: adapter; the logic is neurodissect.viz.summary."""
 
 from neurodissect.runtime import RunContext
 from neurodissect.viz.summary import plot_summary

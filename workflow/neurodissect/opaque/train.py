@@ -34,7 +34,7 @@ from ..evaluate.classification import classification_metrics, primary_metric
 from ..io import PathLike, remove_path, save_state_dict, write_history, write_json
 from ..provenance import recorded_digest
 from ..runtime import pick_device, progress, seed_everything
-from ..viz.models import plot_learning_curve
+from ..viz.opaque import plot_learning_curve
 from . import build_model_with_report
 from .data import ImageCache, ManifestImages, eval_transform, preprocess_record, train_transform
 from .probe import fit_head, penultimate_features, refit_head
