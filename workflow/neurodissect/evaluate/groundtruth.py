@@ -12,7 +12,6 @@ memory stays bounded for any number of units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -166,21 +165,6 @@ def read_json_file(path: PathLike) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object (concept -> synonyms)")
     return data
-
-
-def class_causes(
-    info: dict[str, Any], classes: list[str], key: str = "causes"
-) -> dict[str, list[str]]:
-    """class → planted concepts that cause it, from concepts_gt.json entries' ``causes``
-    (``key="spurious_for"``: the concepts spuriously correlated with it)."""
-    out: dict[str, list[str]] = {c: [] for c in classes}
-    for concept, entry in info.items():
-        if not isinstance(entry, dict):
-            continue
-        for cls in entry.get(key) or []:
-            if cls in out:
-                out[cls].append(concept)
-    return out
 
 
 def concept_recovery(
