@@ -7,6 +7,7 @@ from neurodissect.dag.targets import (
     COMPARISON,
     RunGrid,
     audited_targets,
+    figure_targets,
     final_targets,
     metrics_files,
     stage_targets,
@@ -61,6 +62,15 @@ def test_compare_reads_every_metrics_file_and_the_audit_covers_everything_else()
     assert len(metrics) == 2 + 4 * 5
     assert audited_targets(GRID) == [*stage, *COMPARISON.values()]
     assert final_targets(GRID) == [*stage, *COMPARISON.values(), *AUDIT.values()]
+
+
+def test_rule_figures_draws_every_figure_of_the_runs():
+    figures = figure_targets(stage_targets(GRID))
+    # per dataset: overview, clip curve; per run: learning curve, sae curve, 3 cbm, summary;
+    # verified runs: 3 verification figures each
+    assert len(figures) == 2 * 2 + 4 * 6 + 2 * 3
+    assert "results/a/resnet18-s0/figures/summary.png" in figures
+    assert all(f.endswith(".png") for f in figures)
 
 
 def test_no_dataset_no_comparison():

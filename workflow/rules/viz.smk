@@ -1,4 +1,10 @@
-# Per-run summary figure: every stage's headline metrics on one page.
+# Per-run summary figure: every stage's headline metrics on one page; rule figures (the
+# DESIGN's target name) draws every figure of the configured runs: `snakemake figures`.
+
+
+rule figures:
+    input:
+        dag_targets.figure_targets(dag_targets.stage_targets(run_grid())),
 
 
 rule summary_figure:

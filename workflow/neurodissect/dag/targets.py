@@ -88,6 +88,11 @@ def stage_targets(grid: RunGrid) -> list[str]:
     return [*out, *_expand([f"{run}/atlas/index.html"], **dm)]
 
 
+def figure_targets(targets: list[str]) -> list[str]:
+    """The figures among `targets`: rule figures' inputs."""
+    return [t for t in targets if t.endswith(".png")]
+
+
 def metrics_files(targets: list[str]) -> list[str]:
     """The metrics.json files among `targets`: rule compare's inputs."""
     return [t for t in targets if t.endswith("metrics.json")]
