@@ -123,8 +123,11 @@ def test_sae_variant_reruns_the_sae_chain_only(run, changed):
     assert jobs - ALWAYS_AFTER <= SAE_CHAIN, jobs
 
 
-def test_annotate_alpha_reruns_matching_and_after_only(run, changed):
-    jobs = planned_jobs(run, changed({"annotate": {"alpha": 80}}))
+@pytest.mark.parametrize(
+    "change", [{"alpha": 80}, {"standardize": True}], ids=["alpha", "standardize"]
+)
+def test_annotate_matching_keys_rerun_matching_and_after_only(run, changed, change):
+    jobs = planned_jobs(run, changed({"annotate": change}))
     assert jobs - ALWAYS_AFTER == {
         "match_concepts",
         "verify_names:annotate",
