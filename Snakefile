@@ -57,3 +57,9 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# the DESIGN's `figures`: every figure of the configured runs (`snakemake figures`)
+rule figures:
+    input:
+        dag_targets.figure_targets(dag_targets.stage_targets(run_grid())),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from neurodissect.activations.shards import row_alignment, seal_shards, shard_attrs, shard_range
 from neurodissect.activations.store import ActivationStore, StoreWriter
-from neurodissect.clip.embed import embed_images
+from neurodissect.clip.embed import ImageEmbedParams, embed_images
 from neurodissect.errors import InputError
 
 UNITS, GRID, CHUNK = 8, (3, 3), 16
@@ -135,10 +136,10 @@ def _in_fresh_process(cwd: Path, func, *args, threads: int = 2, **kwargs) -> Non
     from conftest import REPO
 
     call = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    code = (
-        f"import torch; torch.set_num_threads({threads}); "
-        f"from {func.__module__} import {func.__name__}; {func.__name__}({call})"
-    )
+    # a settings object's repr names its class: import it beside the function
+    names = [func, *(type(a) for a in [*args, *kwargs.values()] if is_dataclass(a))]
+    imports = "; ".join(f"from {n.__module__} import {n.__name__}" for n in names)
+    code = f"import torch; torch.set_num_threads({threads}); {imports}; {func.__name__}({call})"
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True)
 
@@ -225,8 +226,7 @@ def test_tiny_dag_with_two_shards_seals_image_embeddings_equal_to_one_job(tmp_pa
         "results/tiny/clip/model",
         "results/tiny/data/manifest.parquet",
         "one.zarr",
-        batch_size=4,
-        device="cpu",
+        ImageEmbedParams(batch_size=4, device="cpu"),
     )
     a, b = _files(sealed), _files(tmp_path / "one.zarr")
     chunks = {k for k in b if not k.endswith("zarr.json")}

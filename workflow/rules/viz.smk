@@ -1,10 +1,4 @@
-# Per-run summary figure: every stage's headline metrics on one page; rule figures (the
-# DESIGN's target name) draws every figure of the configured runs: `snakemake figures`.
-
-
-rule figures:
-    input:
-        dag_targets.figure_targets(dag_targets.stage_targets(run_grid())),
+# Per-run summary figure: every stage's headline metrics on one page.
 
 
 rule summary_figure:
