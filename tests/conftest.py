@@ -166,6 +166,21 @@ def planned_jobs(
     return job_names(run_snakemake(workdir, *args, configfile=config).stdout)
 
 
+def assert_resumed_equals_uninterrupted(a: dict, b: dict, dir_a: Path, dir_b: Path) -> None:
+    """A resumed training (weights ``b``, outputs in ``dir_b``) ended exactly where the
+    uninterrupted one did: equal tensors and the same history.csv file (epoch times live
+    in the sidecar, not the CSV)."""
+    import pandas as pd
+    import torch
+
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    history_a = pd.read_csv(dir_a / "history.csv")
+    pd.testing.assert_frame_equal(history_a, pd.read_csv(dir_b / "history.csv"))
+    assert "seconds" not in history_a.columns
+
+
 def clone_run(src: Path, dst: Path) -> Path:
     """Copy a finished run (outputs, mtimes and .snakemake metadata) to mutate it safely."""
     shutil.copytree(src, dst, symlinks=True, copy_function=shutil.copy2)

@@ -20,7 +20,15 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import clone_run, deep_update, job_names, planned_jobs, run_snakemake, write_config
+from conftest import (
+    assert_resumed_equals_uninterrupted,
+    clone_run,
+    deep_update,
+    job_names,
+    planned_jobs,
+    run_snakemake,
+    write_config,
+)
 from neurodissect.activations.store import ActivationStore
 from neurodissect.clip import encode_texts, l2_normalise, load_clip, model_info
 from neurodissect.clip.data import sample_sentences, split_sentences
@@ -315,13 +323,7 @@ def test_training_killed_mid_run_resumes_to_identical_weights(discs, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from_epoch"] == 2
     a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    # epoch times live in the sidecar, not the CSV: the resumed history is the same file
-    history_a = pd.read_csv(tmp_path / "a" / "history.csv")
-    pd.testing.assert_frame_equal(history_a, pd.read_csv(tmp_path / "b" / "history.csv"))
-    assert "seconds" not in history_a.columns
+    assert_resumed_equals_uninterrupted(a, b, tmp_path / "a", tmp_path / "b")
 
 
 def test_resume_checkpoint_of_another_config_is_not_used(discs, tmp_path):

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import assert_resumed_equals_uninterrupted
 from neurodissect.data.manifest import write_manifest
 from neurodissect.errors import ConfigError, InputError
 from neurodissect.evaluate.classification import classification_metrics
@@ -384,13 +385,7 @@ def test_training_killed_mid_run_resumes_to_bit_identical_weights(few_shapes, tm
     assert json.loads(resumed.stdout.splitlines()[-1])["resumed_from_epoch"] == 2
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    # epoch times live in the sidecar, not the CSV: the resumed history is the same file
-    history_a = pd.read_csv(tmp_path / "a" / "history.csv")
-    pd.testing.assert_frame_equal(history_a, pd.read_csv(tmp_path / "b" / "history.csv"))
-    assert "seconds" not in history_a.columns
+    assert_resumed_equals_uninterrupted(a, b, tmp_path / "a", tmp_path / "b")
 
 
 def test_resume_checkpoint_of_another_config_is_not_used(few_shapes, tmp_path):
