@@ -117,6 +117,17 @@ def test_sae_evaluation_keys_rerun_their_rule_only(run, changed):
     assert jobs - ALWAYS_AFTER == {"sae_baselines"}, jobs
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"drop_locations": False}, {"location_words": ["nest"]}],
+    ids=["drop_locations", "location_words"],
+)
+def test_location_keys_rerun_the_vocabulary_and_what_reads_it(run, changed, change):
+    jobs = planned_jobs(run, changed({"vocab": change}))
+    assert {"build_vocabulary", "embed_texts", "match_concepts", "name_concepts"} <= jobs, jobs
+    assert not jobs & {"prepare_data", "train_opaque", "train_clip", "train_sae"}, jobs
+
+
 def test_sae_variant_reruns_the_sae_chain_only(run, changed):
     jobs = planned_jobs(run, changed({"sae": {"variant": "batchtopk"}}))
     assert "train_sae" in jobs and "sae_baselines" in jobs

@@ -163,6 +163,42 @@ def test_mine_vocabulary_filters_orders_and_caps():
     ]
 
 
+def test_location_only_phrases_are_not_concepts(tmp_path):
+    """'right lung' / 'left middle zone' say where, not what: dropped when mined (the
+    effusion of a side-specific unit must not be named 'right lung'); a phrase with one
+    non-location word stays, and a user's own location words extend the list."""
+    sets = [{"right lung", "lung", "right chest tube", "chest tube", "macula", "drusen"}] * 3
+    kept = set(mine_vocabulary(sets, 2, 10, VocabParams().is_location)["concept"])
+    assert kept == {"right chest tube", "chest tube", "macula", "drusen"}
+    fundus = VocabParams(location_words=("Macula",))
+    assert set(mine_vocabulary(sets, 2, 10, fundus.is_location)["concept"]) == kept - {"macula"}
+    everything = VocabParams(drop_locations=False)
+    assert len(mine_vocabulary(sets, 2, 10, everything.is_location)) == len(sets[0])
+    rows = [(f"r{i}", "train", "There is a right lung nodule. The left middle zone is clear.")
+            for i in range(3)]
+    vocab = build_vocabulary(
+        write_reports_manifest(tmp_path, rows),
+        tmp_path / "c.parquet",
+        tmp_path / "d.parquet",
+        params=VocabParams(min_df=2),
+    )
+    concepts = set(pd.read_parquet(tmp_path / "c.parquet")["concept"])
+    assert vocab["n_concepts"] == len(concepts)
+    assert {"right lung nodule", "lung nodule", "nodule"} <= concepts
+    assert not concepts & {"left middle zone", "middle zone", "zone"}
+
+
+def test_no_planted_concept_or_class_name_is_a_location():
+    """Every ground-truth name of both generators survives drop_locations."""
+    from neurodissect.data.synth import cxr, derm
+
+    params = VocabParams()
+    for generator in (cxr, derm):
+        names = [s for c in generator.CONCEPTS for s in c.synonyms]
+        names += [s.lower() for v in generator.CLASS_SYNONYMS.values() for s in v]
+        assert not [n for n in names if params.is_location(n)], generator.__name__
+
+
 REPORTS = [
     ("a0", "train", "There is a pleural effusion. Impression: melanoma."),
     ("a1", "train", "Pleural effusion. No pneumothorax. Diagnosis: melanoma."),

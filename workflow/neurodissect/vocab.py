@@ -117,6 +117,27 @@ NEGATION_WORDS = frozenset({"no", "not", "n't", "without", "never", "none", "nor
 HYPHENS = ("-", "–")
 UNITS = frozenset({"mm", "cm", "ml", "cc", "mg", "kg", "mmhg"})
 COPULAS = frozenset({"is", "are", "was", "were", "be", "been", "being", "has", "have", "had"})
+# Where, not what: laterality and position, chest anatomy, body sites. A mined phrase made
+# only of these words ("right lung", "left middle zone", "periphery", "scalp") says where a
+# finding is, so it is no concept; a phrase with one other word ("right chest tube",
+# "peripheral streak") is kept. Reports mention locations with most findings, so without this
+# a side- or zone-specific unit is named after its location (vocab.drop_locations).
+# fmt: off
+LOCATION_WORDS = frozenset({
+    "right", "left", "bilateral", "unilateral", "upper", "middle", "mid", "lower", "apical",
+    "apex", "basal", "basilar", "bibasilar", "base", "lateral", "medial", "anterior", "posterior",
+    "superior", "inferior", "central", "centre", "center", "peripheral", "periphery", "proximal",
+    "distal", "dorsal", "ventral", "side", "region", "area", "zone", "field", "lobe", "segment",
+    "quadrant", "aspect", "portion", "level",
+    "lung", "hemithorax", "thorax", "chest", "wall", "hilum", "hilar", "perihilar",
+    "mediastinum", "mediastinal", "trachea", "heart", "ventricle", "atrium", "vena", "cava",
+    "junction", "cavoatrial", "diaphragm", "hemidiaphragm", "costophrenic", "angle", "clavicle",
+    "rib", "spine", "lingula", "retrocardiac", "subpleural", "pleura", "axilla",
+    "face", "scalp", "neck", "trunk", "torso", "back", "abdomen", "arm", "forearm", "hand", "palm",
+    "finger", "leg", "thigh", "foot", "sole", "toe", "shoulder", "ear", "nose", "lip", "cheek",
+    "forehead", "buttock", "hip", "knee", "elbow", "extremity", "acral", "genital",
+})
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,15 @@ class VocabParams:
     concept_list: str | None = None
     # mine the train-split reports of this other configured dataset (MIMIC-CXR for NIH14)
     reports_from: str | None = None
+    drop_locations: bool = True  # mined phrases of location words only are no concepts
+    location_words: tuple[str, ...] = ()  # more location words, for the user's domain
+
+    def is_location(self, phrase: str) -> bool:
+        """Is ``phrase`` (canonical form) only location words, and so dropped when mined?"""
+        extra = {w.lower() for w in self.location_words}
+        return self.drop_locations and all(
+            w in LOCATION_WORDS or w in extra for w in phrase.split()
+        )
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> VocabParams:
@@ -356,12 +386,23 @@ def kind_of(concept: str) -> str:
 
 # -- the vocabulary -----------------------------------------------------------------
 def mine_vocabulary(
-    phrase_sets: Iterable[set[str]], min_df: int, max_concepts: int
+    phrase_sets: Iterable[set[str]], min_df: int, max_concepts: int, dropped=None
 ) -> pd.DataFrame:
-    """concept, doc_freq, kind for phrases in >= ``min_df`` documents; the
-    ``max_concepts`` most frequent, ordered by doc_freq (desc) then concept."""
+    """concept, doc_freq, kind for phrases in >= ``min_df`` documents, except those
+    ``dropped`` (a predicate) rejects; the ``max_concepts`` most frequent, ordered by
+    doc_freq (desc) then concept."""
     counts = Counter(p for s in phrase_sets for p in s)
-    rows = sorted(((c, n) for c, n in counts.items() if n >= min_df), key=lambda r: (-r[1], r[0]))
+    frequent = [(c, n) for c, n in counts.items() if n >= min_df]
+    if dropped is not None:
+        gone = sorted((r for r in frequent if dropped(r[0])), key=lambda r: (-r[1], r[0]))
+        if gone:
+            log.info(
+                "%d location-only phrases are not concepts (vocab.drop_locations): %s",
+                len(gone),
+                ", ".join(c for c, _ in gone[:20]) + (", ..." if len(gone) > 20 else ""),
+            )
+        frequent = [r for r in frequent if not dropped(r[0])]
+    rows = sorted(frequent, key=lambda r: (-r[1], r[0]))
     rows = rows[:max_concepts]
     return pd.DataFrame(
         {
@@ -518,7 +559,7 @@ def _mine_other(reports_manifest: PathLike, params: VocabParams, nlp):
         positive_phrases(d, nlp.Defaults.stop_words)
         for d in parse(train["report"].tolist(), nlp, desc=f"spaCy {params.reports_from}")
     ]
-    vocab = mine_vocabulary(sets, params.min_df, params.max_concepts)
+    vocab = mine_vocabulary(sets, params.min_df, params.max_concepts, params.is_location)
     if vocab.empty:
         raise _empty_error(reports_manifest, params, len(train), sets)
     return vocab, len(train)
@@ -576,7 +617,9 @@ def build_vocabulary(
             )
         phrase_sets = [positive_phrases(d, stop_words) for d in docs]
         train_sets = [s for s, t in zip(phrase_sets, is_train, strict=True) if t]
-        vocab = mine_vocabulary(train_sets, params.min_df, params.max_concepts)
+        vocab = mine_vocabulary(
+            train_sets, params.min_df, params.max_concepts, params.is_location
+        )
         if vocab.empty:
             raise _empty_error(manifest_path, params, int(is_train.sum()), train_sets)
     doc_phrases = _doc_phrase_frame(

@@ -101,7 +101,8 @@ CONCEPTS: list[PlantedConcept] = [
         "pleural_effusion",
         "finding",
         "fluid filling a lung base with a meniscus, blunting the costophrenic angle",
-        ["pleural effusion", "effusion", "pleural fluid"],
+        # the meniscus is the sign drawn and reported ("an effusion with a meniscus")
+        ["pleural effusion", "effusion", "pleural fluid", "meniscus"],
         [
             "There is a {side} pleural effusion.",
             "A small {side} pleural effusion is present.",
@@ -143,11 +144,13 @@ CONCEPTS: list[PlantedConcept] = [
         "mass",
         "finding",
         "a large lobulated opacity in a lung",
-        ["mass", "lung mass", "pulmonary mass", "mass lesion"],
+        ["mass", "lung mass", "pulmonary mass", "mass lesion", "lobulated opacity"],
         [
             "There is a large mass in the {side} lung.",
             "There is a {side} lung mass.",
             "A pulmonary mass is seen in the {side} {zone} zone.",
+            # reports describe what is seen, as for the other findings' signs
+            "A lobulated opacity in the {side} {zone} zone is consistent with a mass.",
         ],
         ["No mass.", "There is no mass."],
         **{"class": "Mass"},
