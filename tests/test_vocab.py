@@ -174,8 +174,10 @@ def test_location_only_phrases_are_not_concepts(tmp_path):
     assert set(mine_vocabulary(sets, 2, 10, fundus.is_location)["concept"]) == kept - {"macula"}
     everything = VocabParams(drop_locations=False)
     assert len(mine_vocabulary(sets, 2, 10, everything.is_location)) == len(sets[0])
-    rows = [(f"r{i}", "train", "There is a right lung nodule. The left middle zone is clear.")
-            for i in range(3)]
+    rows = [
+        (f"r{i}", "train", "There is a right lung nodule. The left middle zone is clear.")
+        for i in range(3)
+    ]
     vocab = build_vocabulary(
         write_reports_manifest(tmp_path, rows),
         tmp_path / "c.parquet",

@@ -617,9 +617,7 @@ def build_vocabulary(
             )
         phrase_sets = [positive_phrases(d, stop_words) for d in docs]
         train_sets = [s for s, t in zip(phrase_sets, is_train, strict=True) if t]
-        vocab = mine_vocabulary(
-            train_sets, params.min_df, params.max_concepts, params.is_location
-        )
+        vocab = mine_vocabulary(train_sets, params.min_df, params.max_concepts, params.is_location)
         if vocab.empty:
             raise _empty_error(manifest_path, params, int(is_train.sum()), train_sets)
     doc_phrases = _doc_phrase_frame(
