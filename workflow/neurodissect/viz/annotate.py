@@ -152,12 +152,17 @@ def plot_localization(dest, localization, manifest, dpi, layer="") -> None:
             ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="white", linewidth=1.2))
         m = per_unit.loc[ex["unit"]]
         ax.set_title(
-            f"unit {ex['unit']} ({ex['truth']})\nmean IoU {m['iou']:.2f}\n"
-            f"pointing {m['pointing_hit']:.2f} (grid ceiling {m['pointing_ceiling']:.2f})",
+            f"unit {ex['unit']} ({ex['truth']})\nIoU {m['iou']:.2f}, "
+            f"pointing {m['pointing_hit']:.2f} (max {m['pointing_ceiling']:.2f})",
             fontsize=7,
         )
         ax.set_axis_off()
-    fig.suptitle(f"{layer}: unit heatmap over the image, box of the finding", fontsize=8)
+    # max: the share of images where some cell centre of the map's own grid is in a box
+    fig.suptitle(
+        f"{layer}: unit heatmap over the image, box of the finding "
+        "(pointing max: the best any map of this grid can score)",
+        fontsize=8,
+    )
     _save(fig, dest, dpi)
 
 
