@@ -563,6 +563,13 @@ def test_planted_concept_units_are_named_and_localized(cxr_annotation, tmp_path)
     # the highest cell) is won unless a box covers only that cell's edge (measured 0.875;
     # a random point hits < 0.2), and the top-q% mask overlaps the box
     assert m["pointing_hit"] >= 0.8 and m["iou"] > 0.2
+    # those misses are boxes that hold no cell centre of the 8 x 8 grid (thin or small
+    # findings): the ceiling is below 1 and these oracle maps reach it (measured 0.875 each)
+    assert m["pointing_hit"] <= m["pointing_hit_ceiling"] < 1.0
+    assert m["pointing_hit_of_ceiling"] == pytest.approx(
+        m["pointing_hit"] / m["pointing_hit_ceiling"]
+    )
+    assert m["pointing_hit_of_ceiling"] >= 0.95
     assert m["split"] == "test"
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "concepts.png",
@@ -583,6 +590,7 @@ def test_class_units_use_class_synonyms_and_cam_localization(cxr_annotation, tmp
     assert set(units["group"]) == {"class"} and m["n_class_units"] == 6
     assert m["class_units_hit_rate"] == m["hit_rate"] >= 5 / 6
     assert m["n_units_localized"] >= 5 and m["pointing_hit"] >= 0.8  # cell centres, as above
+    assert m["pointing_hit"] <= m["pointing_hit_ceiling"] <= 1.0
 
 
 def test_minilm_second_text_space_scores_synonyms_closer_than_unrelated_words():
@@ -620,7 +628,44 @@ def test_pointing_game_points_at_the_peak_cell_centre_of_a_coarse_map():
         assert not loc.pointing_hit(small, corner_box)
     assert loc.localize(
         np.array([[0.0, 0.0], [0.0, 1.0]]), np.array([[40, 40, 16, 16]]), 64, 64, 20
-    )[1]
+    )[1:] == (True, True)
+
+
+def test_pointing_ceiling_is_whether_any_cell_centre_of_the_grid_lies_in_a_box():
+    # a 2 x 2 grid on a 64-pixel image points only at (16|48, 16|48): a box between the
+    # centres is out of reach of any 2 x 2 map, a box around (16, 16) is not, and a 4 x 4
+    # grid (centres 8, 24, 40, 56) reaches the first box
+    between = loc.box_mask([(22, 22, 20, 20)], 64, 64)  # x, y in [22, 42]
+    around = loc.box_mask([(10, 10, 12, 12)], 64, 64)
+    assert not loc.pointing_ceiling((2, 2), between)
+    assert loc.pointing_ceiling((2, 2), around)
+    assert loc.pointing_ceiling((4, 4), between)
+    assert loc.pointing_ceiling((2, 2), between | around)  # the union of the boxes
+    # a map peaking inside the out-of-reach box still misses it: hit False, ceiling False
+    heat = np.zeros((2, 2))
+    heat[1, 1] = 1.0
+    _, hit, ceiling = loc.localize(heat, np.array([[22, 22, 20, 20]]), 64, 64, 20)
+    assert (hit, ceiling) == (False, False)
+
+
+def test_localization_metrics_average_per_unit_and_leave_an_unreachable_ratio_empty():
+    from neurodissect.evaluate.annotation import localization_metrics
+
+    per_image = pd.DataFrame(
+        {
+            "unit": [0, 0, 0, 0, 1],
+            "iou": [0.5] * 5,
+            "pointing_hit": [True, False, False, False, False],
+            "pointing_ceiling": [True, True, False, False, True],
+        }
+    )
+    m = localization_metrics(per_image)
+    # unit 0: hit 1/4, ceiling 2/4; unit 1: hit 0, ceiling 1 → means 1/8 and 3/4
+    assert m["pointing_hit"] == 0.125 and m["pointing_hit_ceiling"] == 0.75
+    assert m["pointing_hit_of_ceiling"] == pytest.approx(1 / 6)
+    assert m["n_units_localized"] == 2
+    unreachable = per_image.assign(pointing_hit=False, pointing_ceiling=False)
+    assert localization_metrics(unreachable)["pointing_hit_of_ceiling"] is None
 
 
 def test_cam_equals_grad_cam_for_a_linear_head_after_average_pooling():

@@ -4,7 +4,10 @@ A map (h, w) is upsampled bilinearly to the stored image (H, W) — the model sa
 whole image resized to a square, so the grid covers the whole image — and thresholded at
 its top q % of pixels. IoU compares that mask with the union of the finding's boxes; the
 pointing game scores a hit when the centre of the map's highest cell (on the map's own
-grid) lies inside a box.
+grid) lies inside a box. Its ceiling asks whether ANY cell centre of that grid lies inside a
+box: the best any map of that resolution can score (a 2 x 2 map of a 64-pixel image can
+only point at (16, 16), (16, 48), (48, 16) or (48, 48), and misses a small box elsewhere
+whatever it activates on).
 
 For a linear head after global average pooling, the CAM of class k is
 Σ_c W[k, c] · A_c(x, y) over the last conv layer's maps A — identical to Grad-CAM there.
@@ -64,6 +67,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def cell_centres(n_cells: int, n_pixels: int) -> np.ndarray:
+    """Pixel index under the centre of each of ``n_cells`` cells spanning ``n_pixels``."""
+    return np.minimum(n_pixels - 1, ((np.arange(n_cells) + 0.5) * n_pixels / n_cells).astype(int))
+
+
 def peak_point(heat: np.ndarray, height: int, width: int) -> tuple[int, int]:
     """Pixel (row, col) of an (height, width) image under the centre of the (first) highest
     cell of ``heat`` (h, w), a map at its own resolution.
@@ -75,9 +83,7 @@ def peak_point(heat: np.ndarray, height: int, width: int) -> tuple[int, int]:
     """
     heat = np.asarray(heat)
     r, c = np.unravel_index(np.argmax(heat), heat.shape)
-    y = min(height - 1, int((r + 0.5) * height / heat.shape[0]))
-    x = min(width - 1, int((c + 0.5) * width / heat.shape[1]))
-    return y, x
+    return int(cell_centres(heat.shape[0], height)[r]), int(cell_centres(heat.shape[1], width)[c])
 
 
 def pointing_hit(heat: np.ndarray, inside: np.ndarray) -> bool:
@@ -87,10 +93,22 @@ def pointing_hit(heat: np.ndarray, inside: np.ndarray) -> bool:
     return bool(inside[y, x])
 
 
+def pointing_ceiling(grid_shape: tuple[int, int], inside: np.ndarray) -> bool:
+    """True when some cell centre of an (h, w) grid lies in ``inside`` (the image's box
+    mask): whether any map of that resolution can win the pointing game on this image."""
+    rows = cell_centres(grid_shape[0], inside.shape[0])
+    cols = cell_centres(grid_shape[1], inside.shape[1])
+    return bool(inside[np.ix_(rows, cols)].any())
+
+
 def localize(
     heat_small: np.ndarray, boxes: np.ndarray, height: int, width: int, top_percent: float
-) -> tuple[float, bool]:
-    """(IoU, pointing hit) of one map (h, w) against one image's boxes."""
+) -> tuple[float, bool, bool]:
+    """(IoU, pointing hit, pointing ceiling) of one map (h, w) against one image's boxes."""
     heat = upsample(heat_small, height, width)
     inside = box_mask(boxes, height, width)
-    return iou(top_mask(heat, top_percent), inside), pointing_hit(heat_small, inside)
+    return (
+        iou(top_mask(heat, top_percent), inside),
+        pointing_hit(heat_small, inside),
+        pointing_ceiling(np.shape(heat_small), inside),
+    )

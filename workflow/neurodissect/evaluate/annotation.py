@@ -294,7 +294,7 @@ def annotation_metrics(units: pd.DataFrame) -> dict[str, Any]:
 # -- localization ----------------------------------------------------------------------------
 @dataclass
 class LocalizationResult:
-    per_image: pd.DataFrame  # unit, image_id, finding, iou, pointing_hit
+    per_image: pd.DataFrame  # unit, image_id, finding, iou, pointing_hit, pointing_ceiling
     examples: list[dict] = field(default_factory=list)  # for the figure: heat, image, boxes
 
 
@@ -346,10 +346,10 @@ def localize_units(
             small = small.reshape(maps.shape[1:])
             height, width = image_size(image_id)
             img_boxes = sel.loc[sel["image_id"].astype(str) == image_id, ["x", "y", "w", "h"]]
-            overlap, hit = localize(
+            overlap, hit, ceiling = localize(
                 small, img_boxes.to_numpy(), height, width, params.localization_top_percent
             )
-            rows.append((unit, image_id, "; ".join(findings), overlap, hit))
+            rows.append((unit, image_id, "; ".join(findings), overlap, hit, ceiling))
             if len(examples) < n_examples and image_id == image_ids[0]:
                 heat = upsample(small, height, width)  # the figure shows the upsampled map
                 examples.append(
@@ -361,8 +361,26 @@ def localize_units(
                         "truth": truth.labels[0],
                     }
                 )
-    per_image = pd.DataFrame(rows, columns=["unit", "image_id", "finding", "iou", "pointing_hit"])
+    per_image = pd.DataFrame(
+        rows, columns=["unit", "image_id", "finding", "iou", "pointing_hit", "pointing_ceiling"]
+    )
     return LocalizationResult(per_image, examples)
+
+
+def localization_metrics(per_image: pd.DataFrame) -> dict[str, Any]:
+    """Means over units of each unit's mean IoU, pointing hit and pointing ceiling (the
+    share of its images where some cell centre of the map's grid lies in a box), and the
+    hit as a fraction of the ceiling (None when no cell centre can ever hit)."""
+    per_unit = per_image.groupby("unit")[["iou", "pointing_hit", "pointing_ceiling"]].mean()
+    hit = float(per_unit["pointing_hit"].mean())
+    ceiling = float(per_unit["pointing_ceiling"].mean())
+    return {
+        "iou": float(per_unit["iou"].mean()),
+        "pointing_hit": hit,
+        "pointing_hit_ceiling": ceiling,
+        "pointing_hit_of_ceiling": hit / ceiling if ceiling > 0 else None,
+        "n_units_localized": int(len(per_unit)),
+    }
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -469,10 +487,7 @@ def evaluate_annotation(
         metrics.pop("mean_cosine_alt")
     localization = run_localization(inputs, truths, store, manifest, splits, params, arch)
     if localization is not None and len(localization.per_image):
-        per_unit = localization.per_image.groupby("unit")[["iou", "pointing_hit"]].mean()
-        metrics["iou"] = float(per_unit["iou"].mean())
-        metrics["pointing_hit"] = float(per_unit["pointing_hit"].mean())
-        metrics["n_units_localized"] = int(len(per_unit))
+        metrics.update(localization_metrics(localization.per_image))
     metrics["split"] = meta.get("probe_split", ex_meta.get("probe_split"))
     if inputs.verification is not None:
         metrics.update(read_verification(inputs.verification))

@@ -142,7 +142,8 @@ def plot_localization(dest, localization, manifest, dpi, layer="") -> None:
     fig, axes = plt.subplots(
         1, max(1, len(examples)), figsize=(2.6 * max(1, len(examples)), 2.9), squeeze=False
     )
-    per_unit = localization.per_image.groupby("unit")[["iou", "pointing_hit"]].mean()
+    cols = ["iou", "pointing_hit", "pointing_ceiling"]
+    per_unit = localization.per_image.groupby("unit")[cols].mean()
     for ax, ex in zip(axes[0], examples, strict=False):
         img = load_image(manifest.root / paths[ex["image_id"]], manifest.channels)
         ax.imshow(np.asarray(img), cmap="gray" if manifest.channels == 1 else None)
@@ -151,12 +152,17 @@ def plot_localization(dest, localization, manifest, dpi, layer="") -> None:
             ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="white", linewidth=1.2))
         m = per_unit.loc[ex["unit"]]
         ax.set_title(
-            f"unit {ex['unit']} ({ex['truth']})\nmean IoU {m['iou']:.2f}, "
-            f"pointing {m['pointing_hit']:.2f}",
+            f"unit {ex['unit']} ({ex['truth']})\nIoU {m['iou']:.2f}, "
+            f"pointing {m['pointing_hit']:.2f} (max {m['pointing_ceiling']:.2f})",
             fontsize=7,
         )
         ax.set_axis_off()
-    fig.suptitle(f"{layer}: unit heatmap over the image, box of the finding", fontsize=8)
+    # max: the share of images where some cell centre of the map's own grid is in a box
+    fig.suptitle(
+        f"{layer}: unit heatmap over the image, box of the finding "
+        "(pointing max: the best any map of this grid can score)",
+        fontsize=8,
+    )
     _save(fig, dest, dpi)
 
 
