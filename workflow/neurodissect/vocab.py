@@ -386,23 +386,23 @@ def kind_of(concept: str) -> str:
 
 # -- the vocabulary -----------------------------------------------------------------
 def mine_vocabulary(
-    phrase_sets: Iterable[set[str]], min_df: int, max_concepts: int, dropped=None
+    phrase_sets: Iterable[set[str]], min_df: int, max_concepts: int, is_location=None
 ) -> pd.DataFrame:
-    """concept, doc_freq, kind for phrases in >= ``min_df`` documents, except those
-    ``dropped`` (a predicate) rejects; the ``max_concepts`` most frequent, ordered by
+    """concept, doc_freq, kind for phrases in >= ``min_df`` documents, except those the
+    predicate ``is_location`` accepts; the ``max_concepts`` most frequent, ordered by
     doc_freq (desc) then concept."""
     counts = Counter(p for s in phrase_sets for p in s)
-    frequent = [(c, n) for c, n in counts.items() if n >= min_df]
-    if dropped is not None:
-        gone = sorted((r for r in frequent if dropped(r[0])), key=lambda r: (-r[1], r[0]))
+    rows = sorted(((c, n) for c, n in counts.items() if n >= min_df), key=lambda r: (-r[1], r[0]))
+    if is_location is not None:
+        gone = {c for c, _ in rows if is_location(c)}
         if gone:
+            named = [c for c, _ in rows if c in gone][:20]
             log.info(
                 "%d location-only phrases are not concepts (vocab.drop_locations): %s",
                 len(gone),
-                ", ".join(c for c, _ in gone[:20]) + (", ..." if len(gone) > 20 else ""),
+                ", ".join(named) + (", ..." if len(gone) > 20 else ""),
             )
-        frequent = [r for r in frequent if not dropped(r[0])]
-    rows = sorted(frequent, key=lambda r: (-r[1], r[0]))
+            rows = [r for r in rows if r[0] not in gone]
     rows = rows[:max_concepts]
     return pd.DataFrame(
         {
