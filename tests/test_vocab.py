@@ -188,6 +188,16 @@ def test_location_only_phrases_are_not_concepts(tmp_path):
     assert vocab["n_concepts"] == len(concepts)
     assert {"right lung nodule", "lung nodule", "nodule"} <= concepts
     assert not concepts & {"left middle zone", "middle zone", "zone"}
+    # reports that only say where: the empty-vocabulary error says the filter took them
+    only_where = [(f"w{i}", "train", "The left middle zone is clear.") for i in range(3)]
+    with pytest.raises(InputError, match=r"vocabulary is empty.*location-only.*drop_locations"):
+        build_vocabulary(
+            write_reports_manifest(tmp_path, only_where),
+            tmp_path / "c2.parquet",
+            tmp_path / "d2.parquet",
+            params=VocabParams(min_df=2),
+        )
+    assert not (tmp_path / "c2.parquet").exists()
 
 
 def test_no_planted_concept_or_class_name_is_a_location():

@@ -536,11 +536,17 @@ def _doc_phrase_frame(image_ids, phrase_sets, vocabulary: set[str]) -> pd.DataFr
 def _empty_error(path, params: VocabParams, n_train: int, phrase_sets) -> InputError:
     counts = Counter(p for s in phrase_sets for p in s)
     top = ", ".join(f"{c!r} ({n})" for c, n in counts.most_common(5)) or "none"
+    located = sum(n >= params.min_df and params.is_location(c) for c, n in counts.items())
+    dropped = (
+        f"; {located} that do are location-only and dropped (vocab.drop_locations)"
+        if located
+        else ""
+    )
     return InputError(
         f"{path}: the vocabulary is empty after filtering: no phrase occurs positively in at "
         f"least vocab.min_df={params.min_df} of the {n_train} train-split reports "
-        f"({len(counts)} distinct phrases; most frequent: {top}); lower vocab.min_df or "
-        "give a concept list (vocab.concept_list)"
+        f"({len(counts)} distinct phrases; most frequent: {top}{dropped}); lower "
+        "vocab.min_df or give a concept list (vocab.concept_list)"
     )
 
 
